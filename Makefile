@@ -1,0 +1,16 @@
+# The README's quick start: `make quickstart` (set up + run the main job) and `make test` (set up + tests).
+.PHONY: venv quickstart test lint bench
+
+venv:
+	bash .ci/setup-venv
+
+quickstart: venv
+	.venv/bin/crowdselect select --config examples/crowd.yaml --input examples/crowd.jsonl \
+	  --k 24 --clusters 4 --out runs/quickstart
+
+test: venv
+	.venv/bin/python -m ruff check crowdselect jobs tests bench
+	.venv/bin/python -m pytest tests
+
+bench: venv
+	.venv/bin/python bench/select_bench.py

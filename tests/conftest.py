@@ -1,0 +1,46 @@
+"""Shared test setup: offline HF, a short Ray temp dir, one local Ray cluster per session."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "crowdselect" / "torch_extensions"))
+RAY_TMP = os.environ.setdefault("CROWDSELECT_RAY_TMP", "/tmp/rcs")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray cluster shared by the whole session (8 logical CPUs; may exceed the cores)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=8, _temp_dir=RAY_TMP, include_dashboard=False, log_to_driver=False)
+    yield ray
+
+
+@pytest.fixture
+def tmp_out(tmp_path):
+    return tmp_path
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except Exception:
+        has_gpu = False
+    if not has_gpu:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
