@@ -1,0 +1,96 @@
+"""`crowdselect` command line: one subcommand per pipeline phase, each a thin call into its module.
+
+    crowdselect select --config CROWD.yaml --input PATH --k K --clusters C --out DIR [key=value ...]
+    crowdselect run CONFIG.yaml [--out DIR] [key=value ...]
+    crowdselect train CONFIG.yaml [key=value ...]
+    crowdselect eval CONFIG.yaml [key=value ...]
+
+A user error (bad config, bad input rows) exits with code 2 and a clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from crowdselect.config import STRATEGIES
+from crowdselect.config_loader import ConfigError
+
+
+class UserError(Exception):
+    """A problem with what the user gave us (config, input rows); printed as is, exit code 2."""
+
+
+def _select_parser(sub) -> None:
+    p = sub.add_parser("select", help="select a subset from a precomputed crowd (instructions x answers x rewards)")
+    p.add_argument("--config", help="crowd YAML: generators (name, family, size_b) and any other settings")
+    p.add_argument("--input", nargs="+", help="pool files, directories, globs or s3:// gs:// URIs")
+    p.add_argument("--format", choices=["auto", "canonical", "long", "wide"])
+    p.add_argument("--k", type=int, help="rows to select (default 1000)")
+    p.add_argument("--clusters", type=int, help="k-means clusters for the equal quota (default 10)")
+    p.add_argument("--weights", help="difficulty,separability,stability weights (default 1,1,2)")
+    p.add_argument("--strategy", choices=STRATEGIES)
+    p.add_argument("--no-cluster", dest="cluster", action="store_const", const=False,
+                   help="rank the whole pool, no cluster quota")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--embedder", help="HF id, folder or pkg: alias of the sentence embedder")
+    p.add_argument("--on-bad-rows", choices=["fail", "quarantine"])
+    p.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+
+
+def _phase_parser(sub, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("config", help="YAML config")
+    p.add_argument("--out", help="run directory (overrides the config's)")
+    p.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crowdselect", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _select_parser(sub)
+    _phase_parser(sub, "run", "generate, reward, score and select end to end (resumable)")
+    _phase_parser(sub, "train", "fine-tune a student on the selection (Ray Train + DeepSpeed / LoRA)")
+    _phase_parser(sub, "eval", "evaluate a model with an LLM judge (MT-bench style)")
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "select":
+        from crowdselect.config import FLAG_KEYS, load_select_config
+        from crowdselect.select_job import run_select
+
+        flags = {k: getattr(args, k, None) for k in FLAG_KEYS}
+        cfg = load_select_config(args.config, flags, args.overrides)
+        return run_select(cfg, config_path=args.config)
+    if args.command == "run":
+        from crowdselect.run_job import main as run_main
+
+        return run_main(args.config, out=args.out, overrides=args.overrides)
+    if args.command == "train":
+        from crowdselect.train.job import main as train_main
+
+        return train_main(args.config, out=args.out, overrides=args.overrides)
+    if args.command == "eval":
+        from crowdselect.eval_job import main as eval_main
+
+        return eval_main(args.config, out=args.out, overrides=args.overrides)
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return dispatch(args)
+    except (ConfigError, UserError) as e:
+        print(f"crowdselect: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("crowdselect: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

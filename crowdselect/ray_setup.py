@@ -1,0 +1,39 @@
+"""Start or join Ray: the same command works on a laptop and under `ray job submit`.
+
+Order: an explicit address from config, else `RAY_ADDRESS` (set by `ray job submit` and by users), else a
+new local Ray with a short temp dir. The process-group and cluster details live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir: str | None = None) -> str:
+    """Initialise Ray once per process; returns "local" or the address joined."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        return "existing"
+    target = address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": _forwarded_env()}
+    if target:
+        ray.init(address=target, runtime_env=runtime_env, log_to_driver=True)
+        log.info("joined Ray cluster at %s", target)
+        return target
+    tmp = temp_dir or os.environ.get("CROWDSELECT_RAY_TMP", "/tmp/rcs")
+    # address="local" starts a fresh cluster even when another `ray start` runs on this machine.
+    ray.init(address="local", num_cpus=num_cpus, _temp_dir=tmp, include_dashboard=False,
+             runtime_env=runtime_env)
+    return "local"
+
+
+def _forwarded_env() -> dict[str, str]:
+    """Env vars every Ray worker needs to see as the driver does (offline hub, caches). No secrets."""
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CROWDSELECT_CACHE", "VLLM_CPU_KVCACHE_SPACE",
+            "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM", "HF_HOME")
+    return {k: os.environ[k] for k in keys if k in os.environ}
