@@ -14,11 +14,7 @@ import argparse
 import sys
 
 from crowdselect.config import STRATEGIES
-from crowdselect.config_loader import ConfigError
-
-
-class UserError(Exception):
-    """A problem with what the user gave us (config, input rows); printed as is, exit code 2."""
+from crowdselect.errors import ConfigError, UserError
 
 
 def _select_parser(sub) -> None:
