@@ -110,7 +110,6 @@ class KMeansConfig:
     n_init: int = 20
     max_iter: int = 300
     tol: float = 1e-4  # relative to the mean feature variance, as sklearn
-    init: Literal["k-means++", "k-means||"] = "k-means++"
     fit_sample: int | None = None  # fit on at most this many rows, then assign every row
     workers: int = 0  # k-means actors; 0 = one per available CPU, at most 8
 
