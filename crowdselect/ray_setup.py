@@ -35,5 +35,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir
 def _forwarded_env() -> dict[str, str]:
     """Env vars every Ray worker needs to see as the driver does (offline hub, caches). No secrets."""
     keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CROWDSELECT_CACHE", "VLLM_CPU_KVCACHE_SPACE",
-            "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM", "HF_HOME")
+            "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM", "HF_HOME", "AWS_ENDPOINT_URL",
+            "AWS_DEFAULT_REGION", "RAY_DATA_DISABLE_PROGRESS_BARS")
     return {k: os.environ[k] for k in keys if k in os.environ}

@@ -1,35 +1,94 @@
 """Paths that may be local folders or cloud URIs (s3://, gs://): one small API over pyarrow filesystems.
 
 Run directories, manifests and checkpoints go through here so that `--out s3://bucket/run` works like a
-local folder. For an S3-compatible server (MinIO, moto) set AWS_ENDPOINT_URL, which pyarrow honours.
+local folder. URIs keep their scheme everywhere (`join`, `list_files` return URIs); only `filesystem`
+and `ray_path` hand out the (filesystem, path-inside-it) pair that pyarrow, Ray Data and Ray Train take.
+
+Endpoints and credentials come from the environment, never from config files:
+- S3 and S3-compatible servers (MinIO, Ceph, moto): the usual AWS chain (instance role, AWS_PROFILE,
+  AWS_ACCESS_KEY_ID/...). AWS_ENDPOINT_URL points at a non-AWS server; pyarrow's S3 client honours it
+  (tests/test_storage_s3.py proves it against a real S3-API server). CROWDSELECT_S3_ENDPOINT overrides it
+  for crowdselect alone (e.g. `http://minio:9000`).
+- GCS: Google's default credentials. CROWDSELECT_GCS_ENDPOINT (`http://host:port`) targets an emulator or
+  private endpoint; CROWDSELECT_GCS_ANONYMOUS=1 skips credentials (emulators).
+Ray workers must see the same variables: put them in the job's runtime_env (jobs/runtime_env.yaml).
+This module knows nothing of runs or stages.
 """
 
 from __future__ import annotations
 
+import datetime
+import os
 import posixpath
+from functools import lru_cache
 
 import pyarrow.fs as pafs
+
+REMOTE_SCHEMES = ("s3", "gs", "gcs")
 
 
 def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for a local path or URI."""
-    if not is_remote(uri):
-        import os
+def scheme(uri: str) -> str:
+    """"s3", "gs", ... for a URI; "file" for a local path."""
+    return uri.split("://", 1)[0].lower() if is_remote(uri) else "file"
 
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local path or URI; remote filesystems are cached per bucket."""
+    if not is_remote(uri):
         return pafs.LocalFileSystem(), os.path.abspath(uri.removeprefix("file://"))
-    return pafs.FileSystem.from_uri(uri)
+    kind, rest = uri.split("://", 1)
+    bucket = rest.split("/", 1)[0]
+    fs = _remote_filesystem(kind.lower(), bucket, _endpoint_env())
+    return fs, rest.rstrip("/")
+
+
+def ray_path(uri: str) -> tuple[str, pafs.FileSystem | None]:
+    """(path, filesystem) for Ray Data reads/writes and Ray Train's `RunConfig(storage_path,
+    storage_filesystem)`. Local paths come back unchanged with None (Ray's own local handling)."""
+    if not is_remote(uri):
+        return os.path.abspath(uri.removeprefix("file://")), None
+    fs, path = filesystem(uri)
+    return path, fs
+
+
+def _endpoint_env() -> tuple[str | None, ...]:
+    # Part of the cache key, so a changed endpoint (tests, notebooks) gets a new filesystem.
+    keys = ("CROWDSELECT_S3_ENDPOINT", "AWS_ENDPOINT_URL", "CROWDSELECT_GCS_ENDPOINT", "CROWDSELECT_GCS_ANONYMOUS")
+    return tuple(os.environ.get(k) for k in keys)
+
+
+@lru_cache(maxsize=64)
+def _remote_filesystem(kind: str, bucket: str, env: tuple[str | None, ...]) -> pafs.FileSystem:
+    if kind == "s3" and env[0]:
+        scheme_, host = _split_endpoint(env[0])
+        return pafs.S3FileSystem(endpoint_override=host, scheme=scheme_,
+                                 region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"))
+    if kind in ("gs", "gcs") and env[2]:
+        scheme_, host = _split_endpoint(env[2])
+        return pafs.GcsFileSystem(endpoint_override=host, scheme=scheme_, anonymous=env[3] == "1",
+                                  retry_time_limit=datetime.timedelta(seconds=30))
+    if kind in ("gs", "gcs") and env[3] == "1":
+        return pafs.GcsFileSystem(anonymous=True)
+    fs, _ = pafs.FileSystem.from_uri(f"{kind}://{bucket}")
+    return fs
+
+
+def _split_endpoint(url: str) -> tuple[str, str]:
+    """"http://127.0.0.1:9000" -> ("http", "127.0.0.1:9000"); a bare host:port means https."""
+    if "://" in url:
+        s, host = url.split("://", 1)
+        return s, host.rstrip("/")
+    return "https", url.rstrip("/")
 
 
 def join(uri: str, *parts: str) -> str:
     if is_remote(uri):
-        scheme, rest = uri.split("://", 1)
-        return f"{scheme}://{posixpath.join(rest, *parts)}"
-    import os
-
+        kind, rest = uri.split("://", 1)
+        return f"{kind}://{posixpath.join(rest, *parts)}"
     return os.path.join(uri, *parts)
 
 
@@ -43,12 +102,31 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
-def write_bytes(uri: str, data: bytes) -> None:
-    """Write a whole file; local writes go through a temp name + rename so readers never see half a file."""
+def is_file(uri: str) -> bool:
     fs, path = filesystem(uri)
-    fs.create_dir(posixpath.dirname(path), recursive=True)
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def list_files(uri: str, suffix: str = "", recursive: bool = True) -> list[str]:
+    """Files under a directory URI (sorted URIs, same scheme as `uri`); [] when it does not exist."""
+    fs, path = filesystem(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True))
+    found = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))
+    return [_to_uri(uri, path, p) for p in found]
+
+
+def _to_uri(base_uri: str, base_path: str, path: str) -> str:
+    rel = posixpath.relpath(path, base_path) if is_remote(base_uri) else os.path.relpath(path, base_path)
+    return join(base_uri, rel)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file so that readers never see half of it: local writes go through a temp name and
+    a rename; object stores publish an object only when its upload completes."""
+    fs, path = filesystem(uri)
     if isinstance(fs, pafs.LocalFileSystem):
-        tmp = path + ".tmp"
+        fs.create_dir(os.path.dirname(path), recursive=True)
+        tmp = f"{path}.tmp{os.getpid()}"
         with fs.open_output_stream(tmp) as f:
             f.write(data)
         fs.move(tmp, path)
@@ -71,7 +149,37 @@ def read_text(uri: str) -> str:
     return read_bytes(uri).decode("utf-8")
 
 
-def delete_dir(uri: str) -> None:
+def delete_file(uri: str) -> None:
     fs, path = filesystem(uri)
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def delete_dir(uri: str) -> None:
+    """Remove a directory and everything under it; nothing happens when it does not exist."""
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return
+    fs.delete_dir_contents(path, missing_dir_ok=True)
+    try:
         fs.delete_dir(path)
+    except FileNotFoundError:
+        pass  # object stores: a prefix with no marker object vanishes with its last file
+
+
+def upload_dir(local_dir: str, uri: str) -> None:
+    """Copy a local folder (a checkpoint, an exported model) to `uri`, keeping its layout."""
+    fs, path = filesystem(uri)
+    pafs.copy_files(os.path.abspath(local_dir), path, source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=fs)
+
+
+def download_dir(uri: str, local_dir: str) -> str:
+    """Copy a directory URI to a local folder (created as needed); returns the local folder."""
+    if not is_remote(uri):
+        return os.path.abspath(uri)
+    fs, path = filesystem(uri)
+    os.makedirs(local_dir, exist_ok=True)
+    pafs.copy_files(path, os.path.abspath(local_dir), source_filesystem=fs,
+                    destination_filesystem=pafs.LocalFileSystem())
+    return os.path.abspath(local_dir)

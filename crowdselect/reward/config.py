@@ -1,0 +1,114 @@
+"""RewardSpec: one scoring model (a reward model, an LLM judge, or a baseline's student/judge) and its Ray pool.
+
+In a run config:
+
+    rewards:
+      - name: skywork-8b
+        model: Skywork/Skywork-Reward-Llama-3.1-8B-v0.2    # HF id, folder, or pkg: alias
+        kind: classifier
+        primary: true                                       # this one drives the metrics
+        batch_size: 16
+        max_length: 4096
+        num_gpus: 1
+        concurrency: 4
+      - name: smol-judge
+        model: pkg:smollm2-135m-instruct
+        kind: judge                                         # probability-weighted 1-10 LLM-as-judge
+        backend: hf                                         # or vllm
+
+Truncation (`truncation`) when instruction + response do not fit `max_length` tokens:
+- `head_tail` (default): the instruction keeps its head, the response keeps its tail. The instruction gets at
+  most `prompt_share` of the token budget (more if the response is short); the response gets the rest. The
+  task statement (usually at the start of the instruction) and the end of the answer (its conclusion, and the
+  end-of-turn token a classifier reads its score from) stay; nothing of the chat template is cut.
+- `left`: the rendered sequence loses tokens from its start (the system prompt and instruction go first).
+- `error`: the row is not scored; its `reward_error` says it is too long.
+
+Algorithm settings (model, lengths, prompts) are kept apart from Ray's scheduling settings (concurrency,
+num_gpus, num_cpus, accelerator_type): `crowdselect.reward.stages` turns the first into
+`fn_constructor_kwargs` and the second into `map_batches` arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from crowdselect.config_loader import ConfigError, build
+
+
+@dataclass
+class RewardSpec:
+    """One scoring model. `kind` picks the stage: `classifier` (sequence-classification RM) or `judge`."""
+
+    name: str
+    model: str  # HF hub id, local folder, or pkg: alias (crowdselect.local_models)
+    kind: Literal["classifier", "judge"] = "classifier"
+    backend: Literal["hf", "vllm"] = "hf"  # judges only; classifiers always run on HF transformers
+    revision: str | None = None
+    primary: bool = False  # the reward that drives difficulty / separability / stability
+    batch_size: int = 16  # rows per Ray batch
+    tokens_per_forward: int = 16384  # rows of a batch are length-sorted and split to at most this many tokens
+    max_length: int = 2048  # tokens of one scored sequence
+    truncation: Literal["head_tail", "left", "error"] = "head_tail"
+    prompt_share: float = 0.5  # head_tail: the instruction keeps at most this share of the token budget
+    chat_template: str | None = None  # Jinja override for models whose own template is missing or wrong
+    judge_prompt: str | None = None  # judge: user-message template with {instruction} and {response}
+    system_prompt: str | None = None  # judge: optional system message
+    max_new_tokens: int = 48  # generating judges (tags): answer length
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    trust_remote_code: bool = False  # ArmoRM-style models need it; never set unless the config says so
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to from_pretrained
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to vllm.LLM (backend: vllm)
+    # Ray scheduling
+    concurrency: int = 1  # actors in the pool
+    num_gpus: float = 0.0  # per actor
+    num_cpus: float = 1.0  # per actor
+    accelerator_type: str | None = None  # e.g. "H100"
+
+    def validate(self) -> None:
+        if not self.name.strip():
+            raise ConfigError("name: must not be empty")
+        if self.kind == "classifier" and self.backend != "hf":
+            raise ConfigError(f"backend: classifier reward {self.name!r} runs on hf only, got {self.backend!r}")
+        for key in ("batch_size", "max_length", "concurrency", "tokens_per_forward", "max_new_tokens"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be >= 1 for {self.name!r}, got {getattr(self, key)}")
+        if self.tokens_per_forward < self.max_length:
+            raise ConfigError(f"tokens_per_forward: must be >= max_length ({self.max_length}) for {self.name!r}")
+        if not 0.0 < self.prompt_share < 1.0:
+            raise ConfigError(f"prompt_share: must be in (0, 1) for {self.name!r}, got {self.prompt_share}")
+        if self.num_gpus < 0 or self.num_cpus < 0:
+            raise ConfigError(f"num_gpus/num_cpus: must be >= 0 for {self.name!r}")
+
+
+def build_reward_specs(data: Any, *, file: str, key: str = "rewards") -> list[RewardSpec]:
+    """A list of RewardSpec from YAML data; names unique, exactly one primary (a lone reward is primary)."""
+    if not isinstance(data, list) or not data:
+        raise ConfigError(f"{file}: {key}: expected a non-empty list of reward models")
+    specs = [build(RewardSpec, item, file=file, key=f"{key}[{i}]") for i, item in enumerate(data)]
+    check_reward_specs(specs, file=file, key=key)
+    return specs
+
+
+def check_reward_specs(specs: list[RewardSpec], *, file: str, key: str = "rewards") -> None:
+    """Names unique and exactly one primary; a single spec becomes primary. ConfigError naming file and key."""
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{file}: {key}: reward name {dup[0]!r} is listed twice")
+    if len(specs) == 1:
+        specs[0].primary = True
+    primaries = [s.name for s in specs if s.primary]
+    if len(primaries) != 1:
+        raise ConfigError(
+            f"{file}: {key}: exactly one reward model needs `primary: true` (it drives the metrics); "
+            f"got {len(primaries)}: {primaries}")
+
+
+def primary_reward(specs: list[RewardSpec]) -> RewardSpec:
+    """The reward model whose scores drive the metrics."""
+    found = [s for s in specs if s.primary]
+    if len(found) != 1:
+        raise ConfigError(f"rewards: exactly one primary reward model expected, got {len(found)}")
+    return found[0]

@@ -1,0 +1,125 @@
+"""Stage: LLM-as-judge reward, a probability-weighted rating read from a generative model's next token.
+
+Per row the judge sees its prompt template filled with the row (`{instruction}`, `{response}` and any other
+`{column}` of the batch), rendered with the judge's chat template, and an assistant answer forced to start
+with the answer prefix (`Rating: [[`). The score is the expected rating under the judge's next-token
+distribution over the labels low..high, renormalised over the labels (`crowdselect.reward.scoring`, which
+also handles labels of several tokens, like "10" in SmolLM2's tokenizer). Backends: HF transformers (full
+softmax) or vLLM (top-20 logprobs). No text is generated.
+
+Input columns: instruction, response (names configurable). Output columns added: the score column
+(default `reward`), its error column (`reward_error`: None or why; the row is kept with a NaN score),
+`reward_model` (unless model_column is None) and optionally the label mass (probability on valid labels).
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import numpy as np
+
+from crowdselect import columns as C
+from crowdselect.config_loader import ConfigError
+from crowdselect.reward.config import RewardSpec
+from crowdselect.reward.lm import encode_chat, load_causal_lm
+from crowdselect.reward.prompts import REWARD_PREFIX, REWARD_PROMPT
+from crowdselect.reward.rows import PairEncoder, RowError, check_columns, object_column, run_microbatches, text_cell
+from crowdselect.reward.scoring import LabelTrie, expected_score, label_probs
+
+
+def template_fields(template: str) -> list[str]:
+    """Named fields of a str.format template, in order of first use."""
+    names = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    return list(dict.fromkeys(names))
+
+
+def build_label_trie(tokenizer: Any, answer_prefix: str, values: range) -> LabelTrie:
+    """Token sequences of each rating as the judge would write it right after the answer prefix.
+
+    Raises ConfigError when the tokenizer merges the prefix with a rating (the prefix must end on a token
+    boundary), so that the first rating token is the next token after the prompt.
+    """
+    messages = [{"role": "user", "content": "Rate this."}]
+    base = encode_chat(tokenizer, messages, add_generation_prompt=True, suffix=answer_prefix)
+    labels = []
+    for v in values:
+        ids = encode_chat(tokenizer, messages, add_generation_prompt=True, suffix=answer_prefix + str(v))
+        if ids[: len(base)] != base:
+            raise ConfigError(f"judge: answer prefix {answer_prefix!r} merges with the rating {v} in this "
+                              "tokenizer; choose a prefix that ends on a token boundary, e.g. one ending in '[['")
+        labels.append(tuple(ids[len(base):]))
+    return LabelTrie(values=tuple(values), labels=tuple(labels))
+
+
+class JudgeScorer:
+    """Ray Data stage (callable class): heavy model load in __init__, `__call__(batch)` per batch."""
+
+    def __init__(self, spec: RewardSpec, *, low: int = 1, high: int = 10, prompt: str | None = None,
+                 answer_prefix: str = REWARD_PREFIX, system_prompt: str | None = None,
+                 output_column: str = C.REWARD, instruction_column: str = C.INSTRUCTION,
+                 response_column: str = C.RESPONSE, model_column: str | None = C.REWARD_MODEL,
+                 mass_column: str | None = None):
+        if low >= high:
+            raise ConfigError(f"judge {spec.name!r}: rating scale needs low < high, got {low}..{high}")
+        self.spec = spec
+        self.template = prompt or spec.judge_prompt or REWARD_PROMPT
+        fields = template_fields(self.template)
+        for need in ("instruction", "response"):
+            if need not in fields:
+                raise ConfigError(f"judge {spec.name!r}: prompt template lacks {{{need}}}")
+        self.extras = [f for f in fields if f not in ("instruction", "response")]
+        self.system_prompt = system_prompt if system_prompt is not None else spec.system_prompt
+        self.answer_prefix = answer_prefix
+        self.columns = (instruction_column, response_column)
+        self.output_column, self.model_column, self.mass_column = output_column, model_column, mass_column
+        self.lm = load_causal_lm(spec)
+        self.trie = build_label_trie(self.lm.tokenizer, answer_prefix, range(low, high + 1))
+        self.encoder = PairEncoder(self.lm.tokenizer, self._render, spec.max_length, spec.truncation,
+                                   spec.prompt_share, reserve=self.trie.max_depth - 1)
+
+    def _render(self, instruction: str, response: str, **extras: str) -> list[int]:
+        content = self.template.format(instruction=instruction, response=response, **extras)
+        messages = [{"role": "user", "content": content}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return encode_chat(self.lm.tokenizer, messages, add_generation_prompt=True, suffix=self.answer_prefix)
+
+    def score_prompts(self, prompts: list[list[int]]) -> list[tuple[float, float]]:
+        """(score, mass) per encoded prompt; a prompt whose mass on the labels is 0 raises."""
+        score, mass = expected_score(self.trie, label_probs(self.trie, self.lm.step_probs(prompts, self.trie)))
+        if np.any(~np.isfinite(score)):
+            raise RowError("the judge put no probability on any rating label")
+        return list(zip(score.tolist(), mass.tolist(), strict=True))
+
+    def _encode_row(self, batch: dict[str, Any], i: int) -> list[int]:
+        extras = {f: text_cell(batch, f, i) for f in self.extras}
+        instruction, response = (text_cell(batch, c, i) for c in self.columns)
+        return self.encoder.encode(instruction, response, **extras)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        n = check_columns(type(self).__name__, batch, [*self.columns, *self.extras])
+        encoded: list[list[int] | None] = [None] * n
+        errors: list[str | None] = [None] * n
+        for i in range(n):
+            try:
+                encoded[i] = self._encode_row(batch, i)
+            except RowError as e:
+                errors[i] = str(e)
+        todo = [i for i in range(n) if encoded[i] is not None]
+        results, run_errors = run_microbatches(
+            [encoded[i] for i in todo], [len(encoded[i]) for i in todo], self.spec.batch_size,
+            self.spec.tokens_per_forward, self.score_prompts, stage=self.spec.name)
+        scores, masses = np.full(n, np.nan), np.full(n, np.nan)
+        for i, r, err in zip(todo, results, run_errors, strict=True):
+            if err is None:
+                scores[i], masses[i] = r
+            errors[i] = err
+        out = dict(batch)
+        out[self.output_column] = scores
+        out[C.error_column(self.output_column)] = object_column(errors)
+        if self.model_column:
+            out[self.model_column] = object_column([self.spec.name] * n)
+        if self.mass_column:
+            out[self.mass_column] = masses
+        return out

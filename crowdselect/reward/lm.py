@@ -1,0 +1,204 @@
+"""Causal-LM plumbing shared by the judge, the baselines and the eval, on HF transformers or vLLM.
+
+`load_causal_lm(spec)` returns an object with
+    tokenizer                                   HF tokenizer (the spec's chat_template override applied)
+    step_probs(prompts, trie) -> {prefix: (n, n_children)}   next-token probabilities at the label trie's steps
+    generate(prompts, max_new_tokens, temperature, seed) -> list[str]
+and, on HF only, `response_nll(prompts, responses) -> (n,)` (mean NLL of the response tokens; used by IFD).
+Prompts are token-id lists, already rendered with the chat template (`encode_chat`). `spec` is any object
+with the fields model, revision, dtype, trust_remote_code, model_kwargs, engine_kwargs, chat_template,
+max_length, max_new_tokens (RewardSpec, the eval's model config). This module knows nothing of Ray or rows.
+
+A tokenizer without a chat template (base models such as Gemma 3 270M) gets a plain
+"### User: ... ### Assistant:" layout, with the tokenizer's own special tokens (BOS).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+
+from crowdselect.local_models import resolve_model
+from crowdselect.reward.scoring import LabelTrie, Prefix
+
+VLLM_TOP_LOGPROBS = 20  # vLLM's default max_logprobs; a label outside the top 20 counts as probability 0
+
+
+def pick_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(name: str, device: str) -> Any:
+    """`auto` is bfloat16 on CUDA and float32 on CPU (CPU bf16 matmuls are slow on most machines)."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def load_tokenizer(spec: Any) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(spec.model), revision=spec.revision,
+                                        trust_remote_code=spec.trust_remote_code)
+    if spec.chat_template:
+        tok.chat_template = spec.chat_template
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def encode_chat(tok: Any, messages: list[dict[str, str]], add_generation_prompt: bool, suffix: str = "") -> list[int]:
+    """Token ids of a chat rendered with the tokenizer's template, plus `suffix` (a forced answer start)."""
+    if tok.chat_template:
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return tok.encode(text + suffix, add_special_tokens=False)
+    text = "".join(f"### {m['role'].title()}:\n{m['content']}\n\n" for m in messages)
+    if add_generation_prompt:
+        text += "### Assistant:\n"
+    return tok.encode(text + suffix, add_special_tokens=True)
+
+
+def load_causal_lm(spec: Any, backend: str | None = None) -> HFCausalLM | VllmCausalLM:
+    """The spec's model on its backend (`spec.backend` unless `backend` is given)."""
+    chosen = backend or spec.backend
+    return VllmCausalLM(spec) if chosen == "vllm" else HFCausalLM(spec)
+
+
+class HFCausalLM:
+    """A causal LM on transformers: CUDA when visible, else CPU; left padding; position ids from the mask."""
+
+    def __init__(self, spec: Any):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self.device = pick_device()
+        self.tokenizer = load_tokenizer(spec)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            resolve_model(spec.model), revision=spec.revision, dtype=pick_dtype(spec.dtype, self.device),
+            trust_remote_code=spec.trust_remote_code, **spec.model_kwargs).to(self.device).eval()
+        self._torch = torch
+
+    def _pad(self, seqs: list[list[int]]) -> tuple[Any, Any, Any]:
+        torch = self._torch
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+    def _last_probs(self, out: Any, children: list[int]) -> np.ndarray:
+        probs = self._torch.softmax(out.logits[:, -1].float(), dim=-1)
+        return probs[:, children].cpu().numpy().astype(np.float64)
+
+    def step_probs(self, prompts: list[list[int]], trie: LabelTrie) -> dict[Prefix, np.ndarray]:
+        """Child-token probabilities at each trie step; the first extension reuses the prompt's KV cache."""
+        torch = self._torch
+        steps = trie.steps()
+        with torch.inference_mode():
+            ids, mask, pos = self._pad(prompts)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                             use_cache=len(steps) > 1, logits_to_keep=1)
+            result = {(): self._last_probs(out, trie.children(()))}
+            cache = out.past_key_values if len(steps) > 1 else None
+            for prefix in steps[1:]:
+                if cache is not None:  # one extra token step on the cached prompt
+                    ext = torch.tensor([list(prefix)] * len(prompts), device=self.device)
+                    m = torch.cat([mask, torch.ones_like(ext)], dim=1)
+                    p = pos[:, -1:] + 1 + torch.arange(len(prefix), device=self.device)
+                    o = self.model(input_ids=ext, attention_mask=m, position_ids=p, past_key_values=cache,
+                                   use_cache=False, logits_to_keep=1)
+                    cache = None  # extended in place: later prefixes recompute from scratch (scales > 19 only)
+                else:
+                    ids2, mask2, pos2 = self._pad([list(s) + list(prefix) for s in prompts])
+                    o = self.model(input_ids=ids2, attention_mask=mask2, position_ids=pos2, logits_to_keep=1)
+                result[prefix] = self._last_probs(o, trie.children(prefix))
+        return result
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
+                 seed: int = 0) -> list[str]:
+        """Batched generation (greedy at temperature 0); returns the new text of each prompt."""
+        torch = self._torch
+        cfg = copy.deepcopy(self.model.generation_config)
+        cfg.max_new_tokens = max_new_tokens
+        cfg.do_sample = temperature > 0
+        cfg.temperature = temperature if temperature > 0 else 1.0
+        cfg.top_p, cfg.top_k = 1.0, None
+        cfg.pad_token_id = self.tokenizer.pad_token_id
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            ids, mask, _ = self._pad(prompts)
+            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+        return self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+
+    def response_nll(self, prompts: list[list[int]], responses: list[list[int]]) -> np.ndarray:
+        """Mean negative log-likelihood of each response's tokens after its prompt. Returns (n,).
+
+        Left padding puts every response at the end, so only the last R + 1 positions need logits
+        (R = longest response), which keeps memory at n x R x vocab.
+        """
+        torch = self._torch
+        if any(not p for p in prompts) or any(not r for r in responses):
+            raise ValueError("response_nll needs a non-empty prompt and response per row")
+        width = max(len(r) for r in responses)
+        with torch.inference_mode():
+            ids, mask, pos = self._pad([list(p) + list(r) for p, r in zip(prompts, responses)])
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=width + 1)
+            logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
+            token_logp = logp.gather(-1, ids[:, -width:].unsqueeze(-1)).squeeze(-1)  # (n, R)
+            lengths = torch.tensor([len(r) for r in responses], device=self.device)
+            valid = torch.arange(width, device=self.device)[None, :] >= (width - lengths)[:, None]
+            nll = -(token_logp * valid).sum(dim=1) / lengths
+        return nll.cpu().numpy().astype(np.float64)
+
+
+class VllmCausalLM:
+    """A causal LM on vLLM (`vllm.LLM` inside the stage's actor); prompts go in as token ids."""
+
+    def __init__(self, spec: Any):
+        from vllm import LLM
+
+        path = resolve_model(spec.model)
+        self.tokenizer = load_tokenizer(spec)
+        kwargs: dict[str, Any] = {
+            "model": path, "tokenizer": path, "revision": spec.revision, "dtype": spec.dtype,
+            "trust_remote_code": spec.trust_remote_code, "max_model_len": spec.max_length + spec.max_new_tokens,
+            "max_logprobs": VLLM_TOP_LOGPROBS,
+        }
+        kwargs.update(spec.engine_kwargs)
+        self.llm = LLM(**kwargs)
+
+    def step_probs(self, prompts: list[list[int]], trie: LabelTrie) -> dict[Prefix, np.ndarray]:
+        """One 1-token request per (step, prompt); prefix caching makes the extended prompts cheap."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        steps = trie.steps()
+        reqs = [TokensPrompt(prompt_token_ids=list(p) + list(prefix)) for prefix in steps for p in prompts]
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=VLLM_TOP_LOGPROBS)
+        outs = self.llm.generate(reqs, params, use_tqdm=False)
+        result: dict[Prefix, np.ndarray] = {}
+        for s, prefix in enumerate(steps):
+            children = trie.children(prefix)
+            arr = np.zeros((len(prompts), len(children)))
+            for i in range(len(prompts)):
+                top = outs[s * len(prompts) + i].outputs[0].logprobs[0]
+                arr[i] = [math.exp(top[c].logprob) if c in top else 0.0 for c in children]
+            result[prefix] = arr
+        return result
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
+                 seed: int = 0) -> list[str]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
+                                 use_tqdm=False)
+        return [o.outputs[0].text for o in outs]

@@ -1,0 +1,112 @@
+"""Row plumbing shared by the scoring stages: column checks, text cells, truncating encoders, and running a
+model over length-sorted micro-batches so that one failing row costs only that row.
+
+A failing row is never dropped: its output cell is NaN/empty and its error column says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from crowdselect.reward.tokens import head, length_batches, split_budget, tail
+
+log = logging.getLogger(__name__)
+
+
+class RowError(ValueError):
+    """A row that cannot be scored (missing text, too long); the message is the reason kept in the output."""
+
+
+def check_columns(stage: str, batch: Mapping[str, Any], needed: Sequence[str]) -> int:
+    """Number of rows; a missing column is a wiring bug and raises naming the stage and the columns."""
+    missing = [c for c in needed if c not in batch]
+    if missing:
+        raise KeyError(f"{stage}: batch lacks column(s) {missing}; it has {sorted(batch)}")
+    return len(batch[needed[0]]) if needed else 0
+
+
+def text_cell(batch: Mapping[str, Any], column: str, i: int) -> str:
+    """The text at (column, row i); None, NaN or a non-string raise RowError (an empty string is text)."""
+    value = batch[column][i]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise RowError(f"no {column}")
+    if not isinstance(value, str):
+        raise RowError(f"{column} is {type(value).__name__}, not text")
+    return value
+
+
+def object_column(values: Sequence[Any]) -> np.ndarray:
+    """A 1-D object array (strings with None, lists), safe for Ray Data batches."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+class PairEncoder:
+    """(instruction, response, **extras) -> token ids of at most `max_length - reserve` tokens.
+
+    `render(instruction, response, **extras)` gives the full token ids (chat template and all). The
+    truncation policy is RewardSpec's: `head_tail` keeps the instruction's head and the response's tail
+    (split by `split_budget`), `left` drops the first tokens of the rendered sequence, `error` refuses.
+    """
+
+    def __init__(self, tokenizer: Any, render: Callable[..., list[int]], max_length: int, truncation: str,
+                 prompt_share: float, reserve: int = 0):
+        self.tok, self.render = tokenizer, render
+        self.limit = max_length - reserve
+        self.truncation, self.prompt_share = truncation, prompt_share
+
+    def encode(self, instruction: str, response: str, **extras: str) -> list[int]:
+        ids = self.render(instruction, response, **extras)
+        if len(ids) <= self.limit:
+            return ids
+        if self.truncation == "error":
+            raise RowError(f"too long: {len(ids)} tokens > max_length {self.limit} (truncation: error)")
+        if self.truncation == "left":
+            return ids[len(ids) - self.limit:]
+        i_ids = self.tok.encode(instruction, add_special_tokens=False)
+        r_ids = self.tok.encode(response, add_special_tokens=False)
+        budget = self.limit - (len(ids) - len(i_ids) - len(r_ids))
+        for _ in range(4):  # decode/re-encode may merge tokens at the seams; shave the excess and retry
+            if budget <= 0:
+                break
+            keep_i, keep_r = split_budget(len(i_ids), len(r_ids), budget, self.prompt_share)
+            ids = self.render(self.tok.decode(head(i_ids, keep_i)), self.tok.decode(tail(r_ids, keep_r)),
+                              **extras)
+            if len(ids) <= self.limit:
+                return ids
+            budget -= len(ids) - self.limit
+        raise RowError(f"too long: the template and fixed fields alone exceed max_length {self.limit}")
+
+
+def run_microbatches(items: Sequence[Any], lengths: Sequence[int], max_rows: int, max_tokens: int,
+                     fn: Callable[[list[Any]], Sequence[Any]], stage: str) -> tuple[list[Any], list[str | None]]:
+    """Apply `fn` (a list of items -> one result per item) over length-sorted micro-batches.
+
+    Returns (results, errors) aligned with `items`; a micro-batch that raises is retried row by row, and
+    a row that still raises gets result None and its error text.
+    """
+    results: list[Any] = [None] * len(items)
+    errors: list[str | None] = [None] * len(items)
+    for group in length_batches(list(lengths), max_rows, max_tokens):
+        try:
+            for i, r in zip(group, fn([items[i] for i in group]), strict=True):
+                results[i] = r
+            continue
+        except Exception as e:  # isolate the failing row(s); the rest of the micro-batch is still scored
+            if len(group) == 1:
+                errors[group[0]] = f"{stage}: {type(e).__name__}: {e}"
+                log.warning("%s: row failed: %s", stage, e)
+                continue
+            log.warning("%s: micro-batch of %d failed (%s); retrying row by row", stage, len(group), e)
+        for i in group:
+            try:
+                results[i] = fn([items[i]])[0]
+            except Exception as e:  # recorded in the row's error column
+                errors[i] = f"{stage}: {type(e).__name__}: {e}"
+    return results, errors

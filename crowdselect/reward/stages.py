@@ -1,0 +1,54 @@
+"""Wiring of the scoring stages into Ray Data: RewardSpec -> (stage class, constructor kwargs, map_batches kwargs).
+
+Algorithm settings go to the stage's constructor (`fn_constructor_kwargs`); Ray's scheduling settings
+(actor pool size, GPUs, CPUs, accelerator type) to `map_batches`, through `crowdselect.resources` so that an
+autoscaling cluster sees the right resource demands.
+
+    ds = add_rewards(ds, spec)                      # long rows (id, instruction, model, response) -> + reward
+    cls, ctor, kwargs = reward_stage(spec)          # the same pieces, e.g. for a benchmark
+    scorer = build_scorer(spec)                     # an in-process instance: scorer(batch_dict)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crowdselect import columns as C
+from crowdselect.resources import for_actor_pool
+from crowdselect.reward.config import RewardSpec
+
+
+def stage_class(spec: RewardSpec) -> type:
+    if spec.kind == "classifier":
+        from crowdselect.reward.classifier import RewardClassifier
+
+        return RewardClassifier
+    from crowdselect.reward.judge import JudgeScorer
+
+    return JudgeScorer
+
+
+def pool_kwargs(spec: RewardSpec) -> dict[str, Any]:
+    """map_batches arguments of an actor pool of `spec.concurrency` actors with the spec's resources."""
+    from ray.data import ActorPoolStrategy
+
+    res = for_actor_pool(spec.concurrency, spec.num_gpus, spec.num_cpus, spec.accelerator_type)
+    return {"batch_size": spec.batch_size, "compute": ActorPoolStrategy(size=spec.concurrency),
+            **res.remote_options()}
+
+
+def reward_stage(spec: RewardSpec, output_column: str = C.REWARD) -> tuple[type, dict[str, Any], dict[str, Any]]:
+    """(stage class, fn_constructor_kwargs, map_batches kwargs) of a reward model."""
+    return stage_class(spec), {"spec": spec, "output_column": output_column}, pool_kwargs(spec)
+
+
+def add_rewards(ds: Any, spec: RewardSpec, output_column: str = C.REWARD) -> Any:
+    """Dataset of (instruction, response, ...) rows -> the same rows with reward, reward_error, reward_model."""
+    cls, ctor, kwargs = reward_stage(spec, output_column)
+    return ds.map_batches(cls, fn_constructor_kwargs=ctor, **kwargs)
+
+
+def build_scorer(spec: RewardSpec, output_column: str = C.REWARD) -> Any:
+    """The reward stage as a plain in-process object (tests, benchmarks)."""
+    cls, ctor, _ = reward_stage(spec, output_column)
+    return cls(**ctor)

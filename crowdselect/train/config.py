@@ -1,0 +1,213 @@
+"""The training config: one YAML file fills `TrainConfig`; `key=value` overrides on the command line.
+
+Sections keep algorithm settings (data, model, optim, lora) apart from Ray's scheduling settings
+(scaling) and from DeepSpeed's engine settings (deepspeed, whose `config` dict is passed through).
+Defaults are the paper's: lr 1e-5, 3 epochs, per-device batch 1, gradient accumulation 2, warmup 150
+steps, max length 2048, cosine schedule, AdamW. `deepspeed_config()` turns a TrainConfig into the dict
+that `deepspeed.initialize` takes; it is pure and knows nothing of Ray.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from crowdselect.config import RayConfig
+from crowdselect.config_loader import ConfigError, apply_overrides, build, load_yaml
+
+
+@dataclass
+class TrainDataConfig:
+    path: list[str] = field(default_factory=list)  # selected.jsonl, JSONL/JSON/Parquet files, dirs, globs, URIs
+    format: Literal["auto", "messages", "alpaca", "sharegpt"] = "auto"
+    max_length: int = 2048  # tokens; longer rows are cut at the end
+    packing: bool = False  # pack several rows into one max_length sequence (attention kept per row)
+    on_bad_rows: Literal["fail", "skip"] = "fail"  # skip: counted, written to rejects.jsonl with the reason
+    system_prompt: str | None = None  # added as a system turn to rows that have none
+    shuffle: bool = True
+    seed: int = 42
+
+
+@dataclass
+class ModelConfig:
+    name: str = "pkg:smollm2-135m-instruct"  # HF hub id, local folder or pkg: alias
+    revision: str | None = None
+    chat_template: str | None = None  # Jinja text that replaces the tokenizer's template
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None: transformers' choice
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    epochs: int = 3
+    per_device_batch: int = 1
+    grad_accum: int = 2
+    warmup_steps: int = 150  # optimizer steps of linear warmup, then cosine decay to 0
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    grad_clip: float = 1.0
+    max_steps: int | None = None  # stop after this many optimizer steps (the schedule still spans all epochs)
+
+    def validate(self) -> None:
+        for name in ("epochs", "per_device_batch", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr: must be > 0, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps: must be >= 0, got {self.warmup_steps}")
+        if len(self.betas) != 2:
+            raise ConfigError(f"betas: need 2 numbers, got {self.betas}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps: must be >= 1, got {self.max_steps}")
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"  # module names, or PEFT's "all-linear"
+    merge: bool = True  # merge the adapter into the base weights on export; False exports the adapter
+
+    def validate(self) -> None:
+        if self.rank < 1:
+            raise ConfigError(f"rank: must be >= 1, got {self.rank}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class DeepSpeedSettings:
+    zero_stage: Literal[1, 2, 3] = 2
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"  # fp16 needs a GPU
+    offload_optimizer: bool = False  # ZeRO optimizer state on CPU memory
+    offload_params: bool = False  # ZeRO-3 parameters on CPU memory
+    gradient_checkpointing: bool = False
+    config: dict[str, Any] = field(default_factory=dict)  # merged over the generated DeepSpeed config
+
+    def validate(self) -> None:
+        if self.offload_params and self.zero_stage != 3:
+            raise ConfigError("offload_params: needs zero_stage 3")
+
+
+@dataclass
+class ScalingSettings:
+    workers: int = 2
+    use_gpu: bool = False
+    resources_per_worker: dict[str, float] = field(default_factory=dict)  # e.g. {"CPU": 8, "GPU": 1}
+    accelerator_type: str | None = None  # e.g. "H100"
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+
+    def validate(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"workers: must be >= 1, got {self.workers}")
+
+
+@dataclass
+class CheckpointSettings:
+    every_steps: int = 0  # also checkpoint every N optimizer steps; 0: at the end of each epoch and of the run
+    keep: int | None = 2  # checkpoints kept in storage (the latest ones)
+    storage_path: str | None = None  # Ray Train storage (local dir, s3://, gs://); default OUT/checkpoints
+    resume_from: str | None = None  # a checkpoint folder to start from (weights, optimizer, schedule, step)
+    max_failures: int = 0  # worker-group restarts, each resumes from the last checkpoint
+
+
+@dataclass
+class TrackingSettings:
+    backend: Literal["none", "mlflow", "wandb"] = "none"
+    project: str = "crowdselect"  # MLflow experiment or W&B project
+    run_name: str | None = None
+    tracking_uri: str | None = None  # MLflow only; None: MLFLOW_TRACKING_URI or ./mlruns
+
+    def validate(self) -> None:
+        if self.backend != "none" and importlib.util.find_spec(self.backend) is None:
+            raise ConfigError(f"backend: {self.backend} is not installed (pip install {self.backend})")
+
+
+@dataclass
+class ExportSettings:
+    enabled: bool = True
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: the base model's dtype
+    path: str | None = None  # default OUT/model
+
+
+@dataclass
+class TrainConfig:
+    data: TrainDataConfig = field(default_factory=TrainDataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    deepspeed: DeepSpeedSettings = field(default_factory=DeepSpeedSettings)
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
+    ray: RayConfig = field(default_factory=RayConfig)
+    out: str | None = None  # run directory (local or s3:// gs://)
+    name: str = "train"  # Ray Train run name; rerunning with the same out and name resumes
+    seed: int = 42
+    peak_tflops: float | None = None  # per worker, for MFU; None: known GPU table, or a measured CPU matmul
+
+    def validate(self) -> None:
+        if not self.data.path:
+            raise ConfigError("data.path: give the training data (e.g. RUN/selected.jsonl)")
+        if self.out is None:
+            raise ConfigError("out: give a run directory (out: DIR in the YAML or --out DIR)")
+        if self.deepspeed.precision == "fp16" and not self.scaling.use_gpu:
+            raise ConfigError("deepspeed.precision: fp16 needs scaling.use_gpu: true (use bf16 or fp32 on CPU)")
+
+
+def load_train_config(path: str | None, out: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """YAML file, then `--out`, then `key=value` overrides; validated before any work starts."""
+    data = load_yaml(path) if path else {}
+    if out is not None:
+        data["out"] = out
+    apply_overrides(data, list(overrides or []))
+    section = data.get("data")
+    if isinstance(section, dict) and isinstance(section.get("path"), str):
+        section["path"] = [section["path"]]
+    return build(TrainConfig, data, file=path or "command line")
+
+
+def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
+    """The dict for `deepspeed.initialize(config=...)`: batch sizes, precision, ZeRO, AdamW; then the user's
+    `deepspeed.config` merged over it (nested dicts merge, other values replace)."""
+    o, d = cfg.optim, cfg.deepspeed
+    zero: dict[str, Any] = {"stage": d.zero_stage, "overlap_comm": False, "contiguous_gradients": True}
+    if d.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if d.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    if d.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = False  # export reads the fp32 ZeRO checkpoint
+    ds: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": o.per_device_batch,
+        "gradient_accumulation_steps": o.grad_accum,
+        "train_batch_size": o.per_device_batch * o.grad_accum * world_size,
+        "gradient_clipping": o.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": d.precision == "bf16"},
+        "fp16": {"enabled": d.precision == "fp16"},
+        # torch's AdamW: no compiled FusedAdam needed (CPU and GPU alike); DeepSpeedCPUAdam when offloading.
+        "optimizer": {"type": "AdamW", "params": {
+            "lr": o.lr, "betas": list(o.betas), "eps": 1e-8, "weight_decay": o.weight_decay,
+            "torch_adam": not d.offload_optimizer}},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    return _merge(ds, d.config)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
