@@ -8,6 +8,7 @@ e.g. `crowd.yaml: selection.k: expected an integer, got 'ten'`. This module know
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -39,15 +40,27 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def set_dotted(data: dict, key: str, value: Any, *, file: str = "<overrides>") -> None:
-    """Set `a.b.c` in nested dicts, creating levels as needed."""
-    parts = key.split(".")
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        nxt = node.setdefault(part, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"{file}: {'.'.join(parts[: i + 1])}: is not a mapping, cannot set {key}")
-        node = nxt
-    node[parts[-1]] = value
+    """Set `a.b.c` in nested dicts, creating levels as needed; `a[1].b` steps into item 1 of list `a`."""
+    parts = [p for p in re.split(r"\.|(?=\[)", key) if p]
+    node: Any = data
+    for i, part in enumerate(parts):
+        where = "".join(p if p.startswith("[") else "." + p for p in parts[: i + 1]).lstrip(".")
+        last = i == len(parts) - 1
+        if part.startswith("["):
+            if not isinstance(node, list) or not part[1:-1].isdigit() or int(part[1:-1]) >= len(node):
+                raise ConfigError(f"{file}: {where}: no such list item, cannot set {key}")
+            index: Any = int(part[1:-1])
+        else:
+            if not isinstance(node, dict):
+                parent = where[: len(where) - len(part)].rstrip(".")
+                raise ConfigError(f"{file}: {parent}: is not a mapping, cannot set {key}")
+            index = part
+            if not last:
+                node.setdefault(part, {})
+        if last:
+            node[index] = value
+        else:
+            node = node[index]
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -37,11 +37,15 @@ def assemble_shard(pool_rows: list[dict], answers: dict[str, dict[str, tuple[str
     pool_rows: [{id, instruction, source}] in pool order; answers: generator -> id -> (response, error), in
     generator order; rewards: (id, generator) -> primary reward (None or NaN when scoring failed).
 
-    >>> rows = [{"id": "a", "instruction": "q", "source": "f:1"}]
-    >>> ans = {"g1": {"a": ("x", None)}, "g2": {"a": ("y", None)}, "g3": {"a": (None, "too long")}}
-    >>> crowd, out = assemble_shard(rows, ans, {("a", "g1"): 0.5, ("a", "g2"): float("nan")})
-    >>> [r["reward"] for r in crowd[0]["responses"]], out[0]["error"]
-    ([0.5, None], '1 rewarded answer(s), need 2 (g2: reward failed; g3: too long)')
+    >>> rows = [{"id": "a", "instruction": "q", "source": "f:1"}, {"id": "b", "instruction": "r", "source": "f:2"}]
+    >>> ans = {"g1": {"a": ("x", None), "b": ("x", None)}, "g2": {"a": ("y", None), "b": ("y", None)},
+    ...        "g3": {"a": (None, "too long"), "b": ("z", None)}}
+    >>> rw = {("a", "g1"): 0.5, ("a", "g2"): float("nan"), ("b", "g1"): 1.0, ("b", "g2"): 2.0}
+    >>> crowd, out = assemble_shard(rows, ans, rw)
+    >>> [(a["model"], a["reward"]) for a in crowd[0]["responses"]]
+    [('g1', 1.0), ('g2', 2.0), ('g3', None)]
+    >>> out[0]["id"], out[0]["error"]
+    ('a', '1 rewarded answer(s), need 2 (g2: reward failed; g3: too long)')
     """
     crowd, excluded = [], []
     for row in pool_rows:

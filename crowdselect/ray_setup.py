@@ -38,3 +38,20 @@ def _forwarded_env() -> dict[str, str]:
             "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM", "HF_HOME", "AWS_ENDPOINT_URL",
             "AWS_DEFAULT_REGION", "RAY_DATA_DISABLE_PROGRESS_BARS")
     return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def configure_data(preserve_order: bool = True) -> None:
+    """Ray Data settings for crowdselect drivers: ordered (deterministic) execution, quieter logs.
+
+    Progress bars stay on in a terminal; in logs (CI, `ray job logs`) only the overall progress is shown.
+    """
+    import sys
+
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = preserve_order
+    ctx.print_on_execution_start = False
+    if not sys.stderr.isatty():
+        ctx.enable_operator_progress_bars = False
+    logging.getLogger("ray.data._internal.execution.streaming_executor").setLevel(logging.WARNING)

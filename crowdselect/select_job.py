@@ -30,7 +30,7 @@ from crowdselect.kmeans_ray import fit_kmeans
 from crowdselect.metrics import has_sibling_families
 from crowdselect.normalize import QuantileSketch, fit_quantiles, merge_all
 from crowdselect.outputs import jsonl, selected_records, write_json, write_selected
-from crowdselect.ray_setup import ensure_ray
+from crowdselect.ray_setup import configure_data, ensure_ray
 from crowdselect.report import summarise
 from crowdselect.select_stages import candidates_block, compute_metrics, score_block, sketch_block
 from crowdselect.selection import global_select, quota_select
@@ -58,7 +58,7 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
         raise UserError("no output directory: give --out DIR or out: in the config")
     timer = Timer()
     where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True  # determinism
+    configure_data(preserve_order=True)  # determinism: blocks keep their order through every stage
     names = [g.name for g in cfg.generators]
     families = [g.family for g in cfg.generators]
     sizes = [g.size_b for g in cfg.generators]

@@ -18,7 +18,14 @@ from crowdselect import columns as C
 from crowdselect.local_models import resolve_model
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.lm import encode_chat, load_tokenizer, pick_device, pick_dtype
-from crowdselect.reward.rows import PairEncoder, RowError, check_columns, object_column, run_microbatches, text_cell
+from crowdselect.reward.rows import (
+    PairEncoder,
+    RowError,
+    check_columns,
+    object_column,
+    run_microbatches,
+    text_cell,
+)
 
 
 class RewardClassifier:

@@ -14,6 +14,7 @@ Input columns: instruction, response (names configurable). Output columns added:
 
 from __future__ import annotations
 
+import functools
 import string
 from typing import Any
 
@@ -24,7 +25,14 @@ from crowdselect.config_loader import ConfigError
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.lm import encode_chat, load_causal_lm
 from crowdselect.reward.prompts import REWARD_PREFIX, REWARD_PROMPT
-from crowdselect.reward.rows import PairEncoder, RowError, check_columns, object_column, run_microbatches, text_cell
+from crowdselect.reward.rows import (
+    PairEncoder,
+    RowError,
+    check_columns,
+    object_column,
+    run_microbatches,
+    text_cell,
+)
 from crowdselect.reward.scoring import LabelTrie, expected_score, label_probs
 
 
@@ -53,36 +61,56 @@ def build_label_trie(tokenizer: Any, answer_prefix: str, values: range) -> Label
 
 
 class JudgeScorer:
-    """Ray Data stage (callable class): heavy model load in __init__, `__call__(batch)` per batch."""
+    """Ray Data stage (callable class): heavy model load in __init__, `__call__(batch)` per batch.
+
+    The prompt template is fixed (`prompt`, else spec.judge_prompt, else REWARD_PROMPT) or, with
+    `prompt_column` (and `system_column`), read per row, for evaluations that mix judge prompts.
+    """
 
     def __init__(self, spec: RewardSpec, *, low: int = 1, high: int = 10, prompt: str | None = None,
                  answer_prefix: str = REWARD_PREFIX, system_prompt: str | None = None,
                  output_column: str = C.REWARD, instruction_column: str = C.INSTRUCTION,
                  response_column: str = C.RESPONSE, model_column: str | None = C.REWARD_MODEL,
-                 mass_column: str | None = None):
+                 mass_column: str | None = None, prompt_column: str | None = None,
+                 system_column: str | None = None):
         if low >= high:
             raise ConfigError(f"judge {spec.name!r}: rating scale needs low < high, got {low}..{high}")
         self.spec = spec
         self.template = prompt or spec.judge_prompt or REWARD_PROMPT
-        fields = template_fields(self.template)
-        for need in ("instruction", "response"):
-            if need not in fields:
-                raise ConfigError(f"judge {spec.name!r}: prompt template lacks {{{need}}}")
-        self.extras = [f for f in fields if f not in ("instruction", "response")]
         self.system_prompt = system_prompt if system_prompt is not None else spec.system_prompt
         self.answer_prefix = answer_prefix
         self.columns = (instruction_column, response_column)
+        self.prompt_column, self.system_column = prompt_column, system_column
         self.output_column, self.model_column, self.mass_column = output_column, model_column, mass_column
         self.lm = load_causal_lm(spec)
         self.trie = build_label_trie(self.lm.tokenizer, answer_prefix, range(low, high + 1))
-        self.encoder = PairEncoder(self.lm.tokenizer, self._render, spec.max_length, spec.truncation,
-                                   spec.prompt_share, reserve=self.trie.max_depth - 1)
+        self._encoders: dict[tuple[str, str | None], tuple[PairEncoder, list[str]]] = {}
+        if prompt_column is None:
+            try:
+                self._encoder(self.template, self.system_prompt)
+            except RowError as e:
+                raise ConfigError(f"judge {spec.name!r}: {e}") from None
 
-    def _render(self, instruction: str, response: str, **extras: str) -> list[int]:
-        content = self.template.format(instruction=instruction, response=response, **extras)
-        messages = [{"role": "user", "content": content}]
-        if self.system_prompt:
-            messages.insert(0, {"role": "system", "content": self.system_prompt})
+    def _encoder(self, template: str, system: str | None) -> tuple[PairEncoder, list[str]]:
+        """The truncating encoder of one (template, system prompt) and the template's extra fields."""
+        key = (template, system)
+        if key not in self._encoders:
+            fields = template_fields(template)
+            for need in ("instruction", "response"):
+                if need not in fields:
+                    raise RowError(f"prompt template lacks {{{need}}}")
+            render = functools.partial(self._render, template, system)
+            encoder = PairEncoder(self.lm.tokenizer, render, self.spec.max_length, self.spec.truncation,
+                                  self.spec.prompt_share, reserve=self.trie.max_depth - 1)
+            self._encoders[key] = (encoder, [f for f in fields if f not in ("instruction", "response")])
+        return self._encoders[key]
+
+    def _render(self, template: str, system: str | None, instruction: str, response: str,
+                **extras: str) -> list[int]:
+        messages = [{"role": "user", "content": template.format(instruction=instruction, response=response,
+                                                                **extras)}]
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
         return encode_chat(self.lm.tokenizer, messages, add_generation_prompt=True, suffix=self.answer_prefix)
 
     def score_prompts(self, prompts: list[list[int]]) -> list[tuple[float, float]]:
@@ -93,12 +121,23 @@ class JudgeScorer:
         return list(zip(score.tolist(), mass.tolist(), strict=True))
 
     def _encode_row(self, batch: dict[str, Any], i: int) -> list[int]:
-        extras = {f: text_cell(batch, f, i) for f in self.extras}
+        if self.prompt_column is None:
+            template, system = self.template, self.system_prompt
+        else:
+            template = text_cell(batch, self.prompt_column, i)
+            system = text_cell(batch, self.system_column, i) if self.system_column else self.system_prompt
+        encoder, extra_fields = self._encoder(template, system or None)
+        extras = {f: text_cell(batch, f, i) for f in extra_fields}
         instruction, response = (text_cell(batch, c, i) for c in self.columns)
-        return self.encoder.encode(instruction, response, **extras)
+        return encoder.encode(instruction, response, **extras)
+
+    def _needed_columns(self) -> list[str]:
+        if self.prompt_column is None:
+            return [*self.columns, *self._encoder(self.template, self.system_prompt)[1]]
+        return [*self.columns, self.prompt_column, *([self.system_column] if self.system_column else [])]
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        n = check_columns(type(self).__name__, batch, [*self.columns, *self.extras])
+        n = check_columns(type(self).__name__, batch, self._needed_columns())
         encoded: list[list[int] | None] = [None] * n
         errors: list[str | None] = [None] * n
         for i in range(n):

@@ -148,7 +148,7 @@ class HFCausalLM:
             raise ValueError("response_nll needs a non-empty prompt and response per row")
         width = max(len(r) for r in responses)
         with torch.inference_mode():
-            ids, mask, pos = self._pad([list(p) + list(r) for p, r in zip(prompts, responses)])
+            ids, mask, pos = self._pad([list(p) + list(r) for p, r in zip(prompts, responses, strict=True)])
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=width + 1)
             logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
             token_logp = logp.gather(-1, ids[:, -width:].unsqueeze(-1)).squeeze(-1)  # (n, R)

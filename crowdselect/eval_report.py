@@ -1,0 +1,61 @@
+"""The human-readable side of an evaluation: report.md and a bar chart of the mean score per category.
+
+Both are rendered from summary.json's dict alone, so a report can be redrawn from a finished run.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def render_report(summary: dict[str, Any]) -> str:
+    """Markdown: headline mean, per-category and per-turn tables, and the failed turns with their errors."""
+    lines = [
+        f"# Evaluation of {summary['model']}",
+        "",
+        f"Benchmark: {summary['benchmark']}, turns: {summary['turns']}, judge: {summary['judge']['name']} "
+        f"({summary['judge']['model']}), probability-weighted 1-10 rating.",
+        "",
+        f"**Mean score: {_fmt(summary['mean'])}** over {summary['scored']} judged turns of "
+        f"{summary['questions']} questions ({summary['failed']} failed).",
+        "",
+        "| category | mean |",
+        "|---|---|",
+        *[f"| {c} | {_fmt(v)} |" for c, v in summary["by_category"].items()],
+        "",
+        "| turn | mean |",
+        "|---|---|",
+        *[f"| {t} | {_fmt(v)} |" for t, v in summary["by_turn"].items()],
+    ]
+    if summary["failures"]:
+        lines += ["", "Failed turns (not in the means):", ""]
+        lines += [f"- question {f['question_id']} turn {f['turn']}: {f['error']}" for f in summary["failures"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_plot(summary: dict[str, Any]) -> bytes | None:
+    """PNG bytes of mean score per category, or None when matplotlib is not installed (`crowdselect[plot]`)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    cats = [c for c, v in summary["by_category"].items() if v is not None]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(cats) + 2), 3.2))
+    ax.bar(cats, [summary["by_category"][c] for c in cats], color="#4c72b0")
+    ax.set_ylim(0, 10)
+    ax.set_ylabel("mean judge score (1-10)")
+    ax.set_title(f"{summary['model']} — mean {_fmt(summary['mean'])}", fontsize=9)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,109 @@
+"""`crowdselect train CONFIG.yaml [--out DIR] [key=value ...]` and the train stage of `crowdselect run`.
+
+    ray job submit --working-dir . -- crowdselect train examples/train.yaml --out s3://bucket/runs/smollm
+
+Sequence: resolve the student -> prepare rows (bad rows fail or go to rejects.jsonl) -> plan steps ->
+start or join Ray -> TorchTrainer.fit() -> export the last checkpoint as an HF folder (a Ray task).
+Run directory (local or s3:// gs://):
+
+    train_config.yaml   the resolved config          data_report.json   rows read / used / skipped, tokens
+    rejects.jsonl       skipped rows with reasons    train_log.jsonl    one line per optimizer step
+    checkpoints/NAME/   Ray Train checkpoints         model/             the exported HF folder
+    train.json          the run summary (what run_training returns)
+
+Rerunning the same command resumes from the last checkpoint (Ray Train finds it under checkpoints/NAME).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import yaml
+
+from crowdselect import storage
+from crowdselect.config_loader import ConfigError, to_dict
+from crowdselect.local_models import resolve_model
+from crowdselect.ray_setup import ensure_ray
+from crowdselect.train.config import TrainConfig, load_train_config
+from crowdselect.train.export import export_model
+from crowdselect.train.launch import build_trainer, storage_path
+from crowdselect.train.loop import LOG_FILE
+from crowdselect.train.prepare import plan, prepare, write_rejects
+
+log = logging.getLogger(__name__)
+
+
+def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
+    """CLI entry: load and validate the config, train, print where the model went. Returns the exit code."""
+    cfg = load_train_config(config_path, out, overrides)
+    summary = run_training(cfg)
+    print(f"trained {summary['steps']} steps, loss {summary['first_loss']} -> {summary['last_loss']}; "
+          f"model: {summary['model'] or '(export disabled)'}; log: {summary['log']}")
+    return 0
+
+
+def student_path(cfg: TrainConfig) -> str:
+    try:
+        return resolve_model(cfg.model.name)
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(f"model.name: {e}") from None
+
+
+def run_training(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or resume) and export; returns the summary also written to OUT/train.json."""
+    t0 = time.time()
+    model_path = student_path(cfg)
+    storage.makedirs(cfg.out)
+    storage.write_text(storage.join(cfg.out, "train_config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    prepared = prepare(cfg, model_path)
+    if prepared.bad:
+        write_rejects(prepared.bad, storage.join(cfg.out, "rejects.jsonl"))
+    steps = plan(len(prepared.rows), cfg)
+    report = {**prepared.report, **steps}
+    storage.write_text(storage.join(cfg.out, "data_report.json"), json.dumps(report, indent=2))
+    print(f"[train] {report['rows_used']}/{report['rows_read']} rows used ({report['rows_skipped']} skipped), "
+          f"{report['tokens']} tokens; {steps['steps']} optimizer steps", flush=True)
+    ensure_ray(cfg.ray.address, _local_cpus(cfg), cfg.ray.temp_dir)
+    result = build_trainer(cfg, prepared.rows, steps, model_path, prepared.pad_id).fit()
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without a checkpoint")
+    checkpoint = _uri(cfg, result.checkpoint.path)
+    done = result.return_value or {}
+    model_dir = None
+    if cfg.export.enabled:
+        model_dir = cfg.export.path or storage.join(cfg.out, "model")
+        export_in_ray(checkpoint, cfg, model_path, model_dir)
+    summary = {"out": cfg.out, "model": model_dir, "checkpoint": checkpoint,
+               "log": storage.join(cfg.out, LOG_FILE), "steps": done.get("step"),
+               "first_loss": done.get("first_loss"), "last_loss": done.get("last_loss"),
+               "data": report, "seconds": round(time.time() - t0, 1)}
+    storage.write_text(storage.join(cfg.out, "train.json"), json.dumps(summary, indent=2))
+    return summary
+
+
+def export_in_ray(checkpoint: str, cfg: TrainConfig, model_path: str, out: str) -> dict[str, Any]:
+    """Run the export as a Ray task, so on a cluster it runs on a worker node next to the storage."""
+    import ray
+
+    task = ray.remote(num_cpus=1)(export_model)
+    return ray.get(task.remote(checkpoint, cfg, model_path, out))
+
+
+def _local_cpus(cfg: TrainConfig) -> int | None:
+    """For a local Ray: enough logical CPUs for every worker plus one for Ray Data and the export task."""
+    if cfg.ray.num_cpus is not None:
+        return cfg.ray.num_cpus
+    per_worker = int(cfg.scaling.resources_per_worker.get("CPU", 1))
+    return max(os.cpu_count() or 1, cfg.scaling.workers * per_worker + 1)
+
+
+def _uri(cfg: TrainConfig, path: str) -> str:
+    """A checkpoint's filesystem path as a URI under the storage path's scheme."""
+    root = storage_path(cfg)
+    if storage.is_remote(root):
+        return f"{root.split('://', 1)[0]}://{path.lstrip('/')}"
+    return path

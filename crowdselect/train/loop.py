@@ -1,0 +1,250 @@
+"""The per-worker training loop, written out: `train_loop_per_worker(config)` runs on every Ray Train worker.
+
+    model   = load_student(...)                      # bf16/fp32, ZeRO-3 partitioned while loading, LoRA
+    engine  = deepspeed.initialize(model, AdamW, cosine schedule with warmup)
+    restore the last checkpoint (weights, optimizer, schedule, step) if there is one
+    for epoch: for micro-batch in this worker's Ray Data shard:
+        loss = engine(**batch).loss; engine.backward(loss); engine.step()
+        at each optimizer step: log loss, lr, tokens/s, MFU (rank 0); checkpoint + ray.train.report when due
+
+`config` is a plain dict made by launch.py: {"cfg": TrainConfig as dict, "plan": {...}, "model_path",
+"pad_id", "log_uri", "resume_from"}. Rank 0 returns a summary dict (Result.return_value); others None.
+Every worker sees the same number of micro-batches per epoch (the driver pads the rows), so DeepSpeed's
+collectives never wait on a worker that ran out of data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
+
+from crowdselect import columns as C
+from crowdselect.config_loader import build
+from crowdselect.train.config import TrainConfig, deepspeed_config
+from crowdselect.train.student import load_student
+from crowdselect.train.telemetry import StepLog, flops_per_token, matmul_params, peak_flops
+from crowdselect.train.tokenize import collate
+
+STATE_FILE = "trainer_state.json"
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class TrainerState:
+    step: int = 0  # optimizer steps done
+    micro: int = 0  # micro-batches done by each worker
+    tag: str = ""  # DeepSpeed checkpoint tag of the last checkpoint
+    checkpoint_micro: int = 0  # `micro` at the last checkpoint
+
+
+def cosine_schedule(optimizer, warmup: int, total: int):
+    """Linear warmup for `warmup` steps, then cosine decay to 0 at `total` (transformers' schedule)."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
+    import deepspeed
+    import ray.train
+    import torch
+
+    cfg = build(TrainConfig, config["cfg"], file="train loop config")
+    plan = config["plan"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(cfg.seed)
+    ds_config = deepspeed_config(cfg, world)
+    model, _keep = load_student(cfg, config["model_path"], ds_config)
+    meter = Meter(cfg, model, world, rank == 0)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config,
+        lr_scheduler=partial(cosine_schedule, warmup=cfg.optim.warmup_steps, total=plan["total_steps"]))
+    state, old_log = restore(engine, config.get("resume_from"))
+    steplog = None
+    if rank == 0:
+        steplog = StepLog(config["log_uri"], asdict(cfg.tracking), config["cfg"], state.step, old_log)
+        print(f"[train] {plan['steps']} optimizer steps ({plan['micro_per_epoch']} micro-batches per worker "
+              f"per epoch, {world} workers), starting at step {state.step}", flush=True)
+    shard = ray.train.get_dataset_shard("train")
+    first_loss = last_loss = None
+    per_epoch = plan["micro_per_epoch"]
+    while state.step < plan["steps"]:
+        epoch, skip = divmod(state.micro, per_epoch)
+        for batch, tokens in micro_batches(shard, cfg, epoch, skip, config["pad_id"], per_epoch):
+            lr = engine.get_lr()[0]
+            # use_cache=False: no KV cache in training, and packed rows are only detected without one
+            loss = engine(**{k: v.to(engine.device) for k, v in batch.items()}, use_cache=False).loss
+            engine.backward(loss)
+            engine.step()
+            state.micro += 1
+            meter.add(loss.item(), tokens, batch[C.INPUT_IDS].shape[0])
+            if state.micro % cfg.optim.grad_accum:
+                continue
+            state.step += 1
+            record = meter.close(state, epoch, lr, engine)
+            first_loss = record["loss"] if first_loss is None else first_loss
+            last_loss = record["loss"]
+            if steplog is not None:
+                steplog.write(record)
+                print(_progress(record, plan["steps"]), flush=True)
+            if checkpoint_due(state, cfg, plan):
+                save_and_report(engine, state, steplog, rank, {"step": state.step, "loss": record["loss"]})
+                meter.restart_clock()  # checkpoint time is not training time
+            if state.step >= plan["steps"]:
+                break
+    if rank != 0:
+        return None
+    return {"step": state.step, "first_loss": first_loss, "last_loss": last_loss, "tag": state.tag}
+
+
+def micro_batches(shard, cfg: TrainConfig, epoch: int, skip: int, pad_id: int, expected: int):
+    """(padded tensor batch, real token count) per micro-batch of this worker's shard for `epoch`,
+    after skipping the first `skip` (already trained before a resume). Shuffling is seeded per epoch.
+    A shard that does not hold exactly `expected` micro-batches is an error, not a silent hang."""
+    shuffle = {"local_shuffle_buffer_size": 256, "local_shuffle_seed": cfg.data.seed + epoch} \
+        if cfg.data.shuffle else {}
+    batches = shard.iter_batches(batch_size=cfg.optim.per_device_batch, batch_format="pyarrow", **shuffle)
+    seen = 0
+    for i, table in enumerate(batches):
+        seen = i + 1
+        if i < skip:
+            continue
+        cols = {name: table.column(name).to_pylist() for name in table.column_names}
+        yield collate(cols, pad_id), sum(len(x) for x in cols[C.INPUT_IDS])
+    if seen != expected:
+        raise RuntimeError(f"epoch {epoch}: this worker's shard held {seen} micro-batches, expected {expected}")
+
+
+def checkpoint_due(state: TrainerState, cfg: TrainConfig, plan: dict[str, Any]) -> bool:
+    """At the last step, every `checkpoint.every_steps`, and at the first step after each epoch's end."""
+    every = cfg.checkpoint.every_steps
+    per_epoch = plan["micro_per_epoch"]
+    return (state.step >= plan["steps"] or (every > 0 and state.step % every == 0)
+            or state.micro // per_epoch > state.checkpoint_micro // per_epoch)
+
+
+def save_and_report(engine, state: TrainerState, steplog: StepLog | None, rank: int, metrics: dict) -> None:
+    """Every rank writes its ZeRO shard of the checkpoint, then reports it with ray.train.report.
+
+    Local (or shared) storage: written straight into the run's folder, once (NO_UPLOAD). Cloud storage:
+    written to a temp folder that Ray Train uploads; the shards of all ranks land in one checkpoint folder.
+    Rank 0 adds trainer_state.json and a copy of the step log.
+    """
+    import pyarrow.fs as pafs
+    import ray.train
+
+    state.tag = f"step{state.step}"
+    state.checkpoint_micro = state.micro
+    name = f"checkpoint_{state.tag}"
+    store = ray.train.get_context().get_storage()
+    if isinstance(store.storage_filesystem, pafs.LocalFileSystem):
+        folder = os.path.join(store.experiment_fs_path, name)
+        _write_checkpoint(engine, folder, state, steplog, rank)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint(folder), checkpoint_dir_name=name,
+                         checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD)
+        return
+    with tempfile.TemporaryDirectory(prefix="crowdselect-ckpt-") as tmp:
+        _write_checkpoint(engine, tmp, state, steplog, rank)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+
+
+def _write_checkpoint(engine, folder: str, state: TrainerState, steplog: StepLog | None, rank: int) -> None:
+    engine.save_checkpoint(folder, tag=state.tag)  # collective: every rank writes its shard
+    if rank != 0:
+        return
+    with open(os.path.join(folder, STATE_FILE), "w") as f:
+        json.dump(asdict(state), f)
+    if steplog is not None:
+        steplog.flush()
+        with open(os.path.join(folder, LOG_FILE), "w") as f:
+            f.write("".join(line + "\n" for line in steplog.lines))
+
+
+def restore(engine, resume_from: str | None) -> tuple[TrainerState, list[str]]:
+    """Load Ray Train's latest checkpoint (a retry or a rerun of the same run), else `resume_from`:
+    weights, optimizer and schedule into the engine. Returns (state, the step log lines it carries)."""
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None and resume_from:
+        ckpt = ray.train.Checkpoint(resume_from)
+    if ckpt is None:
+        return TrainerState(), []
+    with ckpt.as_directory() as folder:
+        with open(os.path.join(folder, STATE_FILE)) as f:
+            state = TrainerState(**json.load(f))
+        path, _ = engine.load_checkpoint(folder, tag=state.tag, load_optimizer_states=True,
+                                         load_lr_scheduler_states=True)
+        log_path = os.path.join(folder, LOG_FILE)
+        lines = open(log_path).read().splitlines() if os.path.exists(log_path) else []
+    if path is None:
+        raise RuntimeError(f"DeepSpeed could not load checkpoint {ckpt.path} (tag {state.tag})")
+    return state, lines
+
+
+def optimizer_step_count(engine) -> int:
+    """AdamW's own step counter (restored with the optimizer state on resume)."""
+    inner = getattr(engine.optimizer, "optimizer", engine.optimizer)
+    steps = [float(s["step"]) for s in inner.state.values() if "step" in s]
+    return int(max(steps)) if steps else 0
+
+
+class Meter:
+    """Accumulates one optimizer step's micro-batches and turns them into a log record (all ranks)."""
+
+    def __init__(self, cfg: TrainConfig, model, world: int, measure_peak: bool):
+        import torch
+
+        self.world = world
+        self.lora = cfg.lora.enabled
+        self.n_params = matmul_params(model)
+        conf = model.config
+        self.layers, self.hidden = conf.num_hidden_layers, conf.hidden_size
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+        self.peak = peak_flops(device, cfg.deepspeed.precision, cfg.peak_tflops) if measure_peak else None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss = self.micro = self.tokens = self.rows = 0.0
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def add(self, loss: float, tokens: int, rows: int) -> None:
+        self.loss += loss
+        self.micro += 1
+        self.tokens += tokens
+        self.rows += rows
+
+    def close(self, state: TrainerState, epoch: int, lr: float, engine) -> dict[str, Any]:
+        import torch
+        import torch.distributed as dist
+
+        totals = torch.tensor([self.loss, self.micro, self.tokens, self.rows], dtype=torch.float64,
+                              device=engine.device)
+        dist.all_reduce(totals)
+        loss_sum, micro, tokens, rows = totals.tolist()
+        seconds = time.perf_counter() - self.t0
+        per_s = tokens / seconds
+        fpt = flops_per_token(self.n_params, self.layers, self.hidden, tokens / rows, self.lora)
+        norm = engine.get_global_grad_norm()
+        record = {"step": state.step, "epoch": epoch, "loss": loss_sum / micro, "lr": lr,
+                  "grad_norm": float(norm) if norm is not None else None, "tokens": int(tokens),
+                  "seconds": round(seconds, 4), "tokens_per_s": per_s,
+                  "mfu": per_s * fpt / (self.peak * self.world) if self.peak else None,
+                  "optimizer_step": optimizer_step_count(engine), "time": time.time()}
+        self._reset()
+        return record
+
+
+def _progress(r: dict[str, Any], total: int) -> str:
+    mfu = f" mfu {100 * r['mfu']:.2f}%" if r["mfu"] is not None else ""
+    return (f"[train] step {r['step']}/{total} epoch {r['epoch']} loss {r['loss']:.4f} lr {r['lr']:.3g} "
+            f"{r['tokens_per_s']:.1f} tok/s{mfu}")
