@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
+from ray.data.expressions import col
 
 from crowdselect import columns as C
 from crowdselect import storage
@@ -194,7 +195,7 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec]) -> Ingested:
         ds = ds.materialize()
         merged = accepted(ds).groupby(C.ID).map_groups(
             merge_long_group, batch_format="pyarrow", fn_kwargs={"known": names, "file_order": file_order})
-        ds = merged.union(rejected(ds))
+        ds = merged.sort(C.ID).union(rejected(ds))  # sorted: the row order after a shuffle is not fixed
     else:
         ds = reject_duplicates(ds.materialize(), file_order)
     return Ingested(ds.materialize(), fmt, files)
@@ -202,11 +203,11 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec]) -> Ingested:
 
 def reject_duplicates(ds: ray.data.Dataset, file_order: dict[str, int]) -> ray.data.Dataset:
     """Keep the first row of every id (file order, then line); later rows become 'duplicate id' rejections."""
-    counts = ds.select_columns([C.ID]).filter(lambda r: r[C.ID] is not None).groupby(C.ID).count()
-    dup_ids = {r[C.ID] for r in counts.filter(lambda r: r["count()"] > 1).take_all()}
+    counts = ds.select_columns([C.ID]).filter(expr=col(C.ID).is_not_null()).groupby(C.ID).count()
+    dup_ids = {r[C.ID] for r in counts.filter(expr=col("count()") > 1).take_all()}
     if not dup_ids:
         return ds
-    hits = ds.filter(lambda r: r[C.ID] in dup_ids).select_columns([C.ID, C.SOURCE, FILE, LINE]).take_all()
+    hits = ds.filter(expr=col(C.ID).is_in(sorted(dup_ids))).select_columns([C.ID, C.SOURCE, FILE, LINE]).take_all()
     first: dict[str, tuple] = {}
     for h in hits:
         key = (file_order[h[FILE]], h[LINE])
@@ -228,11 +229,11 @@ def reject_duplicates(ds: ray.data.Dataset, file_order: dict[str, int]) -> ray.d
 
 
 def accepted(rows: ray.data.Dataset) -> ray.data.Dataset:
-    return rows.filter(lambda r: r[C.ERROR] is None)
+    return rows.filter(expr=col(C.ERROR).is_null())
 
 
 def rejected(rows: ray.data.Dataset) -> ray.data.Dataset:
-    return rows.filter(lambda r: r[C.ERROR] is not None)
+    return rows.filter(expr=col(C.ERROR).is_not_null())
 
 
 def count_input_rows(rows: ray.data.Dataset) -> tuple[int, int, int, int]:

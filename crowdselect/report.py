@@ -90,7 +90,8 @@ def plot_metrics(out: str, quantiles: dict, chosen: list[dict]) -> bool:
             ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", label=f"selected ({len(v)})", color="C3")
         ax.set_title(m)
         ax.set_ylabel("CDF")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -33,7 +33,7 @@ def check_columns(stage: str, batch: Mapping[str, Any], needed: Sequence[str]) -
 def text_cell(batch: Mapping[str, Any], column: str, i: int) -> str:
     """The text at (column, row i); None, NaN or a non-string raise RowError (an empty string is text)."""
     value = batch[column][i]
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):  # Ray's null
         raise RowError(f"no {column}")
     if not isinstance(value, str):
         raise RowError(f"{column} is {type(value).__name__}, not text")

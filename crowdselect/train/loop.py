@@ -59,6 +59,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(cfg.seed)
+    # DeepSpeed joins the process group Ray Train set up (gloo on CPU, nccl on GPU) before any config check
+    deepspeed.init_distributed(dist_backend=torch.distributed.get_backend())
     ds_config = deepspeed_config(cfg, world)
     model, _keep = load_student(cfg, config["model_path"], ds_config)
     meter = Meter(cfg, model, world, rank == 0)
