@@ -53,9 +53,9 @@ def write_pool(R: np.ndarray, folder: str, files: int) -> None:
 def ray_metrics(folder: str, n: int) -> float:
     import ray
 
+    from crowdselect.normalize import quantile_transform
     from crowdselect.select_job import fit_pool_quantiles
     from crowdselect.select_stages import compute_metrics
-    from crowdselect.normalize import quantile_transform
 
     t0 = time.perf_counter()
     ds = ray.data.read_parquet(folder).map_batches(

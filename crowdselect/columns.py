@@ -41,6 +41,7 @@ REWARD_MODEL = "reward_model"  # name of the RewardSpec that scored the row
 REWARD_ERROR = "reward_error"  # why a row has no reward (None when scored); the row is kept
 IFD = "ifd"  # instruction-following difficulty (Cherry LLM): ppl(response | instruction) / ppl(response)
 DIRECT_SCORE = "direct_score"  # LLM judge's 0-5 rating of (instruction, best response)
+N_TAGS = "n_tags"  # distinct tags of an instruction (the Tags baseline's complexity, its ranking score)
 TAGS = "tags"  # list[str]: InsTag-style intention tags of the instruction
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from crowdselect.baselines.stages import STRATEGY_COLUMNS, BaselinesConfig, baseline_spec
 from crowdselect.config_loader import ConfigError, apply_overrides, build, load_yaml
 
 STRATEGIES = (
@@ -25,6 +26,10 @@ STRATEGIES = (
     "separability-bottom",
     "stability-top",
     "stability-bottom",
+    # model-based baselines (need a `baselines:` entry naming the model; see crowdselect/baselines/)
+    "ifd",
+    "direct-score",
+    "tags",
 )
 
 
@@ -157,9 +162,12 @@ class SelectConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     out: str | None = None
 
     def validate(self) -> None:
+        if self.selection.strategy in STRATEGY_COLUMNS:
+            baseline_spec(self.baselines, STRATEGY_COLUMNS[self.selection.strategy][0])
         names = [g.name for g in self.generators]
         if not names:
             raise ConfigError("generators: the crowd needs at least 2 generators, got none")

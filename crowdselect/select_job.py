@@ -17,9 +17,11 @@ from contextlib import contextmanager
 
 import numpy as np
 import ray
+from ray.data.expressions import col
 
 from crowdselect import columns as C
 from crowdselect import storage
+from crowdselect.baselines.stages import STRATEGY_COLUMNS, add_baseline
 from crowdselect.config import SelectConfig
 from crowdselect.config_loader import to_dict
 from crowdselect.embed import Embedder
@@ -34,6 +36,7 @@ from crowdselect.ray_setup import configure_data, ensure_ray
 from crowdselect.report import summarise
 from crowdselect.select_stages import candidates_block, compute_metrics, score_block, sketch_block
 from crowdselect.selection import global_select, quota_select
+from crowdselect.tag_diversity import select_by_tags
 
 MAX_PRINTED_PROBLEMS = 1000
 
@@ -81,6 +84,10 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
         metrics_ds = accepted(ing.rows).map_batches(
             compute_metrics, batch_format="pyarrow",
             fn_kwargs={"generators": names, "families": families, "sizes": sizes}).materialize()
+    if sel.strategy in STRATEGY_COLUMNS:
+        field, column = STRATEGY_COLUMNS[sel.strategy]
+        with timer(f"baseline {field}"):
+            metrics_ds = add_baseline(metrics_ds, field, cfg.baselines).materialize()
     with timer("normalise"):
         quantiles, defined = fit_pool_quantiles(metrics_ds, n_acc, sel.n_quantiles, sel.sketch_size)
     use_stability = has_sibling_families(families) and defined[C.STABILITY] > 0
@@ -101,7 +108,10 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
             "quantiles": quantiles, "strategy": sel.strategy, "weights": sel.weights, "seed": sel.seed,
             "use_stability": use_stability, "centers": centers}).materialize()
     with timer("select"):
-        chosen = choose(scored, sel.k, sel.clusters if clustering else 1, clustering)
+        if sel.strategy == "tags":
+            chosen = choose_by_tags(scored, sel.k)
+        else:
+            chosen = choose(scored, sel.k, sel.clusters if clustering else 1, clustering)
     with timer("write"):
         records = selected_records(chosen)
         written = write_selected(cfg.out, records)
@@ -187,12 +197,23 @@ def choose(scored: ray.data.Dataset, k: int, n_clusters: int, clustering: bool) 
     return [cands[i] for i in idx]
 
 
+def choose_by_tags(scored: ray.data.Dataset, k: int) -> list[dict]:
+    """Tags baseline: InsTag's complexity-first, coverage-greedy walk over the whole pool (driver side:
+    it needs every row's tags; rows are narrow). Ties go to the higher best reward, then to the id order."""
+    rows = sorted(scored.drop_columns([C.INSTRUCTION, C.BEST_RESPONSE]).take_all(), key=lambda r: r[C.ID])
+    tags = [list(r[C.TAGS] or []) for r in rows]
+    best = np.array([np.nan if r[C.BEST_REWARD] is None else r[C.BEST_REWARD] for r in rows], dtype=float)
+    keep = {rows[i][C.ID] for i in select_by_tags(tags, best, k)}
+    picked = scored.filter(expr=col(C.ID).is_in(sorted(keep))).take_all()
+    return [r for r in sorted(picked, key=lambda r: (-r[C.SCORE], r[C.ID]))]
+
+
 def write_scores(scored: ray.data.Dataset, selected_ids: set[str], out: str) -> None:
     import pyarrow as pa
 
     def flag(batch: pa.Table) -> pa.Table:
         ids = batch.column(C.ID).to_pylist()
-        batch = batch.drop_columns([C.INSTRUCTION, C.BEST_RESPONSE])
+        batch = batch.drop_columns([c for c in (C.INSTRUCTION, C.BEST_RESPONSE) if c in batch.column_names])
         return batch.append_column(C.SELECTED, pa.array([i in selected_ids for i in ids], pa.bool_()))
 
     target = storage.join(out, "scores.parquet")
@@ -213,6 +234,9 @@ def describe_decisions(cfg: SelectConfig, use_stability: bool, defined: dict, n:
                          "(wD+wS+wT)/(wD+wS) to the scale of the full score")
     if n_selected < cfg.selection.k:
         notes.append(f"only {n_selected} usable instructions: selected all of them (asked for {cfg.selection.k})")
+    if cfg.selection.strategy == "tags":
+        notes.append("tags baseline: InsTag's coverage-greedy walk over the whole pool; the cluster quota "
+                     "does not apply; score = number of distinct tags")
     notes.append("ties in score break by id; the best answer's ties go to the first generator in config order")
     return notes
 

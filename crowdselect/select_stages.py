@@ -77,8 +77,11 @@ def score_block(batch: pa.Table, quantiles: dict, strategy: str, weights: list[f
     for m in C.METRICS:
         qs, refs = quantiles[m]
         cols[C.q(m)] = quantile_transform(cols[m], qs, refs)
-    for extra in (C.BEST_REWARD, C.RESPONSE_CHARS):
-        cols[extra] = batch.column(extra).to_numpy(zero_copy_only=False)
+    for extra in (C.BEST_REWARD, C.RESPONSE_CHARS, C.IFD, C.DIRECT_SCORE):
+        if extra in batch.column_names:
+            cols[extra] = batch.column(extra).to_numpy(zero_copy_only=False).astype(float)
+    if C.TAGS in batch.column_names:
+        cols[C.N_TAGS] = np.array([len(set(t or [])) for t in batch.column(C.TAGS).to_pylist()], dtype=float)
     ids = batch.column(C.ID).to_pylist()
     score = strategy_score(strategy, cols, ids=ids, seed=seed, weights=weights, use_stability=use_stability)
     if centers is not None and batch.num_rows:

@@ -12,6 +12,8 @@ import numpy as np
 
 from crowdselect import columns as C
 
+MODEL_SCORES = {"ifd": C.IFD, "direct-score": C.DIRECT_SCORE, "tags": C.N_TAGS}  # higher = picked first
+
 
 def combined_score(q: dict[str, np.ndarray], weights: list[float], use_stability: bool) -> np.ndarray:
     """CrowdSelect score w_D q(D) + w_S q(S) + w_T q(T).
@@ -55,6 +57,8 @@ def strategy_score(strategy: str, cols: dict[str, np.ndarray], *, ids: list[str]
         return combined_score(q, weights, use_stability)
     if strategy == "random":
         return random_score(ids, seed)
+    if strategy in MODEL_SCORES:
+        return np.asarray(cols[MODEL_SCORES[strategy]], dtype=float)
     name, _, direction = strategy.rpartition("-")
     source = {"length": C.RESPONSE_CHARS, "reward": C.BEST_REWARD}.get(name, name)
     sign = 1.0 if direction in ("top", "long") else -1.0
