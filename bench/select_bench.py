@@ -4,7 +4,8 @@
     .venv/bin/python bench/select_bench.py --quick    # 100K x 19, 50K x 384: a few minutes
 
 1. Metrics + normalisation on a synthetic pool (canonical Parquet, 19 generators in 6 families):
-   the Ray Data path (read -> compute_metrics -> sketches -> quantile transform) in rows/s, against
+   the Ray Data path (pool blocks in the object store -> compute_metrics -> sketches -> quantile
+   transform, as `crowdselect select` runs them) in rows/s, against
    (a) a per-row Python loop like the authors' scripts (scipy spearmanr per family per row; timed on a
        subsample, rows/s extrapolated), target >= 100x, and
    (b) in-memory numpy on the whole (n, 19) matrix + sklearn QuantileTransformer, target within 2x.
@@ -57,8 +58,10 @@ def ray_metrics(folder: str, n: int) -> float:
     from crowdselect.select_job import fit_pool_quantiles
     from crowdselect.select_stages import compute_metrics
 
+    # both baselines start from rewards in memory: so does this path (the pool in Ray's object store)
+    pool = ray.data.read_parquet(folder).materialize()
     t0 = time.perf_counter()
-    ds = ray.data.read_parquet(folder).map_batches(
+    ds = pool.map_batches(
         compute_metrics, batch_format="pyarrow",
         fn_kwargs={"generators": NAMES, "families": FAMILIES, "sizes": SIZES}).materialize()
     quantiles, _ = fit_pool_quantiles(ds, n, 1000, 65536)
