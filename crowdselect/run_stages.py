@@ -36,6 +36,14 @@ SCHEDULING = {"replicas", "gpus_per_replica", "accelerator_type", "batch_size", 
               "concurrency", "requests_per_minute", "max_retries", "api_key_env", "family", "size_b",
               "primary", "tokens_per_forward"}
 GEN_KEYS = (C.ID, C.MODEL)
+LINEAGE = (C.MODEL, C.MODEL_ID, C.REVISION, C.SAMPLING, C.BACKEND)
+# Fixed shard schemas: a shard where every row failed must still read back as strings, not nulls.
+GENERATE_SCHEMA = pa.schema([(C.ID, pa.string()), (C.INSTRUCTION, pa.string()), (C.SHARD, pa.string()),
+                             (C.RESPONSE, pa.string()), (C.ERROR, pa.string()), (C.PROMPT_TOKENS, pa.int64()),
+                             (C.OUTPUT_TOKENS, pa.int64())] + [(c, pa.string()) for c in LINEAGE])
+REWARD_SCHEMA = pa.schema([(C.ID, pa.string()), (C.MODEL, pa.string()), (C.SHARD, pa.string()),
+                           (C.REWARD, pa.float64()), (C.error_column(C.REWARD), pa.string()),
+                           (C.REWARD_MODEL, pa.string())])
 
 
 @dataclass
@@ -111,13 +119,19 @@ def generate(cfg: RunConfig, spec: GeneratorSpec, pool: Pool, out: str) -> Stage
     if pending:
         lineage = {C.MODEL: spec.name, C.MODEL_ID: model_id(spec), C.REVISION: spec.revision,
                    C.SAMPLING: sampling_json(spec), C.BACKEND: spec.backend}
-        ds = ray.data.read_parquet([pool.store.file(s) for s in pending], columns=[C.ID, C.INSTRUCTION, C.SHARD])
+        ds = ray.data.read_parquet([pool.store.file(s) for s in pending]).select_columns(
+            [C.ID, C.INSTRUCTION, C.SHARD])
         rows = build_generate(spec)(ds)
         expected = {s: [(rid,) for rid in pool.shards[s]] for s in pending}
-        collect(rows, expected, (C.ID,), store, lambda t: _with_constants(t, lineage),
+        collect(rows, expected, (C.ID,), store, lambda t: _conform(_with_constants(t, lineage), GENERATE_SCHEMA),
                 progress=cfg.progress, desc=f"generate {spec.name}")
     store.mark_complete(**store.counts())
     return store
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The table's columns in `schema`'s order and types (null-typed columns become typed nulls)."""
+    return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
 def _with_constants(table: pa.Table, values: dict) -> pa.Table:
@@ -137,14 +151,15 @@ def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageSt
     pending = [s for s in pool.shards if not store.is_done(s)]
     expected = {s: _answered_keys(gens, s, pool) for s in pending}
     for s in [s for s in pending if not expected[s]]:  # nothing to score in this shard
-        store.write_shard(s, pa.table({c: pa.array([], pa.string()) for c in (C.ID, C.MODEL, C.SHARD)}))
+        store.write_shard(s, REWARD_SCHEMA.empty_table())
     pending = [s for s in pending if expected[s]]
     if pending:
         files = [g.file(s) for s in pending for g in gens.values()]
-        ds = ray.data.read_parquet(files, columns=[C.ID, C.INSTRUCTION, C.SHARD, C.MODEL, C.RESPONSE, C.ERROR])
+        ds = ray.data.read_parquet(files).select_columns([C.ID, C.INSTRUCTION, C.SHARD, C.MODEL, C.RESPONSE,
+                                                          C.ERROR])
         ds = ds.map_batches(_answered_only, batch_format="pyarrow")
         scored = add_rewards(ds, spec).map_batches(_reward_columns, batch_format="pyarrow")
-        collect(scored, {s: expected[s] for s in pending}, GEN_KEYS, store, lambda t: t,
+        collect(scored, {s: expected[s] for s in pending}, GEN_KEYS, store, lambda t: _conform(t, REWARD_SCHEMA),
                 progress=cfg.progress, desc=f"reward {spec.name}")
     store.mark_complete(**store.counts())
     return store
@@ -186,6 +201,8 @@ def collect(ds, expected: dict[str, list[tuple]], keys: tuple[str, ...], store: 
     bar = tqdm(total=sum(len(k) for k in expected.values()), desc=desc, unit="row", disable=not progress)
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         for shard in pc.unique(batch.column(C.SHARD)).to_pylist():
+            if shard not in parts:  # already written: whatever comes now repeats rows seen before
+                continue
             part = batch.filter(pc.equal(batch.column(C.SHARD), shard))
             fresh = []
             for i, key in enumerate(zip(*(part.column(k).to_pylist() for k in keys), strict=True)):

@@ -161,10 +161,9 @@ def delete_dir(uri: str) -> None:
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return
     fs.delete_dir_contents(path, missing_dir_ok=True)
-    try:
+    # Object stores: a prefix without a marker object vanishes with its last file; only a marker is left.
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
-    except FileNotFoundError:
-        pass  # object stores: a prefix with no marker object vanishes with its last file
 
 
 def upload_dir(local_dir: str, uri: str) -> None:

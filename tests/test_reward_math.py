@@ -10,6 +10,7 @@ from crowdselect import mtbench
 from crowdselect.baselines.tags import parse_tags
 from crowdselect.config_loader import ConfigError, build
 from crowdselect.reward.config import RewardSpec, build_reward_specs, primary_reward
+from crowdselect.reward.rows import RowError, score_rows
 from crowdselect.reward.scoring import LabelTrie, expected_score, label_probs
 from crowdselect.reward.tokens import head, length_batches, split_budget, tail
 from crowdselect.tag_diversity import select_by_tags
@@ -45,6 +46,29 @@ def test_length_batches_cover_every_row_once_and_respect_limits():
         assert len(b) <= 3
         assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 20
     assert [6] in batches  # longer than max_tokens: alone
+
+
+def test_score_rows_isolates_failing_rows():
+    """Wiring of per-row error capture: a plain function stands in for the model."""
+    texts = ["aa", None, "boom", "b", "cccc"]
+    calls = []
+
+    def encode(i):
+        if texts[i] is None:
+            raise RowError("no response")
+        return texts[i]
+
+    def fn(items):
+        calls.append(list(items))
+        if "boom" in items:
+            raise RuntimeError("engine fell over")
+        return [len(t) for t in items]
+
+    results, errors = score_rows(len(texts), encode, len, fn, max_rows=8, max_tokens=100, stage="rm")
+    assert results == [2, None, None, 1, 4]
+    assert errors == [None, "no response", "rm: RuntimeError: engine fell over", None, None]
+    assert calls[0] == ["b", "aa", "boom", "cccc"]  # one length-sorted micro-batch, then row by row
+    assert len(calls) == 1 + 4
 
 
 # ---- judge score math ------------------------------------------------------------------------------------
@@ -156,6 +180,9 @@ def test_mtbench_data_from_the_package():
     qs = mtbench.load_questions()
     assert len(qs) == 80 and all(len(q["turns"]) == 2 for q in qs)
     assert len(mtbench.load_questions(categories=["math"], limit=3)) == 3
+    spread = mtbench.load_questions(per_category=2)
+    assert len(spread) == 16 and len({q["category"] for q in spread}) == 8
+    assert [q["question_id"] for q in mtbench.load_questions(per_category=1, limit=2)] == [81, 91]
     refs = mtbench.load_reference_answers()
     prompts = mtbench.load_judge_prompts()
     for (turn, _ref), p in prompts.items():

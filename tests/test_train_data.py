@@ -249,3 +249,21 @@ def test_deepspeed_config_passthrough(tmp_path):
 def test_flops_per_token():
     assert flops_per_token(100, 2, 4, 8.0, lora=False) == 6 * 100 + 12 * 2 * 4 * 8
     assert flops_per_token(100, 2, 4, 8.0, lora=True) == 4 * 100 + 12 * 2 * 4 * 8
+
+
+@pytest.mark.parametrize("module", ["crowdselect.train.data", "crowdselect.train.telemetry"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_tracking_backend_must_be_installed(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(ConfigError, match="tracking.backend: wandb is not installed"):
+        load_train_config(None, str(tmp_path), ["data.path=x", "tracking.backend=wandb"])

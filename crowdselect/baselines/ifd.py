@@ -24,7 +24,14 @@ import numpy as np
 from crowdselect import columns as C
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.lm import HFCausalLM, encode_chat
-from crowdselect.reward.rows import RowError, check_columns, object_column, run_microbatches, text_cell
+from crowdselect.reward.rows import (
+    RowError,
+    check_columns,
+    float_column,
+    object_column,
+    score_rows,
+    text_cell,
+)
 from crowdselect.reward.tokens import head, split_budget
 
 
@@ -65,24 +72,12 @@ class IFDScorer:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         n = check_columns(type(self).__name__, batch, [C.INSTRUCTION, self.response_column])
-        encoded: list[Any] = [None] * n
-        errors: list[str | None] = [None] * n
-        for i in range(n):
-            try:
-                encoded[i] = self.encode(text_cell(batch, C.INSTRUCTION, i), text_cell(batch, self.response_column, i))
-            except RowError as e:
-                errors[i] = str(e)
-        todo = [i for i in range(n) if encoded[i] is not None]
         # both sequences of a row share a micro-batch: count the row's tokens twice
-        lengths = [2 * (len(encoded[i][0]) + len(encoded[i][2])) for i in todo]
-        results, run_errors = run_microbatches([encoded[i] for i in todo], lengths, self.spec.batch_size,
-                                               self.spec.tokens_per_forward, self.score, stage=self.spec.name)
-        values = np.full(n, np.nan)
-        for i, r, err in zip(todo, results, run_errors, strict=True):
-            if err is None:
-                values[i] = r
-            errors[i] = err
+        results, errors = score_rows(
+            n, lambda i: self.encode(text_cell(batch, C.INSTRUCTION, i), text_cell(batch, self.response_column, i)),
+            lambda e: 2 * (len(e[0]) + len(e[2])), self.score, self.spec.batch_size, self.spec.tokens_per_forward,
+            stage=self.spec.name)
         out = dict(batch)
-        out[self.output_column] = values
+        out[self.output_column] = float_column(results)
         out[C.error_column(self.output_column)] = object_column(errors)
         return out

@@ -5,6 +5,7 @@
       direct_score:  {name: judge, model: pkg:smollm2-135m-instruct}
       tags:          {name: tagger, model: pkg:smollm2-135m-instruct, max_new_tokens: 32}
 
+Imported by crowdselect.config, so this module imports no stage or Ray code at import time.
 Each entry is a RewardSpec (model, backend, lengths, Ray pool; `kind` is ignored). A baseline runs only when
 its entry is set and its strategy is asked for: `add_baseline(ds, "ifd", cfg)` adds the `ifd` column to the
 per-instruction rows (instruction, best_response).
@@ -18,7 +19,6 @@ from typing import Any
 from crowdselect import columns as C
 from crowdselect.config_loader import ConfigError
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.stages import pool_kwargs
 
 # selection strategy -> (config field, column it needs)
 STRATEGY_COLUMNS = {"ifd": ("ifd", C.IFD), "direct-score": ("direct_score", C.DIRECT_SCORE),
@@ -58,5 +58,7 @@ def baseline_spec(cfg: BaselinesConfig, which: str) -> RewardSpec:
 
 def add_baseline(ds: Any, which: str, cfg: BaselinesConfig) -> Any:
     """Per-instruction rows -> + the baseline's column and its error column, on an actor pool."""
+    from crowdselect.reward.stages import pool_kwargs
+
     spec = baseline_spec(cfg, which)
     return ds.map_batches(stage_class(which), fn_constructor_kwargs={"spec": spec}, **pool_kwargs(spec))

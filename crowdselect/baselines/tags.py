@@ -17,14 +17,7 @@ from crowdselect import columns as C
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.lm import encode_chat, load_causal_lm
 from crowdselect.reward.prompts import TAGS_PREFIX, TAGS_PROMPT
-from crowdselect.reward.rows import (
-    PairEncoder,
-    RowError,
-    check_columns,
-    object_column,
-    run_microbatches,
-    text_cell,
-)
+from crowdselect.reward.rows import PairEncoder, check_columns, object_column, score_rows, text_cell
 
 MAX_TAGS = 5
 _STRIP = " \t\"'`*#.:;-–•[](){}"
@@ -83,24 +76,14 @@ class Tagger:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         n = check_columns(type(self).__name__, batch, [C.INSTRUCTION])
-        encoded: list[list[int] | None] = [None] * n
-        errors: list[str | None] = [None] * n
-        for i in range(n):
-            try:
-                encoded[i] = self.encoder.encode(text_cell(batch, C.INSTRUCTION, i), "")
-            except RowError as e:
-                errors[i] = str(e)
-        todo = [i for i in range(n) if encoded[i] is not None]
-        texts, run_errors = run_microbatches(
-            [encoded[i] for i in todo], [len(encoded[i]) + self.spec.max_new_tokens for i in todo],
-            self.spec.batch_size, self.spec.tokens_per_forward, self.tag_prompts, stage=self.spec.name)
-        tags: list[list[str]] = [[] for _ in range(n)]
-        for i, text, err in zip(todo, texts, run_errors, strict=True):
-            errors[i] = err
-            if err is None:
-                tags[i] = parse_tags(text, self.max_tags)
-                if not tags[i]:
-                    errors[i] = f"no usable tag in the judge's answer {text[:80]!r}"
+        texts, errors = score_rows(
+            n, lambda i: self.encoder.encode(text_cell(batch, C.INSTRUCTION, i), ""),
+            lambda ids: len(ids) + self.spec.max_new_tokens, self.tag_prompts, self.spec.batch_size,
+            self.spec.tokens_per_forward, stage=self.spec.name)
+        tags: list[list[str]] = [parse_tags(t, self.max_tags) if t is not None else [] for t in texts]
+        for i, text in enumerate(texts):
+            if text is not None and not tags[i]:
+                errors[i] = f"no usable tag in the judge's answer {text[:80]!r}"
         out = dict(batch)
         out[self.output_column] = object_column(tags)
         out[C.error_column(self.output_column)] = object_column(errors)

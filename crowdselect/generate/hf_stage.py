@@ -2,7 +2,8 @@
 
 `HFGenerator` is a Ray Data stage class (model loaded once in `__init__`, `__call__(batch)` per batch),
 wired by `build_hf_generate` into an actor pool of `spec.replicas` actors. Within a batch, prompts are
-sorted by length and cut into micro-batches of `spec.batch_size`, so padding stays small.
+sorted by length and cut into micro-batches of `spec.batch_size`, so padding stays small; an answer never
+depends on which rows share its micro-batch (see `_micro_batches`).
 Greedy decoding (temperature 0 or unset) gives the same answer whatever the batch; with sampling, the
 generator is seeded per micro-batch (`seed` in sampling), which is reproducible for the same batches only.
 A prompt longer than the model's length limit, or a micro-batch that fails, is recorded per row.
@@ -17,7 +18,7 @@ from crowdselect.config import GeneratorSpec
 from crowdselect.generate.common import chat_messages, check_input, columns_of, output_row
 
 HF_SAMPLING = {"temperature", "top_p", "top_k", "repetition_penalty", "min_p"}
-BATCHES_PER_CALL = 4  # Ray batch = this many micro-batches, so length sorting has rows to sort
+BATCHES_PER_CALL = 2  # Ray batch = this many micro-batches, so length sorting has rows to sort
 
 
 class HFGenerator:
@@ -56,12 +57,19 @@ class HFGenerator:
                     f"prompt too long: {len(p)} tokens, the model's limit is {self.max_len}"))
             else:
                 todo.append(i)
-        todo.sort(key=lambda i: len(prompts[i]))
-        for start in range(0, len(todo), self.spec.batch_size):
-            rows = todo[start:start + self.spec.batch_size]
+        for rows in self._micro_batches(todo, [len(p) for p in prompts]):
             for i, res in zip(rows, self._generate_rows([prompts[i] for i in rows]), strict=True):
                 out[i] = output_row(ids[i], texts[i], shards[i], **res)
         return columns_of(out)  # type: ignore[arg-type]
+
+    def _micro_batches(self, rows: list[int], lengths: list[int]) -> list[list[int]]:
+        """Length-sorted groups of `batch_size`. A row too close to the length limit for the full
+        `max_tokens` goes alone, so the padded width never cuts an answer short: answers do not depend
+        on which rows share a batch."""
+        roomy = sorted((i for i in rows if lengths[i] + self.spec.max_tokens <= self.max_len), key=lambda i: lengths[i])
+        tight = [[i] for i in rows if lengths[i] + self.spec.max_tokens > self.max_len]
+        size = self.spec.batch_size
+        return [roomy[k:k + size] for k in range(0, len(roomy), size)] + tight
 
     def _prompt_ids(self, instruction: str) -> list[int] | str:
         try:

@@ -95,7 +95,8 @@ def normalize(batch):
             out.loc[failed, c] = 0
     for c in (C.PROMPT_TOKENS, C.OUTPUT_TOKENS):
         out[c] = out[c].fillna(0).astype("int64")
-    out[C.ERROR] = out[C.ERROR].astype(object).where(out[C.ERROR].notna(), None)
+    for c in (C.RESPONSE, C.ERROR):  # None, not NaN, for missing text
+        out[c] = out[c].astype(object).where(out[c].notna(), None)
     return out
 
 

@@ -9,9 +9,11 @@
     rows.py        row plumbing: column checks, truncating encoder, per-row error capture
     lm.py          causal-LM backends (HF, vLLM): next-token probabilities, generation, response NLL
     prompts.py     judge prompt templates
+
+Import the stages from their modules (`from crowdselect.reward.stages import add_rewards`): this package
+imports only the config, because crowdselect.config imports it.
 """
 
 from crowdselect.reward.config import RewardSpec, build_reward_specs, primary_reward
-from crowdselect.reward.stages import add_rewards, build_scorer, reward_stage
 
-__all__ = ["RewardSpec", "add_rewards", "build_reward_specs", "build_scorer", "primary_reward", "reward_stage"]
+__all__ = ["RewardSpec", "build_reward_specs", "primary_reward"]

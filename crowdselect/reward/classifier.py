@@ -20,10 +20,10 @@ from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.lm import encode_chat, load_tokenizer, pick_device, pick_dtype
 from crowdselect.reward.rows import (
     PairEncoder,
-    RowError,
     check_columns,
+    float_column,
     object_column,
-    run_microbatches,
+    score_rows,
     text_cell,
 )
 
@@ -70,24 +70,12 @@ class RewardClassifier:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         n = check_columns(type(self).__name__, batch, [C.INSTRUCTION, C.RESPONSE])
-        encoded: list[list[int] | None] = [None] * n
-        errors: list[str | None] = [None] * n
-        for i in range(n):
-            try:
-                encoded[i] = self.encode(text_cell(batch, C.INSTRUCTION, i), text_cell(batch, C.RESPONSE, i))
-            except RowError as e:
-                errors[i] = str(e)
-        todo = [i for i in range(n) if encoded[i] is not None]
-        results, run_errors = run_microbatches(
-            [encoded[i] for i in todo], [len(encoded[i]) for i in todo], self.spec.batch_size,
-            self.spec.tokens_per_forward, lambda seqs: list(self.score_ids(seqs)), stage=self.spec.name)
-        rewards = np.full(n, np.nan)
-        for i, r, err in zip(todo, results, run_errors, strict=True):
-            if err is None:
-                rewards[i] = r
-            errors[i] = err
+        results, errors = score_rows(
+            n, lambda i: self.encode(text_cell(batch, C.INSTRUCTION, i), text_cell(batch, C.RESPONSE, i)), len,
+            lambda seqs: list(self.score_ids(seqs)), self.spec.batch_size, self.spec.tokens_per_forward,
+            stage=self.spec.name)
         out = dict(batch)
-        out[self.output_column] = rewards
+        out[self.output_column] = float_column(results)
         out[C.error_column(self.output_column)] = object_column(errors)
         out[C.REWARD_MODEL] = object_column([self.spec.name] * n)
         return out

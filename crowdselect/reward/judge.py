@@ -29,16 +29,21 @@ from crowdselect.reward.rows import (
     PairEncoder,
     RowError,
     check_columns,
+    float_column,
     object_column,
-    run_microbatches,
+    score_rows,
     text_cell,
 )
 from crowdselect.reward.scoring import LabelTrie, expected_score, label_probs
 
 
 def template_fields(template: str) -> list[str]:
-    """Named fields of a str.format template, in order of first use."""
-    names = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    """Named fields of a str.format template, in order of first use. ValueError for a malformed template or
+    a positional field ("{}", "{0}"); literal braces are written "{{" and "}}"."""
+    names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    bad = [f for f in names if not f.isidentifier()]
+    if bad:
+        raise ValueError(f"field {{{bad[0]}}} is not a name (write literal braces as {{{{ and }}}})")
     return list(dict.fromkeys(names))
 
 
@@ -95,7 +100,10 @@ class JudgeScorer:
         """The truncating encoder of one (template, system prompt) and the template's extra fields."""
         key = (template, system)
         if key not in self._encoders:
-            fields = template_fields(template)
+            try:
+                fields = template_fields(template)
+            except ValueError as e:
+                raise RowError(f"prompt template: {e}") from None
             for need in ("instruction", "response"):
                 if need not in fields:
                     raise RowError(f"prompt template lacks {{{need}}}")
@@ -104,6 +112,15 @@ class JudgeScorer:
                                   self.spec.prompt_share, reserve=self.trie.max_depth - 1)
             self._encoders[key] = (encoder, [f for f in fields if f not in ("instruction", "response")])
         return self._encoders[key]
+
+    @property
+    def encoder(self) -> PairEncoder:
+        """The truncating encoder of the fixed prompt template (not of per-row templates)."""
+        return self._encoder(self.template, self.system_prompt)[0]
+
+    def encode(self, instruction: str, response: str, **extras: str) -> list[int]:
+        """Token ids the judge reads for one row with the fixed template (answer prefix included)."""
+        return self.encoder.encode(instruction, response, **extras)
 
     def _render(self, template: str, system: str | None, instruction: str, response: str,
                 **extras: str) -> list[int]:
@@ -127,6 +144,9 @@ class JudgeScorer:
             template = text_cell(batch, self.prompt_column, i)
             system = text_cell(batch, self.system_column, i) if self.system_column else self.system_prompt
         encoder, extra_fields = self._encoder(template, system or None)
+        missing = [f for f in extra_fields if f not in batch]
+        if missing:
+            raise RowError(f"prompt template field {{{missing[0]}}} is not a column of the batch")
         extras = {f: text_cell(batch, f, i) for f in extra_fields}
         instruction, response = (text_cell(batch, c, i) for c in self.columns)
         return encoder.encode(instruction, response, **extras)
@@ -138,27 +158,13 @@ class JudgeScorer:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         n = check_columns(type(self).__name__, batch, self._needed_columns())
-        encoded: list[list[int] | None] = [None] * n
-        errors: list[str | None] = [None] * n
-        for i in range(n):
-            try:
-                encoded[i] = self._encode_row(batch, i)
-            except RowError as e:
-                errors[i] = str(e)
-        todo = [i for i in range(n) if encoded[i] is not None]
-        results, run_errors = run_microbatches(
-            [encoded[i] for i in todo], [len(encoded[i]) for i in todo], self.spec.batch_size,
-            self.spec.tokens_per_forward, self.score_prompts, stage=self.spec.name)
-        scores, masses = np.full(n, np.nan), np.full(n, np.nan)
-        for i, r, err in zip(todo, results, run_errors, strict=True):
-            if err is None:
-                scores[i], masses[i] = r
-            errors[i] = err
+        results, errors = score_rows(n, lambda i: self._encode_row(batch, i), len, self.score_prompts,
+                                     self.spec.batch_size, self.spec.tokens_per_forward, stage=self.spec.name)
         out = dict(batch)
-        out[self.output_column] = scores
+        out[self.output_column] = float_column([None if r is None else r[0] for r in results])
         out[C.error_column(self.output_column)] = object_column(errors)
         if self.model_column:
             out[self.model_column] = object_column([self.spec.name] * n)
         if self.mass_column:
-            out[self.mass_column] = masses
+            out[self.mass_column] = float_column([None if r is None else r[1] for r in results])
         return out

@@ -174,6 +174,12 @@ class VllmCausalLM:
         kwargs.update(spec.engine_kwargs)
         self.llm = LLM(**kwargs)
 
+    def close(self) -> None:
+        """Stop the engine's processes now (else they stop at interpreter exit)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
+
     def step_probs(self, prompts: list[list[int]], trie: LabelTrie) -> dict[Prefix, np.ndarray]:
         """One 1-token request per (step, prompt); prefix caching makes the extended prompts cheap."""
         from vllm import SamplingParams

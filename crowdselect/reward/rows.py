@@ -110,3 +110,30 @@ def run_microbatches(items: Sequence[Any], lengths: Sequence[int], max_rows: int
             except Exception as e:  # recorded in the row's error column
                 errors[i] = f"{stage}: {type(e).__name__}: {e}"
     return results, errors
+
+
+def score_rows(n: int, encode: Callable[[int], Any], length: Callable[[Any], int],
+               fn: Callable[[list[Any]], Sequence[Any]], max_rows: int, max_tokens: int,
+               stage: str) -> tuple[list[Any], list[str | None]]:
+    """Encode rows 0..n-1 (`encode(i)`, RowError = that row's error), then run `fn` over length-sorted
+    micro-batches of the encoded ones (`run_microbatches`). Returns (results, errors) for all n rows;
+    a failed row has result None and its error text."""
+    encoded: list[Any] = [None] * n
+    errors: list[str | None] = [None] * n
+    for i in range(n):
+        try:
+            encoded[i] = encode(i)
+        except RowError as e:
+            errors[i] = str(e)
+    todo = [i for i in range(n) if errors[i] is None]
+    done, run_errors = run_microbatches([encoded[i] for i in todo], [length(encoded[i]) for i in todo],
+                                        max_rows, max_tokens, fn, stage)
+    results: list[Any] = [None] * n
+    for i, r, err in zip(todo, done, run_errors, strict=True):
+        results[i], errors[i] = (r if err is None else None), err
+    return results, errors
+
+
+def float_column(results: Sequence[Any]) -> np.ndarray:
+    """(n,) float64, NaN where the result is None."""
+    return np.array([np.nan if r is None else float(r) for r in results], dtype=np.float64)

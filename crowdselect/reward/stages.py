@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from crowdselect import columns as C
-from crowdselect.resources import for_actor_pool
 from crowdselect.reward.config import RewardSpec
 
 
@@ -31,6 +30,8 @@ def stage_class(spec: RewardSpec) -> type:
 def pool_kwargs(spec: RewardSpec) -> dict[str, Any]:
     """map_batches arguments of an actor pool of `spec.concurrency` actors with the spec's resources."""
     from ray.data import ActorPoolStrategy
+
+    from crowdselect.resources import for_actor_pool  # imported late: resources imports crowdselect.config
 
     res = for_actor_pool(spec.concurrency, spec.num_gpus, spec.num_cpus, spec.accelerator_type)
     return {"batch_size": spec.batch_size, "compute": ActorPoolStrategy(size=spec.concurrency),

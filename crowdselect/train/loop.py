@@ -76,6 +76,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     shard = ray.train.get_dataset_shard("train")
     first_loss = last_loss = None
     per_epoch = plan["micro_per_epoch"]
+    meter.restart_clock()  # the first step's time excludes start-up
     while state.step < plan["steps"]:
         epoch, skip = divmod(state.micro, per_epoch)
         for batch, tokens in micro_batches(shard, cfg, epoch, skip, config["pad_id"], per_epoch):
