@@ -22,7 +22,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir
     target = address or os.environ.get("RAY_ADDRESS")
     runtime_env = {"env_vars": _forwarded_env()}
     if target:
-        ray.init(address=target, runtime_env=runtime_env, log_to_driver=True)
+        ray.init(address=target, runtime_env=None if _in_submitted_job() else runtime_env, log_to_driver=True)
         log.info("joined Ray cluster at %s", target)
         return target
     tmp = temp_dir or os.environ.get("CROWDSELECT_RAY_TMP", "/tmp/rcs")
@@ -38,6 +38,15 @@ def _forwarded_env() -> dict[str, str]:
             "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM", "HF_HOME", "AWS_ENDPOINT_URL",
             "AWS_DEFAULT_REGION", "RAY_DATA_DISABLE_PROGRESS_BARS")
     return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def _in_submitted_job() -> bool:
+    """True in the driver of a `ray job submit` job: its runtime env (working_dir, env_vars) already applies
+    to every worker, and the driver sees the same env. A second runtime env from ray.init is merged into the
+    job's and, with a working_dir, makes worker nodes fail to fetch the job's package ("Failed to download
+    runtime_env file package", as in Ray issue #36703; seen with ray 2.60 on a multi-node cluster), so none
+    is passed there."""
+    return bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
 
 
 def configure_data(preserve_order: bool = True) -> None:

@@ -54,9 +54,8 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
     rewards = {r.name: timed(f"reward {r.name}", reward, cfg, r, pool, gens, cfg.out) for r in cfg.rewards}
     crowd, excluded = timed("crowd", build_crowd, pool, gens, rewards[cfg.metric_reward], cfg.out)
     select_dir = timed("select", select, cfg, crowd, config_path)
-    if cfg.train is not None:
-        timed("train", train, cfg, config_path)
-    summary = write_run_json(cfg, pool, gens, rewards, crowd, excluded, select_dir, times)
+    trained = timed("train", train, cfg, config_path) if cfg.train is not None else None
+    summary = write_run_json(cfg, pool, gens, rewards, crowd, excluded, select_dir, times, trained)
     print_summary(summary)
     return 0
 
@@ -95,15 +94,15 @@ def select(cfg: RunConfig, crowd: StageStore, config_path: str) -> str:
     return out
 
 
-def train(cfg: RunConfig, config_path: str) -> None:
+def train(cfg: RunConfig, config_path: str) -> dict:
     """Fine-tune the student on DIR/select/selected.jsonl (the training job resumes from its checkpoints)."""
     from crowdselect.train.job import run_train
 
-    run_train(train_config(cfg, file=config_path))
+    return run_train(train_config(cfg, file=config_path))
 
 
 def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_dir: str,
-                   times: dict[str, float]) -> dict:
+                   times: dict[str, float], trained: dict | None = None) -> dict:
     """DIR/run.json: what this run used and made, tying the selection to every model that fed it."""
     from crowdselect.generate import model_id, sampling_settings
 
@@ -123,6 +122,7 @@ def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_
                   "path": crowd.uri, "excluded_path": excluded.uri},
         "select": {"dir": select_dir, "selected": storage.join(select_dir, "selected.jsonl"),
                    "run": storage.join(select_dir, "run.json")},
+        "train": None if trained is None else {k: trained.get(k) for k in ("out", "model", "checkpoint", "steps")},
         "seconds": times,
     }
     storage.write_text(storage.join(cfg.out, "run.json"), json.dumps(summary, indent=2, default=str))
@@ -144,5 +144,7 @@ def print_summary(s: dict) -> None:
     lines.append(f"crowd: {s['crowd']['instructions']} instructions, {s['crowd']['excluded']} excluded "
                  f"(fewer than 2 rewarded answers: {s['crowd']['excluded_path']})")
     lines.append(f"selected: {s['select']['selected']}")
+    if s["train"]:
+        lines.append(f"trained: {s['train']['model'] or s['train']['checkpoint']} ({s['train']['steps']} steps)")
     lines.append("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds"].items()))
     print("\n".join(lines), flush=True)

@@ -41,7 +41,9 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
     """CLI entry: load and validate the config, train, print where the model went. Returns the exit code."""
     cfg = load_train_config(config_path, out, overrides)
     summary = run_training(cfg)
-    print(f"trained {summary['steps']} steps, loss {summary['first_loss']} -> {summary['last_loss']}; "
+    nan = float("nan")
+    print(f"trained to step {summary['steps']}, loss {summary['first_loss'] or nan:.4g} -> "
+          f"{summary['last_loss'] or nan:.4g}; "
           f"model: {summary['model'] or '(export disabled)'}; log: {summary['log']}")
     return 0
 
@@ -73,13 +75,16 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         raise RuntimeError("training finished without a checkpoint")
     checkpoint = _uri(cfg, result.checkpoint.path)
     done = result.return_value or {}
+    log_uri = storage.join(cfg.out, LOG_FILE)
+    steps_logged = [json.loads(x) for x in storage.read_text(log_uri).splitlines() if x.strip()]
     model_dir = None
     if cfg.export.enabled:
         model_dir = cfg.export.path or storage.join(cfg.out, "model")
         export_in_ray(checkpoint, cfg, model_path, model_dir)
-    summary = {"out": cfg.out, "model": model_dir, "checkpoint": checkpoint,
-               "log": storage.join(cfg.out, LOG_FILE), "steps": done.get("step"),
-               "first_loss": done.get("first_loss"), "last_loss": done.get("last_loss"),
+    summary = {"out": cfg.out, "model": model_dir, "checkpoint": checkpoint, "log": log_uri,
+               "steps": done.get("step"), "started_at_step": done.get("start_step"),
+               "first_loss": steps_logged[0]["loss"] if steps_logged else None,
+               "last_loss": steps_logged[-1]["loss"] if steps_logged else None,
                "data": report, "seconds": round(time.time() - t0, 1)}
     storage.write_text(storage.join(cfg.out, "train.json"), json.dumps(summary, indent=2))
     return summary

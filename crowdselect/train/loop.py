@@ -8,7 +8,7 @@
         at each optimizer step: log loss, lr, tokens/s, MFU (rank 0); checkpoint + ray.train.report when due
 
 `config` is a plain dict made by launch.py: {"cfg": TrainConfig as dict, "plan": {...}, "model_path",
-"pad_id", "log_uri", "resume_from"}. Rank 0 returns a summary dict (Result.return_value); others None.
+"pad_id", "log_uri", "resume_from"}. Rank 0 returns {step, start_step, tag} (Result.return_value).
 Every worker sees the same number of micro-batches per epoch (the driver pads the rows), so DeepSpeed's
 collectives never wait on a worker that ran out of data.
 """
@@ -74,7 +74,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
         print(f"[train] {plan['steps']} optimizer steps ({plan['micro_per_epoch']} micro-batches per worker "
               f"per epoch, {world} workers), starting at step {state.step}", flush=True)
     shard = ray.train.get_dataset_shard("train")
-    first_loss = last_loss = None
+    start_step = state.step
     per_epoch = plan["micro_per_epoch"]
     meter.restart_clock()  # the first step's time excludes start-up
     while state.step < plan["steps"]:
@@ -91,8 +91,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
                 continue
             state.step += 1
             record = meter.close(state, epoch, lr, engine)
-            first_loss = record["loss"] if first_loss is None else first_loss
-            last_loss = record["loss"]
             if steplog is not None:
                 steplog.write(record)
                 print(_progress(record, plan["steps"]), flush=True)
@@ -103,7 +101,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
                 break
     if rank != 0:
         return None
-    return {"step": state.step, "first_loss": first_loss, "last_loss": last_loss, "tag": state.tag}
+    return {"step": state.step, "start_step": start_step, "tag": state.tag}
 
 
 def micro_batches(shard, cfg: TrainConfig, epoch: int, skip: int, pad_id: int, expected: int):
