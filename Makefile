@@ -1,16 +1,22 @@
 # The README's quick start: `make quickstart` (set up + run the main job) and `make test` (set up + tests).
-.PHONY: venv quickstart test lint bench
+.PHONY: venv quickstart select-example test bench
 
 venv:
 	bash .ci/setup-venv
 
 quickstart: venv
+	.venv/bin/crowdselect run examples/quickstart.yaml --out runs/quickstart
+
+# Selection alone on the example crowd (simulated rewards): seconds, no generation.
+select-example: venv
 	.venv/bin/crowdselect select --config examples/crowd.yaml --input examples/crowd.jsonl \
-	  --k 24 --clusters 4 --out runs/quickstart
+	  --k 24 --clusters 4 --out runs/select-example
 
 test: venv
 	.venv/bin/python -m ruff check crowdselect jobs tests bench
 	.venv/bin/python -m pytest tests
 
 bench: venv
-	.venv/bin/python bench/select_bench.py
+	.venv/bin/python bench/select_bench.py --quick
+	.venv/bin/python bench/generate_bench.py
+	.venv/bin/python bench/train_bench.py

@@ -75,6 +75,25 @@ def test_read_names_file_and_line(tmp_path):
                                                   (f"{path}:4", "message 2 (assistant): empty text")]
 
 
+def test_folder_of_json_jsonl_and_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", [{"instruction": "Q1", "output": "A1"}])
+    (folder / "b.json").write_text(json.dumps([{"instruction": "Q2", "output": "A2"}, ["not", "a", "row"]]))
+    pq.write_table(pa.Table.from_pylist([{"instruction": "Q3", "output": "A3"}]), folder / "c.parquet")
+    (folder / "notes.txt").write_text("ignored: not a data file")
+    convs, bad = read_conversations([str(folder)])
+    assert [c.messages[0]["content"] for c in convs] == ["Q1", "Q2", "Q3"]
+    assert [c.source for c in convs] == [f"{folder}/a.jsonl:1", f"{folder}/b.json:item 1", f"{folder}/c.parquet:1"]
+    assert [(b.source, b.reason) for b in bad] == [(f"{folder}/b.json:item 2", "not a JSON object")]
+    assert len(read_conversations([str(folder / "*.jsonl")])[0]) == 1
+    with pytest.raises(UserError, match="no data files found"):
+        read_conversations([str(tmp_path / "missing.jsonl")])
+
+
 # ---- loss masking ------------------------------------------------------------------------------------------
 
 def test_only_assistant_tokens_carry_labels(tok):

@@ -49,8 +49,23 @@ def cosine_schedule(optimizer, warmup: int, total: int):
     return get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
+def build_engine(cfg: TrainConfig, model_path: str, world: int, total_steps: int):
+    """The student wrapped by `deepspeed.initialize`: ZeRO, precision, AdamW from the DeepSpeed config,
+    cosine schedule with warmup over the whole run's `total_steps`."""
     import deepspeed
+    import torch
+
+    # DeepSpeed joins the process group Ray Train set up (gloo on CPU, nccl on GPU) before any config check
+    deepspeed.init_distributed(dist_backend=torch.distributed.get_backend())
+    ds_config = deepspeed_config(cfg, world)
+    model, _keep_alive = load_student(cfg, model_path, ds_config)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config,
+        lr_scheduler=partial(cosine_schedule, warmup=cfg.optim.warmup_steps, total=total_steps))
+    return engine
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     import ray.train
     import torch
 
@@ -59,14 +74,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(cfg.seed)
-    # DeepSpeed joins the process group Ray Train set up (gloo on CPU, nccl on GPU) before any config check
-    deepspeed.init_distributed(dist_backend=torch.distributed.get_backend())
-    ds_config = deepspeed_config(cfg, world)
-    model, _keep = load_student(cfg, config["model_path"], ds_config)
-    meter = Meter(cfg, model, world, rank == 0)
-    engine, _, _, _ = deepspeed.initialize(
-        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config,
-        lr_scheduler=partial(cosine_schedule, warmup=cfg.optim.warmup_steps, total=plan["total_steps"]))
+    engine = build_engine(cfg, config["model_path"], world, plan["total_steps"])
+    meter = Meter(cfg, engine.module, world, rank == 0)
     state, old_log = restore(engine, config.get("resume_from"))
     steplog = None
     if rank == 0:
