@@ -132,6 +132,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--n-init", type=int, default=20)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--only", choices=["metrics", "kmeans"], help="run one part")
     args = ap.parse_args()
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     km_rows = args.kmeans_rows or (50_000 if args.quick else 200_000)
@@ -140,18 +141,28 @@ def main() -> None:
 
     ensure_ray(num_cpus=os.cpu_count())
     configure_data()
+    if args.only != "kmeans":
+        metrics_part(rows, args.loop_rows)
+    if args.only != "metrics":
+        kmeans_part(km_rows, args)
+
+
+def metrics_part(rows: int, loop_rows: int) -> None:
     R = rewards(rows, PAPER_CROWD, seed=1)
     with tempfile.TemporaryDirectory() as folder:
         write_pool(R, folder, files=max(2, rows // 50_000))
         t_ray = ray_metrics(folder, rows)
     t_np = numpy_metrics(R)
-    t_loop = loop_metrics(R[: args.loop_rows]) * rows / args.loop_rows
+    t_loop = loop_metrics(R[:loop_rows]) * rows / loop_rows
     print(f"\nmetrics + normalisation, {rows:,} x {len(NAMES)} pool, {os.cpu_count()} CPUs")
     print(f"  ray data   {rows / t_ray:>12,.0f} rows/s  ({t_ray:.1f}s)")
     print(f"  numpy      {rows / t_np:>12,.0f} rows/s  ({t_np:.1f}s, in memory)")
-    print(f"  row loop   {rows / t_loop:>12,.0f} rows/s  (timed on {args.loop_rows:,} rows)")
+    print(f"  row loop   {rows / t_loop:>12,.0f} rows/s  (timed on {loop_rows:,} rows)")
     print(f"  ratio ray / row loop = {t_loop / t_ray:.1f}x   (target >= 100x)")
     print(f"  ratio numpy / ray    = {t_ray / t_np:.2f}x slower (target <= 2x)")
+
+
+def kmeans_part(km_rows: int, args: argparse.Namespace) -> None:
     km = kmeans_bench(km_rows, args.dim, args.k, args.n_init, args.workers)
     print(f"\nk-means, {km_rows:,} x {args.dim}, k={args.k}, n_init={args.n_init}, {args.workers} workers")
     print(f"  crowdselect {km['ours_s']:.1f}s, sklearn {km['sklearn_s']:.1f}s")

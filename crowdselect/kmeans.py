@@ -22,26 +22,49 @@ def sq_dists(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return d2.reshape(len(X), r, k).transpose(1, 0, 2)
 
 
-def assign(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(labels (r, n), squared distance to the own centre (r, n)) for every init."""
-    d2 = sq_dists(X, centers)
-    labels = d2.argmin(axis=2)
-    return labels, np.take_along_axis(d2, labels[..., None], axis=2)[..., 0]
+def row_norms(X: np.ndarray) -> np.ndarray:
+    """(n,) squared norms of the rows of X (n, d); computed once per shard and reused every pass."""
+    return np.einsum("nd,nd->n", X, X)
 
 
-def lloyd_partial(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def assign(X: np.ndarray, centers: np.ndarray, xx: np.ndarray | None = None,
+           chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (r, n), squared distance to the own centre (r, n)) for every init.
+
+    Works in row chunks so the (chunk, r*k) distance block stays in cache; the row norms only shift each
+    row's distances, so they are added to the minimum alone.
+    """
+    r, k, d = centers.shape
+    n = len(X)
+    flat = centers.reshape(r * k, d).astype(X.dtype, copy=False)
+    cc = np.einsum("md,md->m", flat, flat)
+    xx = row_norms(X) if xx is None else xx
+    labels = np.empty((r, n), dtype=np.int64)
+    dist = np.empty((r, n), dtype=np.float64)
+    for s in range(0, n, chunk):
+        g = X[s:s + chunk] @ flat.T  # (c, r*k)
+        g *= -2.0
+        g += cc
+        g3 = g.reshape(len(g), r, k)
+        lab = g3.argmin(axis=2)  # (c, r)
+        labels[:, s:s + chunk] = lab.T
+        dist[:, s:s + chunk] = (np.take_along_axis(g3, lab[..., None], axis=2)[..., 0] + xx[s:s + chunk, None]).T
+    np.maximum(dist, 0.0, out=dist)
+    return labels, dist
+
+
+def lloyd_partial(X: np.ndarray, centers: np.ndarray,
+                  xx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One shard's part of a Lloyd step: (sums (r, k, d) float64, counts (r, k), inertia (r,))."""
     r, k, d = centers.shape
-    labels, dist = assign(X, centers)
     n = len(X)
-    sums = np.zeros((r, k, d))
-    counts = np.zeros((r, k))
-    rows = np.arange(n)
-    for i in range(r):
-        counts[i] = np.bincount(labels[i], minlength=k)
-        onehot = sparse.csr_matrix((np.ones(n, dtype=X.dtype), (labels[i], rows)), shape=(k, n))
-        sums[i] = onehot @ X
-    return sums, counts, dist.sum(axis=1, dtype=np.float64)
+    labels, dist = assign(X, centers, xx)
+    flat_labels = (labels + (np.arange(r) * k)[:, None]).ravel()  # one label space for all inits
+    onehot = sparse.csr_matrix((np.ones(r * n, dtype=X.dtype), (flat_labels, np.tile(np.arange(n), r))),
+                               shape=(r * k, n))
+    sums = np.asarray(onehot @ X, dtype=np.float64).reshape(r, k, d)
+    counts = np.bincount(flat_labels, minlength=r * k).reshape(r, k).astype(np.float64)
+    return sums, counts, dist.sum(axis=1)
 
 
 def update_centers(sums: np.ndarray, counts: np.ndarray, old: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ class ShardWorker:
         parts = [np.asarray(ray.get(r)[column], dtype=np.float32) for r in refs]
         parts = [p.reshape(len(p), -1) for p in parts if len(p)]
         self.X = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+        self.xx = km.row_norms(self.X)
         self.d2 = None
 
     def size(self) -> int:
@@ -67,7 +68,7 @@ class ShardWorker:
         return self.d2.sum(axis=1)
 
     def lloyd(self, centers: np.ndarray):
-        return km.lloyd_partial(self.X, centers)
+        return km.lloyd_partial(self.X, centers, self.xx)
 
 
 def fit_kmeans(block_refs: list, column: str, k: int, *, n_init: int = 20, seed: int = 42,
