@@ -17,6 +17,7 @@ This module knows nothing of models or data; it only translates numbers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,11 @@ ACCELERATOR_DEMAND = 0.001  # what Ray's own `accelerator_type=` option requests
 
 
 def normalize_accelerator(name: str | None) -> str | None:
-    """Ray's spelling of an accelerator type: "nvidia h100" -> "H100", "a100" -> "A100"; None stays None."""
+    """Ray's spelling of an accelerator type: "nvidia h100" -> "H100", "a100" -> "A100"; None stays None.
+
+    Names Ray knows (ray.util.accelerators) are matched case-insensitively; NVIDIA-style codes it does not list
+    yet (b200, l40s) are upper-cased as Ray's GPU detection reports them; anything else passes as given.
+    """
     if name is None or not str(name).strip():
         return None
     text = str(name).strip()
@@ -36,7 +41,17 @@ def normalize_accelerator(name: str | None) -> str | None:
         text = text[len("nvidia"):].strip(" -_")
     if not text or any(c.isspace() for c in text):
         raise ConfigError(f"accelerator_type: {name!r} is not an accelerator name such as H100, A100 or L4")
-    return text.upper() if text.isascii() else text
+    known = _known_accelerators().get(text.lower())
+    if known:
+        return known
+    # NVIDIA codes Ray detects in upper case: b200 -> B200, l40s -> L40S
+    return text.upper() if re.fullmatch(r"[A-Za-z]{1,3}\d{1,4}[A-Za-z]?", text) else text
+
+
+def _known_accelerators() -> dict[str, str]:
+    import ray.util.accelerators as acc
+
+    return {v.lower(): v for k, v in vars(acc).items() if k.isupper() and isinstance(v, str)}
 
 
 def accelerator_resources(accelerator_type: str | None) -> dict[str, float]:
