@@ -41,11 +41,10 @@ def _forwarded_env() -> dict[str, str]:
 
 
 def _in_submitted_job() -> bool:
-    """True in the driver of a `ray job submit` job: its runtime env (working_dir, env_vars) already applies
-    to every worker, and the driver sees the same env. A second runtime env from ray.init is merged into the
-    job's and, with a working_dir, makes worker nodes fail to fetch the job's package ("Failed to download
-    runtime_env file package", as in Ray issue #36703; seen with ray 2.60 on a multi-node cluster), so none
-    is passed there."""
+    """True in the driver of a `ray job submit` job. Its runtime env (working_dir, env_vars) already applies
+    to every worker and the driver sees the same env; Ray refuses a ray.init runtime env that repeats the
+    job's env vars ("Failed to merge the Job's runtime env", seen in tests/test_multinode.py), so the driver
+    passes none there."""
     return bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
 
 
