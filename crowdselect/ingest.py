@@ -59,6 +59,7 @@ class Ingested:
     rows: ray.data.Dataset  # SCHEMA; accepted rows have error == null
     format: str
     files: list[str]
+    file_order: dict[str, int]  # displayed file name -> position in `files` (orders rows for reports)
 
 
 def _rejected(source: str, file: str, line: int, reason: str, raw: str, n: int = 1) -> dict:
@@ -198,7 +199,7 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec]) -> Ingested:
         ds = merged.sort(C.ID).union(rejected(ds))  # sorted: the row order after a shuffle is not fixed
     else:
         ds = reject_duplicates(ds.materialize(), file_order)
-    return Ingested(ds.materialize(), fmt, files)
+    return Ingested(ds.materialize(), fmt, files, file_order)
 
 
 def reject_duplicates(ds: ray.data.Dataset, file_order: dict[str, int]) -> ray.data.Dataset:

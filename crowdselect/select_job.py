@@ -76,7 +76,7 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
     say(f"read {counts['input_rows']:,} input rows ({ing.format} format): {acc_rows:,} accepted, "
         f"{rej_rows:,} rejected")
     if n_rej:
-        handle_rejects(ing.rows, ing.files, cfg.input.on_bad_rows, cfg.out)
+        handle_rejects(ing.rows, ing.file_order, cfg.input.on_bad_rows, cfg.out)
     if n_acc == 0:
         raise UserError("no usable rows in the input")
 
@@ -128,13 +128,10 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
     return 0
 
 
-def handle_rejects(rows: ray.data.Dataset, files: list[str], mode: str, out: str) -> None:
+def handle_rejects(rows: ray.data.Dataset, file_order: dict[str, int], mode: str, out: str) -> None:
     """fail: print FILE:LINE: reason per problem and stop (exit 2); quarantine: write rejected.jsonl."""
     bad = rejected(rows).select_columns([C.SOURCE, C.ERROR, C.RAW, FILE, LINE]).take_all()
-    from crowdselect.ingest_sources import display_path
-
-    order = {display_path(f): i for i, f in enumerate(files)}
-    bad.sort(key=lambda r: (order.get(r[FILE], 0), r[LINE]))
+    bad.sort(key=lambda r: (file_order.get(r[FILE], 0), r[LINE]))
     if mode == "fail":
         for r in bad[:MAX_PRINTED_PROBLEMS]:
             print(f"{r[C.SOURCE]}: {r[C.ERROR]}", file=sys.stderr)
