@@ -60,9 +60,9 @@ def stage_vllm(model: str, texts: list[str], max_tokens: int, engine_kwargs: dic
     """(seconds, output tokens) of crowdselect's vLLM generate stage over the same prompts."""
     import ray
 
-    from crowdselect import columns as C
-    from crowdselect.config import GeneratorSpec
+    from crowdselect.core import columns as C
     from crowdselect.generate import build_generate
+    from crowdselect.generate.spec import GeneratorSpec
 
     spec = GeneratorSpec(name="bench", family="bench", size_b=1.0, model=model, backend="vllm",
                          max_tokens=max_tokens, batch_size=64, gpus_per_replica=1.0 if gpu else 0.0,
@@ -78,7 +78,7 @@ def stage_vllm(model: str, texts: list[str], max_tokens: int, engine_kwargs: dic
 
 
 def reward_inputs(texts: list[str], max_tokens: int) -> list[dict]:
-    from crowdselect import columns as C
+    from crowdselect.core import columns as C
 
     # answers of a fixed length: the reward cost depends on the token count, not the wording
     return [{C.ID: f"r{i}", C.INSTRUCTION: t, C.MODEL: "g", C.RESPONSE: ("The answer is yes. " * max_tokens)[:4 * max_tokens],
@@ -89,7 +89,7 @@ def stage_reward(spec, rows: list[dict]) -> tuple[float, list[list[int]]]:
     """(seconds, encoded prompts) of the judge stage on Ray Data, model load included."""
     import ray
 
-    from crowdselect import columns as C
+    from crowdselect.core import columns as C
     from crowdselect.reward.stages import add_rewards, build_scorer
 
     t0 = time.perf_counter()
@@ -110,8 +110,8 @@ def bare_forward(spec, prompts: list[list[int]]) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from crowdselect.local_models import resolve_model
     from crowdselect.reward.lm import load_tokenizer, pick_device, pick_dtype
+    from crowdselect.runtime.models import resolve_model
 
     t0 = time.perf_counter()
     device = pick_device()
@@ -143,8 +143,8 @@ def main() -> None:
     a = p.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from crowdselect.local_models import resolve_model
-    from crowdselect.ray_setup import ensure_ray
+    from crowdselect.runtime.models import resolve_model
+    from crowdselect.runtime.ray_setup import ensure_ray
 
     engine_kwargs = json.loads(a.engine_kwargs) if a.engine_kwargs else (
         {} if a.gpu else {"dtype": "bfloat16", "enforce_eager": True, "max_model_len": 1024})

@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crowdselect import columns as C
-from crowdselect import metrics as M
-from crowdselect.synthetic import PAPER_CROWD, rewards
+from crowdselect.core import columns as C
+from crowdselect.crowd.synthetic import PAPER_CROWD, rewards
+from crowdselect.select import metrics as M
 
 NAMES = [g for g, _, _ in PAPER_CROWD]
 FAMILIES = [f for _, f, _ in PAPER_CROWD]
@@ -54,9 +54,9 @@ def write_pool(R: np.ndarray, folder: str, files: int) -> None:
 def ray_metrics(folder: str, n: int) -> float:
     import ray
 
-    from crowdselect.normalize import quantile_transform
-    from crowdselect.select_job import fit_pool_quantiles
-    from crowdselect.select_stages import compute_metrics
+    from crowdselect.select.job import fit_pool_quantiles
+    from crowdselect.select.normalize import quantile_transform
+    from crowdselect.select.stages import compute_metrics
 
     # both baselines start from rewards in memory: so does this path (the pool in Ray's object store)
     pool = ray.data.read_parquet(folder).materialize()
@@ -105,7 +105,7 @@ def kmeans_bench(n: int, d: int, k: int, n_init: int, workers: int) -> dict:
     import ray
     from sklearn.cluster import KMeans
 
-    from crowdselect.kmeans_ray import fit_kmeans
+    from crowdselect.select.kmeans_ray import fit_kmeans
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(k, d))
@@ -137,7 +137,7 @@ def main() -> None:
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     km_rows = args.kmeans_rows or (50_000 if args.quick else 200_000)
 
-    from crowdselect.ray_setup import configure_data, ensure_ray
+    from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 
     ensure_ray(num_cpus=os.cpu_count())
     configure_data()

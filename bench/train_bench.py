@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from crowdselect.config_loader import build
-from crowdselect.local_models import resolve_model
+from crowdselect.core.config import build
+from crowdselect.runtime.models import resolve_model
 from crowdselect.train.config import TrainConfig
 from crowdselect.train.job import run_training
 from crowdselect.train.prepare import prepare

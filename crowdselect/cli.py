@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from crowdselect.config import STRATEGIES
-from crowdselect.errors import ConfigError, UserError
+from crowdselect.core.errors import ConfigError, UserError
+from crowdselect.select.config import STRATEGIES
 
 
 def _select_parser(sub) -> None:
@@ -55,14 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "select":
-        from crowdselect.config import FLAG_KEYS, load_select_config
-        from crowdselect.select_job import run_select
+        from crowdselect.select.config import FLAG_KEYS, load_select_config
+        from crowdselect.select.job import run_select
 
         flags = {k: getattr(args, k, None) for k in FLAG_KEYS}
         cfg = load_select_config(args.config, flags, args.overrides)
         return run_select(cfg, config_path=args.config)
     if args.command == "run":
-        from crowdselect.run_job import main as run_main
+        from crowdselect.pipeline.job import main as run_main
 
         return run_main(args.config, out=args.out, overrides=args.overrides)
     if args.command == "train":
@@ -70,7 +70,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return train_main(args.config, out=args.out, overrides=args.overrides)
     if args.command == "eval":
-        from crowdselect.eval_job import main as eval_main
+        from crowdselect.eval.job import main as eval_main
 
         return eval_main(args.config, out=args.out, overrides=args.overrides)
     raise AssertionError(args.command)

@@ -10,7 +10,7 @@ can be tried offline in seconds; `crowdselect run examples/quickstart.yaml` prod
 
 from pathlib import Path
 
-from crowdselect import synthetic
+from crowdselect.crowd import synthetic
 
 HERE = Path(__file__).parent
 

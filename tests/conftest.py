@@ -1,4 +1,8 @@
-"""Shared test setup: offline HF, a short Ray temp dir, one local Ray cluster per session."""
+"""Shared test setup: offline HF, a short Ray temp dir, one local Ray cluster per session, layer markers.
+
+The layers are folders and markers alike: tests/unit (no Ray, no models), tests/stage (one stage on a dict
+batch, real small models), tests/e2e (local Ray, the CLI), tests/cluster (multi-node, `ray job submit`).
+"""
 
 import os
 from pathlib import Path
@@ -30,7 +34,14 @@ def tmp_out(tmp_path):
     return tmp_path
 
 
+LAYERS = ("unit", "stage", "e2e", "cluster")
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        layer = Path(str(item.fspath)).parent.name
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
     try:
         import torch
 

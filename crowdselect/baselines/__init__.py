@@ -6,5 +6,5 @@
     stages.py        BaselinesConfig and add_baseline(ds, which, cfg): the map_batches wiring
 
 Each writes its column (ifd, direct_score, tags) and `<column>_error`; the selection strategies "ifd",
-"direct-score" and "tags" read them (tags through `crowdselect.tag_diversity.select_by_tags`).
+"direct-score" and "tags" read them (tags through `crowdselect.baselines.tag_diversity.select_by_tags`).
 """

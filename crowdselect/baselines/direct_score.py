@@ -8,7 +8,7 @@ Input: instruction, best_response. Output: direct_score (float in [0, 5]; NaN wh
 
 from __future__ import annotations
 
-from crowdselect import columns as C
+from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.judge import JudgeScorer
 from crowdselect.reward.prompts import DIRECT_SCORE_PREFIX, DIRECT_SCORE_PROMPT

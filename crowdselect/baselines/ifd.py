@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdselect import columns as C
+from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.lm import HFCausalLM, encode_chat
 from crowdselect.reward.rows import (

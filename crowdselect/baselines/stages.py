@@ -5,7 +5,7 @@
       direct_score:  {name: judge, model: pkg:smollm2-135m-instruct}
       tags:          {name: tagger, model: pkg:smollm2-135m-instruct, max_new_tokens: 32}
 
-Imported by crowdselect.config, so this module imports no stage or Ray code at import time.
+Imported by crowdselect.select.config, so this module imports no stage or Ray code at import time.
 Each entry is a RewardSpec (model, backend, lengths, Ray pool; `kind` is ignored). A baseline runs only when
 its entry is set and its strategy is asked for: `add_baseline(ds, "ifd", cfg)` adds the `ifd` column to the
 per-instruction rows (instruction, best_response).
@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from crowdselect import columns as C
-from crowdselect.config_loader import ConfigError
+from crowdselect.core import columns as C
+from crowdselect.core.config import ConfigError
 from crowdselect.reward.config import RewardSpec
 
 # selection strategy -> (config field, column it needs)

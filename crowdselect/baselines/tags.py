@@ -2,7 +2,7 @@
 
 The judge (HF transformers or vLLM, greedy) is asked for 1-5 short comma-separated tags; `parse_tags`
 normalises its answer (also InsTag's JSON format `[{"tag": ..., "explanation": ...}]`). The tags feed the
-Tags baseline's diversity-greedy selection (`crowdselect.tag_diversity.select_by_tags`).
+Tags baseline's diversity-greedy selection (`crowdselect.baselines.tag_diversity.select_by_tags`).
 Input: instruction. Output: tags (list[str]; empty when failed), tags_error (None, or why: generation
 error, or an answer with no usable tag, quoted). The instruction keeps its head when it is too long.
 """
@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from crowdselect import columns as C
+from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.lm import encode_chat, load_causal_lm
 from crowdselect.reward.prompts import TAGS_PREFIX, TAGS_PROMPT

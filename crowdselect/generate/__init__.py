@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from crowdselect.config import GeneratorSpec
 from crowdselect.generate.common import OUTPUT_COLUMNS, sampling_json, sampling_settings
+from crowdselect.generate.spec import GeneratorSpec
 
 __all__ = ["OUTPUT_COLUMNS", "build_generate", "model_id", "sampling_json", "sampling_settings"]
 
@@ -22,7 +22,7 @@ def model_id(spec: GeneratorSpec) -> str:
     """The model a generator runs, as recorded in lineage: local path for hf/vllm, served name for openai."""
     if spec.backend == "openai":
         return str(spec.model)
-    from crowdselect.local_models import resolve_model
+    from crowdselect.runtime.models import resolve_model
 
     return resolve_model(str(spec.model))
 

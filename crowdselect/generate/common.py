@@ -13,8 +13,8 @@ import hashlib
 import json
 from typing import Any
 
-from crowdselect import columns as C
-from crowdselect.config import GeneratorSpec
+from crowdselect.core import columns as C
+from crowdselect.generate.spec import GeneratorSpec
 
 INPUT_COLUMNS = (C.ID, C.INSTRUCTION, C.SHARD)
 OUTPUT_COLUMNS = (C.ID, C.INSTRUCTION, C.SHARD, C.RESPONSE, C.ERROR, C.PROMPT_TOKENS, C.OUTPUT_TOKENS)

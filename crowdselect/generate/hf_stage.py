@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from crowdselect import columns as C
-from crowdselect.config import GeneratorSpec
+from crowdselect.core import columns as C
 from crowdselect.generate.common import chat_messages, check_input, columns_of, output_row
+from crowdselect.generate.spec import GeneratorSpec
 
 HF_SAMPLING = {"temperature", "top_p", "top_k", "repetition_penalty", "min_p"}
 BATCHES_PER_CALL = 2  # Ray batch = this many micro-batches, so length sorting has rows to sort

@@ -20,10 +20,10 @@ import random
 import time
 from typing import Any
 
-from crowdselect import columns as C
-from crowdselect.config import GeneratorSpec
-from crowdselect.errors import UserError
+from crowdselect.core import columns as C
+from crowdselect.core.errors import UserError
 from crowdselect.generate.common import Secret, chat_messages, check_input, columns_of, output_row, row_seed
+from crowdselect.generate.spec import GeneratorSpec
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_BACKOFF_S = 60.0

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from crowdselect import columns as C
-from crowdselect.config import GeneratorSpec
+from crowdselect.core import columns as C
 from crowdselect.generate.common import OUTPUT_COLUMNS, chat_messages, row_seed
+from crowdselect.generate.spec import GeneratorSpec
 
 ERROR_FIELD = "__inference_error__"  # ray.data.llm's per-row error column
 

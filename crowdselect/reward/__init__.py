@@ -11,7 +11,7 @@
     prompts.py     judge prompt templates
 
 Import the stages from their modules (`from crowdselect.reward.stages import add_rewards`): this package
-imports only the config, because crowdselect.config imports it.
+imports only the config, because crowdselect.select.config imports it.
 """
 
 from crowdselect.reward.config import RewardSpec, build_reward_specs, primary_reward

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdselect import columns as C
-from crowdselect.local_models import resolve_model
+from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.lm import encode_chat, load_tokenizer, pick_device, pick_dtype
 from crowdselect.reward.rows import (
@@ -26,6 +25,7 @@ from crowdselect.reward.rows import (
     score_rows,
     text_cell,
 )
+from crowdselect.runtime.models import resolve_model
 
 
 class RewardClassifier:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crowdselect.config_loader import ConfigError, build
+from crowdselect.core.config import ConfigError, build
 
 
 @dataclass
@@ -42,7 +42,7 @@ class RewardSpec:
     """One scoring model. `kind` picks the stage: `classifier` (sequence-classification RM) or `judge`."""
 
     name: str
-    model: str  # HF hub id, local folder, or pkg: alias (crowdselect.local_models)
+    model: str  # HF hub id, local folder, or pkg: alias (crowdselect.runtime.models)
     kind: Literal["classifier", "judge"] = "classifier"
     backend: Literal["hf", "vllm"] = "hf"  # judges only; classifiers always run on HF transformers
     revision: str | None = None

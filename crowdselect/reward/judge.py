@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from crowdselect import columns as C
-from crowdselect.config_loader import ConfigError
+from crowdselect.core import columns as C
+from crowdselect.core.config import ConfigError
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.lm import encode_chat, load_causal_lm
 from crowdselect.reward.prompts import REWARD_PREFIX, REWARD_PROMPT

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from crowdselect.local_models import resolve_model
 from crowdselect.reward.scoring import LabelTrie, Prefix
+from crowdselect.runtime.models import resolve_model
 
 VLLM_TOP_LOGPROBS = 20  # vLLM's default max_logprobs; a label outside the top 20 counts as probability 0
 

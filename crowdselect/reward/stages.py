@@ -1,7 +1,7 @@
 """Wiring of the scoring stages into Ray Data: RewardSpec -> (stage class, constructor kwargs, map_batches kwargs).
 
 Algorithm settings go to the stage's constructor (`fn_constructor_kwargs`); Ray's scheduling settings
-(actor pool size, GPUs, CPUs, accelerator type) to `map_batches`, through `crowdselect.resources` so that an
+(actor pool size, GPUs, CPUs, accelerator type) to `map_batches`, through `crowdselect.runtime.resources` so that an
 autoscaling cluster sees the right resource demands.
 
     ds = add_rewards(ds, spec)                      # long rows (id, instruction, model, response) -> + reward
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crowdselect import columns as C
+from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
 
 
@@ -31,7 +31,9 @@ def pool_kwargs(spec: RewardSpec) -> dict[str, Any]:
     """map_batches arguments of an actor pool of `spec.concurrency` actors with the spec's resources."""
     from ray.data import ActorPoolStrategy
 
-    from crowdselect.resources import for_actor_pool  # imported late: resources imports crowdselect.config
+    from crowdselect.runtime.resources import (
+        for_actor_pool,  # imported late: resources imports crowdselect.select.config
+    )
 
     res = for_actor_pool(spec.concurrency, spec.num_gpus, spec.num_cpus, spec.accelerator_type)
     return {"batch_size": spec.batch_size, "compute": ActorPoolStrategy(size=spec.concurrency),

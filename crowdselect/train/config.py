@@ -14,8 +14,8 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crowdselect.config import RayConfig
-from crowdselect.config_loader import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.runtime.ray_setup import RayConfig
 
 
 @dataclass

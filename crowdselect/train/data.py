@@ -22,9 +22,9 @@ from glob import glob
 
 import pyarrow.fs as pafs
 
-from crowdselect import columns as C
-from crowdselect import storage
-from crowdselect.errors import UserError
+from crowdselect.core import columns as C
+from crowdselect.core import storage
+from crowdselect.core.errors import UserError
 
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from crowdselect import storage
+from crowdselect.core import storage
 from crowdselect.train.config import TrainConfig
 from crowdselect.train.loop import STATE_FILE
 from crowdselect.train.student import is_adapter_key, load_causal_lm, load_tokenizer, peft_config, torch_dtype

@@ -24,10 +24,10 @@ from typing import Any
 
 import yaml
 
-from crowdselect import storage
-from crowdselect.config_loader import ConfigError, to_dict
-from crowdselect.local_models import resolve_model
-from crowdselect.ray_setup import ensure_ray
+from crowdselect.core import storage
+from crowdselect.core.config import ConfigError, to_dict
+from crowdselect.runtime.models import resolve_model
+from crowdselect.runtime.ray_setup import ensure_ray
 from crowdselect.train.config import TrainConfig, load_train_config
 from crowdselect.train.export import export_model
 from crowdselect.train.launch import build_trainer, storage_path

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from crowdselect import storage
-from crowdselect.config_loader import to_dict
+from crowdselect.core import storage
+from crowdselect.core.config import to_dict
 from crowdselect.train.config import TrainConfig
 from crowdselect.train.loop import LOG_FILE, train_loop_per_worker
 

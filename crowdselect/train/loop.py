@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
-from crowdselect import columns as C
-from crowdselect.config_loader import build
+from crowdselect.core import columns as C
+from crowdselect.core.config import build
 from crowdselect.train.config import TrainConfig, deepspeed_config
 from crowdselect.train.student import load_student
 from crowdselect.train.telemetry import StepLog, flops_per_token, matmul_params, peak_flops

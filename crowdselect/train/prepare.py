@@ -17,9 +17,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from crowdselect import columns as C
-from crowdselect import storage
-from crowdselect.errors import UserError
+from crowdselect.core import columns as C
+from crowdselect.core import storage
+from crowdselect.core.errors import UserError
 from crowdselect.train.config import TrainConfig
 from crowdselect.train.data import BadRow, BadRowError, read_conversations
 from crowdselect.train.tokenize import ChatTokenizer, pack, pad_to_multiple

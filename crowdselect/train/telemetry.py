@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from crowdselect import storage
+from crowdselect.core import storage
 
 log = logging.getLogger(__name__)
 

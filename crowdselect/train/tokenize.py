@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from crowdselect import columns as C
-from crowdselect.errors import UserError
+from crowdselect.core import columns as C
+from crowdselect.core.errors import UserError
 from crowdselect.train.data import BadRowError
 
 IGNORE = -100

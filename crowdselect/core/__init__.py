@@ -1,0 +1,1 @@
+"""Shared plumbing every phase uses: column names, user errors, config loading, storage, record readers."""

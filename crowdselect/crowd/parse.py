@@ -1,0 +1,170 @@
+"""Turn one input row (a JSON object or a Parquet row as a dict) into a canonical crowd row, or a reason.
+
+Pure Python, no Ray. A canonical row is a dict with the columns of crowdselect.core.columns: id, instruction,
+models, responses, rewards (aligned lists), source ("FILE:LINE"). A rejected row is the same dict with
+`error` set to a one-line reason. Reasons are phrased for the `FILE:LINE: reason` report.
+
+Rules (documented in the README):
+- id: a non-empty string (integers are accepted and turned into strings);
+- instruction: a non-empty string;
+- every answer names a generator listed in the crowd config (else "unknown model"), at most once per row;
+- reward: a number; null means "no reward for this answer" (it is left out, not an error); a string,
+  list or bool is "non-numeric reward"; NaN/inf count as null;
+- at least 2 answers with a reward, else "fewer than 2 answers".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from crowdselect.core import columns as C
+from crowdselect.crowd.config import WideLayout
+
+
+class RowError(ValueError):
+    """Why a row cannot be used; the message is the reason printed after FILE:LINE."""
+
+
+def _id(obj: dict, key: str) -> str:
+    if key not in obj or obj[key] is None:
+        raise RowError(f"missing field '{key}'")
+    v = obj[key]
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or (isinstance(v, str) and not v.strip()):
+        raise RowError(f"field '{key}' must be a non-empty string, got {v!r:.40}")
+    return str(v)
+
+
+def _text(obj: dict, key: str, what: str | None = None) -> str:
+    if key not in obj or obj[key] is None:
+        raise RowError(f"missing field '{what or key}'")
+    v = obj[key]
+    if not isinstance(v, str):
+        raise RowError(f"field '{what or key}' must be a string, got {type(v).__name__}")
+    return v
+
+
+def _reward(v: Any, model: str) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise RowError(f"non-numeric reward {v!r:.40} for model '{model}'")
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _finish(row_id: str, instruction: str, answers: list[tuple[str, str, float | None]],
+            known: set[str]) -> dict:
+    if not instruction.strip():
+        raise RowError("field 'instruction' is empty")
+    seen: set[str] = set()
+    models, responses, rewards = [], [], []
+    for model, response, reward in answers:
+        if model not in known:
+            raise RowError(f"unknown model '{model}' (not among the crowd config's generators)")
+        if model in seen:
+            raise RowError(f"model '{model}' answers twice")
+        seen.add(model)
+        if reward is None:
+            continue
+        models.append(model)
+        responses.append(response)
+        rewards.append(reward)
+    if len(models) < 2:
+        raise RowError(f"fewer than 2 answers with a reward ({len(models)})")
+    return {C.ID: row_id, C.INSTRUCTION: instruction, C.MODELS: models, C.RESPONSES: responses,
+            C.REWARDS: rewards}
+
+
+def parse_canonical(obj: dict, known: set[str]) -> dict:
+    """{"id", "instruction", "responses": [{"model", "response", "reward"}, ...]} -> canonical row."""
+    row_id = _id(obj, C.ID)
+    instruction = _text(obj, C.INSTRUCTION)
+    answers = obj.get(C.RESPONSES)
+    if answers is None:
+        raise RowError(f"missing field '{C.RESPONSES}'")
+    if not isinstance(answers, list):
+        raise RowError(f"field '{C.RESPONSES}' must be a list, got {type(answers).__name__}")
+    parsed = []
+    for j, a in enumerate(answers):
+        if not isinstance(a, dict):
+            raise RowError(f"responses[{j}] must be an object, got {type(a).__name__}")
+        model = _text(a, C.MODEL, f"responses[{j}].model")
+        response = _text(a, C.RESPONSE, f"responses[{j}].response")
+        if C.REWARD not in a:
+            raise RowError(f"missing field 'responses[{j}].reward'")
+        parsed.append((model, response, _reward(a[C.REWARD], model)))
+    return _finish(row_id, instruction, parsed, known)
+
+
+def parse_long(obj: dict, known: set[str]) -> dict:
+    """One (id, model) row -> a partial row with a single answer (merged per id by `merge_long`)."""
+    row_id = _id(obj, C.ID)
+    instruction = _text(obj, C.INSTRUCTION)
+    model = _text(obj, C.MODEL)
+    if model not in known:
+        raise RowError(f"unknown model '{model}' (not among the crowd config's generators)")
+    if C.REWARD not in obj:
+        raise RowError(f"missing field '{C.REWARD}'")
+    reward = _reward(obj[C.REWARD], model)
+    response = _text(obj, C.RESPONSE)
+    return {C.ID: row_id, C.INSTRUCTION: instruction, C.MODELS: [model], C.RESPONSES: [response],
+            C.REWARDS: [reward]}
+
+
+def merge_long(parts: list[dict], known: set[str]) -> dict:
+    """All partial rows of one id (in input order) -> one canonical row."""
+    first = parts[0]
+    for p in parts[1:]:
+        if p[C.INSTRUCTION] != first[C.INSTRUCTION]:
+            raise RowError(f"id '{first[C.ID]}' has different instructions at {first[C.SOURCE]} and "
+                           f"{p[C.SOURCE]}")
+    answers = [(p[C.MODELS][0], p[C.RESPONSES][0], p[C.REWARDS][0]) for p in parts]
+    return _finish(first[C.ID], first[C.INSTRUCTION], answers, known)
+
+
+def parse_wide(obj: dict, layout: WideLayout, generators: list[str]) -> dict:
+    """One row with a response and a reward column per generator -> canonical row.
+
+    A generator whose response is null did not answer; its reward is ignored.
+    """
+    row_id = _id(obj, layout.id)
+    instruction = _text(obj, layout.instruction, C.INSTRUCTION)
+    answers = []
+    for g in generators:
+        response = obj.get(layout.response_column(g))
+        if response is None:
+            continue
+        if not isinstance(response, str):
+            raise RowError(f"column '{layout.response_column(g)}' must be a string")
+        answers.append((g, response, _reward(obj.get(layout.reward_column(g)), g)))
+    return _finish(row_id, instruction, answers, set(generators))
+
+
+def detect_format(obj: dict) -> str:
+    """canonical / long / wide from the keys of a first row."""
+    if C.RESPONSES in obj:
+        return "canonical"
+    if C.MODEL in obj and C.RESPONSE in obj:
+        return "long"
+    return "wide"
+
+
+def wide_unlisted_generators(columns: list[str], layout: WideLayout, generators: list[str]) -> list[str]:
+    """Generator names that a file's columns hold (by the response template) but the config does not list."""
+    if "{name}" not in layout.response:
+        return []
+    head, tail = layout.response.split("{name}", 1)
+    taken = {layout.response_column(g) for g in generators} | {layout.id, layout.instruction}
+    names = [c[len(head): len(c) - len(tail) if tail else None] for c in columns
+             if c not in taken and c.startswith(head) and c.endswith(tail) and len(c) > len(head) + len(tail)]
+    return [n for n in names if n and n not in layout.ignore]
+
+
+def wide_missing_columns(columns: list[str], layout: WideLayout, generators: list[str]) -> list[str]:
+    """Columns the wide layout expects but a file lacks (a config/data mismatch, not a row error)."""
+    want = [layout.id, layout.instruction]
+    for g in generators:
+        want += [layout.response_column(g), layout.reward_column(g)]
+    have = set(columns)
+    return [c for c in want if c not in have]

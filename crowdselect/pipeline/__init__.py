@@ -1,0 +1,1 @@
+"""`crowdselect run`: the resumable pipeline ingest -> generate -> reward -> crowd -> select -> train."""

@@ -1,0 +1,151 @@
+"""`crowdselect run CONFIG.yaml [--out DIR] [key=value ...]`: the whole CrowdSelect pipeline, resumable.
+
+    ingest → generate (one sub-stage per generator) → reward (one per reward model) → crowd
+           → select (metrics, embed, cluster, quota: `crowdselect.select.job.run_select`) → train (optional)
+
+Every stage writes under DIR/<stage>/ with a manifest (`crowdselect.pipeline.store`); rerunning the same command
+skips finished stages and shards, so a killed driver resumes where it stopped and ends with the result an
+uninterrupted run gives. DIR/config.yaml holds the resolved config, DIR/run.json the lineage of the run
+(generators with model, revision and sampling; reward models; counts per stage; where the selection is).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import yaml
+
+from crowdselect.core import storage
+from crowdselect.core.config import to_dict
+from crowdselect.crowd.assemble import build_crowd
+from crowdselect.crowd.config import InputConfig
+from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
+from crowdselect.pipeline.stages import generate, ingest, output_settings, reward
+from crowdselect.pipeline.store import StageStore
+from crowdselect.runtime.ray_setup import ensure_ray
+from crowdselect.select.config import SelectConfig
+
+
+def say(msg: str) -> None:
+    print(f"[crowdselect run] {msg}", file=sys.stderr, flush=True)
+
+
+def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
+    """Run (or resume) the pipeline of `config_path`; returns the exit code. User errors raise UserError."""
+    cfg = load_run_config(config_path, out, overrides)
+    storage.makedirs(cfg.out)
+    storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    times: dict[str, float] = {}
+
+    def timed(stage: str, fn, *args):
+        t0 = time.perf_counter()
+        say(f"{stage} ...")
+        result = fn(*args)
+        times[stage] = round(time.perf_counter() - t0, 2)
+        say(f"{stage} done in {times[stage]:.1f}s")
+        return result
+
+    pool = timed("ingest", ingest, cfg, cfg.out)
+    say(f"pool: {sum(map(len, pool.shards.values()))} instructions in {len(pool.shards)} shard(s)")
+    ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)  # after ingest: bad rows fail fast
+    _quiet_ray_data(cfg.progress)
+    gens = {g.name: timed(f"generate {g.name}", generate, cfg, g, pool, cfg.out) for g in cfg.generators}
+    rewards = {r.name: timed(f"reward {r.name}", reward, cfg, r, pool, gens, cfg.out) for r in cfg.rewards}
+    crowd, excluded = timed("crowd", build_crowd, pool, gens, rewards[cfg.metric_reward], cfg.out)
+    select_dir = timed("select", select, cfg, crowd, config_path)
+    trained = timed("train", train, cfg, config_path) if cfg.train is not None else None
+    summary = write_run_json(cfg, pool, gens, rewards, crowd, excluded, select_dir, times, trained)
+    print_summary(summary)
+    return 0
+
+
+def _quiet_ray_data(progress: bool) -> None:
+    """Our own per-stage bars show progress; Ray Data's per-operator bars only when asked for."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress and not _is_test()
+    ctx.print_on_execution_start = False
+
+
+def _is_test() -> bool:
+    import os
+
+    return os.environ.get("RAY_DATA_DISABLE_PROGRESS_BARS") == "1"
+
+
+def select(cfg: RunConfig, crowd: StageStore, config_path: str) -> str:
+    """Run the selection engine on the crowd table (skipped when done with the same settings and crowd)."""
+    from crowdselect.select.job import run_select
+
+    out = storage.join(cfg.out, "select")
+    settings = {"selection": to_dict(cfg.selection), "embedder": output_settings(cfg.embedder),
+                "crowd": crowd.version, "generators": [[g.name, g.family, g.size_b] for g in cfg.generators]}
+    done = StageStore.open(out, settings, redo_on_change=True)
+    if done.complete:
+        say("select: already done with these settings, kept")
+        return out
+    select_cfg = SelectConfig(generators=cfg.generators,
+                              input=InputConfig(path=[crowd.uri], format="canonical", on_bad_rows="fail"),
+                              selection=cfg.selection, embedder=cfg.embedder, ray=cfg.ray, out=out)
+    run_select(select_cfg, config_path=config_path)
+    done.mark_complete()
+    return out
+
+
+def train(cfg: RunConfig, config_path: str) -> dict:
+    """Fine-tune the student on DIR/select/selected.jsonl (the training job resumes from its checkpoints)."""
+    from crowdselect.train.job import run_train
+
+    return run_train(train_config(cfg, file=config_path))
+
+
+def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_dir: str,
+                   times: dict[str, float], trained: dict | None = None) -> dict:
+    """DIR/run.json: what this run used and made, tying the selection to every model that fed it."""
+    from crowdselect.generate import model_id, sampling_settings
+
+    ing = pool.store.extra
+    summary = {
+        "out": cfg.out,
+        "pool": {"files": ing.get("files"), "instructions": ing.get("rows"), "rejected": ing.get("rejected"),
+                 "shards": len(pool.shards)},
+        "generators": [{"name": g.name, "family": g.family, "size_b": g.size_b, "backend": g.backend,
+                        "model": g.model, "model_id": model_id(g), "revision": g.revision,
+                        "sampling": sampling_settings(g), **_counts(gens[g.name], "failed")}
+                       for g in cfg.generators],
+        "rewards": [{"name": r.name, "model": r.model, "kind": r.kind, "revision": r.revision,
+                     "primary": r.name == cfg.metric_reward, **_counts(rewards[r.name], "failed")}
+                    for r in cfg.rewards],
+        "crowd": {"instructions": crowd.counts()["rows"], "excluded": excluded.counts()["rows"],
+                  "path": crowd.uri, "excluded_path": excluded.uri},
+        "select": {"dir": select_dir, "selected": storage.join(select_dir, "selected.jsonl"),
+                   "run": storage.join(select_dir, "run.json")},
+        "train": None if trained is None else {k: trained.get(k) for k in ("out", "model", "checkpoint", "steps")},
+        "seconds": times,
+    }
+    storage.write_text(storage.join(cfg.out, "run.json"), json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _counts(store: StageStore, failed: str) -> dict[str, int]:
+    c = store.counts()
+    return {"rows": c["rows"], failed: c["errors"]}
+
+
+def print_summary(s: dict) -> None:
+    lines = [f"pool: {s['pool']['instructions']} instructions ({s['pool']['rejected']} rejected rows)"]
+    for g in s["generators"]:
+        lines.append(f"generator {g['name']:<24} {g['rows']:>7} answers, {g['failed']} failed")
+    for r in s["rewards"]:
+        tag = " (primary)" if r["primary"] else ""
+        lines.append(f"reward    {r['name']:<24} {r['rows']:>7} scored,  {r['failed']} failed{tag}")
+    lines.append(f"crowd: {s['crowd']['instructions']} instructions, {s['crowd']['excluded']} excluded "
+                 f"(fewer than 2 rewarded answers: {s['crowd']['excluded_path']})")
+    lines.append(f"selected: {s['select']['selected']}")
+    if s["train"]:
+        lines.append(f"trained: {s['train']['model'] or s['train']['checkpoint']} ({s['train']['steps']} steps)")
+    lines.append("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds"].items()))
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,239 @@
+"""The data stages of `crowdselect run`: ingest → generate (per generator) → reward (per reward model) → crowd.
+
+Each stage reads the shards of the stage before it and writes its own, one Parquet file per pool shard,
+through `crowdselect.pipeline.store.StageStore` (manifest, atomic shard writes, resume). Model stages run as one
+Ray Data pipeline over all pending shards (the engines start once); the driver gathers the output rows per
+shard and writes a shard the moment all its rows are in, so a killed driver loses only shards in flight.
+A row seen twice (a retried task) is kept once; a row missing at the end is an error naming shard and id.
+
+    DIR/ingest/shard-*.parquet         id, instruction, source, shard            (+ rejects.parquet)
+    DIR/generate/<gen>/shard-*.parquet id, instruction, shard, response, error, tokens, model + lineage
+    DIR/reward/<rm>/shard-*.parquet    id, model, shard, reward, reward_error, reward_model
+    DIR/crowd/shard-*.parquet          id, instruction, responses [{model, response, reward}], source
+    DIR/crowd_excluded/shard-*.parquet instructions with fewer than 2 rewarded answers, with the reason
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crowdselect.core import columns as C
+from crowdselect.core import storage
+from crowdselect.core.config import to_dict
+from crowdselect.generate.spec import GeneratorSpec
+from crowdselect.pipeline.config import RunConfig
+from crowdselect.pipeline.store import StageStore, shard_name
+from crowdselect.pool.read import check_rejects, read_pool
+from crowdselect.reward.config import RewardSpec
+
+# Settings that decide where and how fast a stage runs, not what it writes: left out of fingerprints.
+SCHEDULING = {"replicas", "gpus_per_replica", "accelerator_type", "batch_size", "num_cpus", "num_gpus",
+              "concurrency", "requests_per_minute", "max_retries", "api_key_env", "family", "size_b",
+              "primary", "tokens_per_forward"}
+GEN_KEYS = (C.ID, C.MODEL)
+LINEAGE = (C.MODEL, C.MODEL_ID, C.REVISION, C.SAMPLING, C.BACKEND)
+# Fixed shard schemas: a shard where every row failed must still read back as strings, not nulls.
+GENERATE_SCHEMA = pa.schema([(C.ID, pa.string()), (C.INSTRUCTION, pa.string()), (C.SHARD, pa.string()),
+                             (C.RESPONSE, pa.string()), (C.ERROR, pa.string()), (C.PROMPT_TOKENS, pa.int64()),
+                             (C.OUTPUT_TOKENS, pa.int64())] + [(c, pa.string()) for c in LINEAGE])
+REWARD_SCHEMA = pa.schema([(C.ID, pa.string()), (C.MODEL, pa.string()), (C.SHARD, pa.string()),
+                           (C.REWARD, pa.float64()), (C.error_column(C.REWARD), pa.string()),
+                           (C.REWARD_MODEL, pa.string())])
+
+
+@dataclass
+class Pool:
+    """The ingested pool: its stage store and, per shard, the ids in pool order."""
+
+    store: StageStore
+    shards: dict[str, list[str]]
+    content: str  # hash of every (id, instruction): generation depends on it
+
+    def order(self, shard: str) -> dict[str, int]:
+        return {rid: i for i, rid in enumerate(self.shards[shard])}
+
+
+def output_settings(spec) -> dict:
+    return {k: v for k, v in to_dict(spec).items() if k not in SCHEDULING}
+
+
+def ingest(cfg: RunConfig, out: str) -> Pool:
+    """Read and shard the pool once; bad rows fail the run or go to ingest/rejects.parquet."""
+    store = StageStore.open(storage.join(out, "ingest"), {"pool": to_dict(cfg.pool)}, redo_on_change=True)
+    if not store.complete:
+        p = cfg.pool
+        read = read_pool(p.path, p.format, p.id_field, p.instruction_field, p.limit)
+        check_rejects(read, p.on_bad_rows)
+        if not read.rows:
+            raise_no_rows(read)
+        for i in range(0, len(read.rows), p.shard_size):
+            rows = read.rows[i:i + p.shard_size]
+            name = shard_name(i // p.shard_size)
+            store.write_shard(name, pa.Table.from_pylist([{**r, C.SHARD: name} for r in rows]))
+        if read.rejects:
+            _write_table(storage.join(out, "ingest", "rejects.parquet"), pa.Table.from_pylist(read.rejects))
+        store.mark_complete(rows=len(read.rows), rejected=len(read.rejects), files=read.files,
+                            content=_content_hash(read.rows))
+    shards = {s: store.read_shard(s).column(C.ID).to_pylist() for s in sorted(store.shards)}
+    return Pool(store, shards, store.extra["content"])
+
+
+def raise_no_rows(read) -> None:
+    from crowdselect.core.errors import UserError
+
+    raise UserError(f"the pool ({', '.join(read.files)}) holds no usable instruction "
+                    f"({len(read.rejects)} rejected rows in ingest/rejects.parquet)")
+
+
+def _content_hash(rows: list[dict]) -> str:
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(f"{r[C.ID]}\x00{r[C.INSTRUCTION]}\x01".encode())
+    return h.hexdigest()[:16]
+
+
+def _write_table(uri: str, table: pa.Table) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    storage.write_bytes(uri, buf.getvalue())
+
+
+def generate(cfg: RunConfig, spec: GeneratorSpec, pool: Pool, out: str) -> StageStore:
+    """Answers of one generator for every pending shard; failed rows kept with their error."""
+    import ray
+
+    from crowdselect.generate import build_generate, model_id, sampling_json
+
+    settings = {"generator": output_settings(spec), "pool": pool.content}
+    store = StageStore.open(storage.join(out, "generate", spec.name), settings, redo_on_change=False)
+    pending = [s for s in pool.shards if not store.is_done(s)]
+    if pending:
+        lineage = {C.MODEL: spec.name, C.MODEL_ID: model_id(spec), C.REVISION: spec.revision,
+                   C.SAMPLING: sampling_json(spec), C.BACKEND: spec.backend}
+        ds = ray.data.read_parquet([pool.store.file(s) for s in pending]).select_columns(
+            [C.ID, C.INSTRUCTION, C.SHARD])
+        rows = build_generate(spec)(ds)
+        expected = {s: [(rid,) for rid in pool.shards[s]] for s in pending}
+        collect(rows, expected, (C.ID,), store, lambda t: _conform(_with_constants(t, lineage), GENERATE_SCHEMA),
+                progress=cfg.progress, desc=f"generate {spec.name}")
+    store.mark_complete(**store.counts())
+    return store
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The table's columns in `schema`'s order and types (null-typed columns become typed nulls)."""
+    return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+
+def _with_constants(table: pa.Table, values: dict) -> pa.Table:
+    for name, value in values.items():
+        table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+    return table
+
+
+def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageStore], out: str) -> StageStore:
+    """Scores of one reward model for every answer that was generated (failed generations have none)."""
+    import ray
+
+    from crowdselect.reward.stages import add_rewards
+
+    settings = {"reward": output_settings(spec), "generators": {g: s.fp for g, s in gens.items()}}
+    store = StageStore.open(storage.join(out, "reward", spec.name), settings, redo_on_change=False)
+    pending = [s for s in pool.shards if not store.is_done(s)]
+    expected = {s: _answered_keys(gens, s, pool) for s in pending}
+    for s in [s for s in pending if not expected[s]]:  # nothing to score in this shard
+        store.write_shard(s, REWARD_SCHEMA.empty_table())
+    pending = [s for s in pending if expected[s]]
+    if pending:
+        files = [g.file(s) for s in pending for g in gens.values()]
+        ds = ray.data.read_parquet(files).select_columns([C.ID, C.INSTRUCTION, C.SHARD, C.MODEL, C.RESPONSE,
+                                                          C.ERROR])
+        ds = ds.map_batches(_answered_only, batch_format="pyarrow")
+        scored = add_rewards(ds, spec).map_batches(_reward_columns, batch_format="pyarrow")
+        collect(scored, {s: expected[s] for s in pending}, GEN_KEYS, store, lambda t: _conform(t, REWARD_SCHEMA),
+                progress=cfg.progress, desc=f"reward {spec.name}")
+    store.mark_complete(**store.counts())
+    return store
+
+
+def _answered_keys(gens: dict[str, StageStore], shard: str, pool: Pool) -> list[tuple[str, str]]:
+    """(id, model) of the answers in a shard, in pool order then generator order."""
+    order = pool.order(shard)
+    keys = []
+    for g, store in gens.items():
+        t = store.read_shard(shard).select([C.ID, C.ERROR])
+        keys += [(rid, g) for rid, err in zip(t.column(C.ID).to_pylist(), t.column(C.ERROR).to_pylist(),
+                                               strict=True) if err is None]
+    rank = {g: i for i, g in enumerate(gens)}
+    return sorted(keys, key=lambda k: (order[k[0]], rank[k[1]]))
+
+
+def _answered_only(t: pa.Table) -> pa.Table:
+    return t.filter(pc.is_null(t.column(C.ERROR))).drop_columns([C.ERROR])
+
+
+def _reward_columns(t: pa.Table) -> pa.Table:
+    err = C.error_column(C.REWARD)
+    return t.select([C.ID, C.MODEL, C.SHARD, C.REWARD, err, C.REWARD_MODEL])
+
+
+def collect(ds, expected: dict[str, list[tuple]], keys: tuple[str, ...], store: StageStore,
+            finalize: Callable[[pa.Table], pa.Table], *, progress: bool, desc: str) -> None:
+    """Gather a dataset's rows per shard; write each shard (in `expected` order) once all its keys are in.
+
+    expected: shard -> keys (tuples of the `keys` columns) that shard must hold, in output order.
+    A key seen twice is kept once; keys missing when the dataset ends raise RuntimeError.
+    """
+    from tqdm import tqdm
+
+    want = {s: {k: i for i, k in enumerate(ks)} for s, ks in expected.items()}
+    parts: dict[str, list[pa.Table]] = {s: [] for s in expected}
+    seen: dict[str, set] = {s: set() for s in expected}
+    bar = tqdm(total=sum(len(k) for k in expected.values()), desc=desc, unit="row", disable=not progress)
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        for shard in pc.unique(batch.column(C.SHARD)).to_pylist():
+            if shard not in parts:  # already written: whatever comes now repeats rows seen before
+                continue
+            part = batch.filter(pc.equal(batch.column(C.SHARD), shard))
+            fresh = []
+            for i, key in enumerate(zip(*(part.column(k).to_pylist() for k in keys), strict=True)):
+                if key in want[shard] and key not in seen[shard]:  # a retried task may repeat rows
+                    seen[shard].add(key)
+                    fresh.append(i)
+            parts[shard].append(part.take(fresh))
+            bar.update(len(fresh))
+            if len(seen[shard]) == len(want[shard]):
+                _write_ordered(store, shard, parts.pop(shard), want[shard], keys, finalize)
+    bar.close()
+    missing = {s: [k for k in want[s] if k not in seen[s]] for s in parts}
+    missing = {s: m for s, m in missing.items() if m}
+    if missing:
+        s, m = next(iter(missing.items()))
+        raise RuntimeError(f"{desc}: {sum(map(len, missing.values()))} row(s) never came back, e.g. shard {s} "
+                           f"key {m[0]}; rerun the same command to redo the unfinished shards")
+
+
+def _write_ordered(store: StageStore, shard: str, parts: list[pa.Table], want: dict[tuple, int],
+                   keys: tuple[str, ...], finalize: Callable[[pa.Table], pa.Table]) -> None:
+    table = pa.concat_tables(parts, promote_options="permissive")
+    cols = [table.column(k).to_pylist() for k in keys]
+    order = sorted(range(table.num_rows), key=lambda i: want[tuple(c[i] for c in cols)])
+    table = finalize(table.take(order).combine_chunks())
+    errors = _error_count(table)
+    store.write_shard(shard, table, errors=errors)
+
+
+def _error_count(table: pa.Table) -> int:
+    for col in (C.ERROR, C.error_column(C.REWARD)):
+        if col in table.column_names:
+            return int(pc.sum(pc.is_valid(table.column(col))).as_py() or 0)
+    return 0

@@ -1,0 +1,1 @@
+"""Instruction pools (plain, ShareGPT, Alpaca, messages): read with FILE:LINE accounting and stable ids."""

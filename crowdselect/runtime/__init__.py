@@ -1,0 +1,1 @@
+"""Where work runs: starting or joining Ray, Ray resource requests, loading models (pkg: aliases)."""

@@ -1,0 +1,74 @@
+"""Start or join Ray: the same command works on a laptop and under `ray job submit`.
+
+Order: an explicit address from config, else `RAY_ADDRESS` (set by `ray job submit` and by users), else a
+new local Ray with a short temp dir. The process-group and cluster details live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None  # None: RAY_ADDRESS or a job's cluster if set, else a local Ray
+    num_cpus: int | None = None  # for a local Ray only
+    temp_dir: str | None = None
+
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir: str | None = None) -> str:
+    """Initialise Ray once per process; returns "local" or the address joined."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        return "existing"
+    target = address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": _forwarded_env()}
+    if target:
+        ray.init(address=target, runtime_env=None if _in_submitted_job() else runtime_env, log_to_driver=True)
+        log.info("joined Ray cluster at %s", target)
+        return target
+    tmp = temp_dir or os.environ.get("CROWDSELECT_RAY_TMP", "/tmp/rcs")
+    # address="local" starts a fresh cluster even when another `ray start` runs on this machine.
+    ray.init(address="local", num_cpus=num_cpus, _temp_dir=tmp, include_dashboard=False,
+             runtime_env=runtime_env)
+    return "local"
+
+
+def _forwarded_env() -> dict[str, str]:
+    """Env vars every Ray worker needs to see as the driver does (offline hub, caches). No secrets."""
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CROWDSELECT_CACHE", "VLLM_CPU_KVCACHE_SPACE",
+            "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM", "HF_HOME", "AWS_ENDPOINT_URL",
+            "AWS_DEFAULT_REGION", "RAY_DATA_DISABLE_PROGRESS_BARS")
+    return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def _in_submitted_job() -> bool:
+    """True in the driver of a `ray job submit` job. Its runtime env (working_dir, env_vars) already applies
+    to every worker and the driver sees the same env; Ray refuses a ray.init runtime env that repeats the
+    job's env vars ("Failed to merge the Job's runtime env", seen in tests/test_multinode.py), so the driver
+    passes none there."""
+    return bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
+
+
+def configure_data(preserve_order: bool = True) -> None:
+    """Ray Data settings for crowdselect drivers: ordered (deterministic) execution, quieter logs.
+
+    Progress bars stay on in a terminal; in logs (CI, `ray job logs`) only the overall progress is shown.
+    """
+    import sys
+
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = preserve_order
+    ctx.print_on_execution_start = False
+    if not sys.stderr.isatty():
+        ctx.enable_operator_progress_bars = False
+    logging.getLogger("ray.data._internal.execution.streaming_executor").setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""The selection phase: pure metrics, normalisation, k-means and quota math, and the Ray Data `select` job."""

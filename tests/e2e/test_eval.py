@@ -1,0 +1,65 @@
+"""`crowdselect eval`: MT-bench questions from the installed package, answers by a real small model, judged by a
+real small judge, through Ray Data on a local Ray; outputs and failure accounting."""
+
+import json
+
+import numpy as np
+import pytest
+
+from crowdselect import cli
+from crowdselect.eval.job import AnswerGenerator, EvalModelSpec
+
+SMOL = "pkg:smollm2-135m-instruct"
+
+
+def write_config(tmp_path, **extra):
+    cfg = tmp_path / "eval.yaml"
+    lines = [
+        f"model: {{model: {SMOL}, max_new_tokens: 12, batch_size: 4}}",
+        f"judge: {{name: smol-judge, model: {SMOL}, kind: judge, max_length: 1536}}",
+        *[f"{k}: {v}" for k, v in extra.items()],
+    ]
+    cfg.write_text("\n".join(lines) + "\n")
+    return str(cfg)
+
+
+def test_config_errors_exit_2_naming_file_and_key(tmp_path, capsys):
+    path = write_config(tmp_path, turns=3)
+    assert cli.main(["eval", path, "--out", str(tmp_path / "o")]) == 2
+    assert "eval.yaml: turns: must be 1 or 2" in capsys.readouterr().err
+    path = write_config(tmp_path)
+    assert cli.main(["eval", path, "judge.kind=classifier", "--out", str(tmp_path / "o")]) == 2
+    assert "judge.kind: must be `judge`" in capsys.readouterr().err
+    assert cli.main(["eval", path]) == 2  # no out anywhere
+    assert "out: no output directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_answers_fail_per_row_not_per_batch():
+    gen = AnswerGenerator(EvalModelSpec(model=SMOL, max_length=96, max_new_tokens=6), turns=2)
+    out = gen({"question_id": np.array([1, 2]),
+               "turns": [["Say hi.", "Say bye."], ["Explain this: " + "word " * 200, "And?"]]})
+    assert [len(a) for a in out["answers"]] == [2, 0]
+    assert out["answer_error"][0] is None and out["answer_error"][1].startswith("turn 1: conversation of")
+
+
+@pytest.mark.slow
+def test_eval_mtbench_two_turns_end_to_end(ray_local, tmp_path, capsys):
+    out = tmp_path / "eval"
+    path = write_config(tmp_path, turns=2, limit=1, categories="[math]")
+    assert cli.main(["eval", path, "--out", str(out)]) == 0
+    assert "eval: pkg:smollm2-135m-instruct: mean" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    scores = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert summary["benchmark"] == "mt-bench" and summary["questions"] == 1 and summary["judged_turns"] == 2
+    assert [s["turn"] for s in scores] == [1, 2] and all(s["category"] == "math" for s in scores)
+    assert summary["scored"] == 2 and summary["failed"] == 0, summary["failures"]
+    assert all(s["error"] is None and 1 <= s["score"] <= 10 and 0 < s["judge_mass"] <= 1 for s in scores)
+    assert summary["mean"] == pytest.approx(np.mean([s["score"] for s in scores]), abs=1e-4)
+    assert set(summary["by_category"]) == {"math"} and set(summary["by_turn"]) == {"1", "2"}
+    assert len(answers) == 1 and len(answers[0]["answers"]) == 2 and answers[0]["error"] is None
+    report = (out / "report.md").read_text()
+    assert "Mean score" in report and "| math |" in report
+    assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    assert "judge:" in (out / "config.yaml").read_text()

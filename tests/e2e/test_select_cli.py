@@ -1,0 +1,163 @@
+"""`crowdselect select` end to end on a local Ray cluster with the real MiniLM embedder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from crowdselect.cli import main
+from crowdselect.crowd import synthetic
+
+SMALL_CROWD = [("a-1b", "a", 1), ("a-7b", "a", 7), ("b-2b", "b", 2), ("b-9b", "b", 9), ("c-3b", "c", 3)]
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pool")
+    rows = synthetic.canonical_rows(synthetic.sharegpt_instructions(2000), SMALL_CROWD, seed=3)
+    synthetic.write_jsonl(d / "crowd.jsonl", rows)
+    (d / "crowd.yaml").write_text(synthetic.crowd_yaml(SMALL_CROWD))
+    return d, rows
+
+
+def run_select(pool_dir, out, *extra):
+    return main(["select", "--config", str(pool_dir / "crowd.yaml"), "--input", str(pool_dir / "crowd.jsonl"),
+                 "--out", str(out), *extra])
+
+
+def read_jsonl(p):
+    return [json.loads(x) for x in Path(p).read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_clustered_selection_end_to_end_and_deterministic(ray_local, pool, tmp_path):
+    pool_dir, rows = pool
+    assert run_select(pool_dir, tmp_path / "a", "--k", "60", "--clusters", "6") == 0
+    out = tmp_path / "a"
+    sel = read_jsonl(out / "selected.jsonl")
+    assert len(sel) == 60 and len({s["id"] for s in sel}) == 60
+    by_id = {r["id"]: r for r in rows}
+    for s in sel:  # the kept answer is the crowd's best-rewarded one
+        best = max(by_id[s["id"]]["responses"], key=lambda a: a["reward"])
+        assert (s["model"], s["response"], s["reward"]) == (best["model"], best["response"], best["reward"])
+        assert s["messages"] == [{"role": "user", "content": s["instruction"]},
+                                 {"role": "assistant", "content": s["response"]}]
+    scores = pq.read_table(out / "scores.parquet").to_pandas()
+    assert len(scores) == 2000 and scores["selected"].sum() == 60
+    assert set(scores.loc[scores.selected, "id"]) == {s["id"] for s in sel}
+    sizes = scores.groupby("cluster").size()
+    picked = scores[scores.selected].groupby("cluster").size().reindex(sizes.index, fill_value=0)
+    assert (picked >= np.minimum(sizes, 10)).all()  # equal quota of 10, or the whole cluster
+    # a cluster's quota is its best-scored rows (ties by id)
+    for _, grp in scores.groupby("cluster"):
+        top = grp.sort_values(["score", "id"], ascending=[False, True]).head(10)
+        assert top.selected.all()
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"]["input_rows"] == 2000 and run["counts"]["rejected_rows"] == 0
+    assert run["kmeans"]["fit_rows"] == 2000
+    assert (out / "summary.txt").read_text().count("cluster") >= 1 and (out / "metrics.png").stat().st_size > 0
+    lf = json.loads((out / "exports/llamafactory/dataset_info.json").read_text())
+    assert lf["crowdselect"]["formatting"] == "alpaca"
+    assert pq.read_table(out / "exports/trl/train.parquet").num_rows == 60
+    # same inputs and seed: byte-identical selection
+    assert run_select(pool_dir, tmp_path / "b", "--k", "60", "--clusters", "6") == 0
+    assert (tmp_path / "a/selected.jsonl").read_bytes() == (tmp_path / "b/selected.jsonl").read_bytes()
+
+
+def test_long_wide_and_parquet_inputs_give_the_same_selection(ray_local, pool, tmp_path):
+    pool_dir, rows = pool
+    rows = rows[:300]
+    long_rows = [{"id": r["id"], "instruction": r["instruction"], **a} for r in rows for a in r["responses"]]
+    synthetic.write_jsonl(tmp_path / "long.jsonl", long_rows[::-1])  # order must not matter
+    wide = [{"id": r["id"], "instruction": r["instruction"],
+             **{f"{a['model']}_response": a["response"] for a in r["responses"]},
+             **{f"{a['model']}_reward": a["reward"] for a in r["responses"]}} for r in rows]
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(wide), tmp_path / "wide.parquet")
+    synthetic.write_jsonl(tmp_path / "canon.jsonl", rows)
+    outs = {}
+    for name, path in (("canon", "canon.jsonl"), ("long", "long.jsonl"), ("wide", "wide.parquet")):
+        assert main(["select", "--config", str(pool_dir / "crowd.yaml"), "--input", str(tmp_path / path),
+                     "--out", str(tmp_path / name), "--k", "25", "--no-cluster"]) == 0
+        outs[name] = read_jsonl(tmp_path / name / "selected.jsonl")
+    assert outs["canon"] == outs["long"] == outs["wide"]
+    run = json.loads((tmp_path / "long" / "run.json").read_text())
+    assert run["format"] == "long" and run["counts"]["input_rows"] == len(long_rows)
+
+
+def bad_pool(tmp_path):
+    good = synthetic.canonical_rows([f"Question number {i}?" for i in range(6)], SMALL_CROWD)
+    lines = [json.dumps(r) for r in good]
+    bad_reward = json.loads(lines[0])
+    bad_reward["id"] = "r1"
+    bad_reward["responses"][1]["reward"] = "high"
+    unknown = json.loads(lines[0])
+    unknown["id"] = "u1"
+    unknown["responses"][0]["model"] = "gpt-9"
+    one = {"id": "o1", "instruction": "x?", "responses": [{"model": "a-1b", "response": "y", "reward": 1.0}]}
+    lines += ['{"id": "j1", "instruction": ', json.dumps({"id": "m1", "responses": []}), json.dumps(bad_reward),
+              json.dumps(unknown), lines[2], json.dumps(one)]
+    (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    return {7: "invalid JSON", 8: "missing field 'instruction'", 9: "non-numeric reward 'high'",
+            10: "unknown model 'gpt-9'", 11: "duplicate id 'ex000002' (first at ", 12: "fewer than 2 answers"}
+
+
+def test_bad_rows_fail_with_file_line_reason_and_no_traceback(pool, tmp_path):
+    pool_dir, _ = pool
+    expected = bad_pool(tmp_path)
+    env = {**os.environ, "CROWDSELECT_RAY_TMP": "/tmp/rcs_bad"}
+    proc = subprocess.run([sys.executable, "-m", "crowdselect.cli", "select", "--config", str(pool_dir / "crowd.yaml"),
+                           "--input", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "o"), "--no-cluster",
+                           "--k", "3"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for line, reason in expected.items():
+        assert f"bad.jsonl:{line}: {reason}" in proc.stderr
+    assert "6 bad input row(s)" in proc.stderr
+    assert not (tmp_path / "o" / "selected.jsonl").exists()
+
+
+def test_quarantine_accounts_for_every_row(ray_local, pool, tmp_path):
+    pool_dir, _ = pool
+    expected = bad_pool(tmp_path)
+    assert main(["select", "--config", str(pool_dir / "crowd.yaml"), "--input", str(tmp_path / "bad.jsonl"),
+                 "--out", str(tmp_path / "q"), "--no-cluster", "--k", "3", "--on-bad-rows", "quarantine"]) == 0
+    rej = read_jsonl(tmp_path / "q" / "rejected.jsonl")
+    assert [r["source"].rsplit(":", 1)[1] for r in rej] == [str(k) for k in expected]
+    assert all(expected[int(r["source"].rsplit(":", 1)[1])] in r["reason"] for r in rej)
+    run = json.loads((tmp_path / "q" / "run.json").read_text())
+    c = run["counts"]
+    assert c["input_rows"] == 12 and c["accepted_rows"] == 6 and c["rejected_rows"] == 6
+    assert len(read_jsonl(tmp_path / "q" / "selected.jsonl")) == 3
+
+
+def test_config_errors_name_file_and_key(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("generators:\n  - {name: a, family: f, size_b: 1}\nselection:\n  kk: 3\n")
+    assert main(["select", "--config", str(cfg), "--input", "x.jsonl", "--out", str(tmp_path)]) == 2
+    assert f"{cfg}: selection.kk: unknown key" in capsys.readouterr().err
+    cfg.write_text("generators:\n  - {name: a, family: f, size_b: big}\n")
+    assert main(["select", "--config", str(cfg), "--input", "x.jsonl", "--out", str(tmp_path)]) == 2
+    assert "generators[0].size_b: expected a number" in capsys.readouterr().err
+    cfg.write_text("generators:\n  - {name: a, family: f, size_b: 1}\n")
+    assert main(["select", "--config", str(cfg), "--input", str(tmp_path / "nope.jsonl"),
+                 "--out", str(tmp_path), "--weights", "1,2"]) == 2
+    assert "selection.weights: need 3 numbers" in capsys.readouterr().err
+
+
+def test_no_siblings_drops_stability_and_says_so(ray_local, pool, tmp_path):
+    _, rows = pool
+    crowd = [("x", "fx", 1), ("y", "fy", 2), ("z", "fz", 3)]
+    synthetic.write_jsonl(tmp_path / "p.jsonl", synthetic.canonical_rows([r["instruction"] for r in rows[:50]], crowd))
+    (tmp_path / "c.yaml").write_text(synthetic.crowd_yaml(crowd))
+    assert main(["select", "--config", str(tmp_path / "c.yaml"), "--input", str(tmp_path / "p.jsonl"),
+                 "--out", str(tmp_path / "o"), "--k", "5", "--no-cluster"]) == 0
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert any("undefined for every instruction" in d for d in run["decisions"])
+    assert all(s["stability"] is None for s in read_jsonl(tmp_path / "o" / "selected.jsonl"))

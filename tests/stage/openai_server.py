@@ -1,0 +1,68 @@
+"""A small OpenAI-compatible chat server around a real HF model, for the openai backend's tests.
+
+    python tests/stage/openai_server.py --port 8123 --model DIR --key SECRET
+
+POST /v1/chat/completions answers greedily with the model (the answers are real). Test hooks in the user
+message: `FLAKY` -> 503 on the first two attempts of that message; `ALWAYS503` -> 503 every time;
+`REJECT` -> 400. GET /stats: attempts per message and the arrival times. Listens on 127.0.0.1 only.
+"""
+
+import argparse
+import asyncio
+import time
+
+import torch
+from aiohttp import web
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def make_app(model_dir: str, key: str) -> web.Application:
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    attempts: dict[str, int] = {}
+    arrivals: list[float] = []
+    lock = asyncio.Lock()
+
+    def generate(messages, max_tokens):
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with torch.inference_mode():
+            out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False)
+        new = out[0, ids["input_ids"].shape[1]:]
+        return tok.decode(new, skip_special_tokens=True), ids["input_ids"].shape[1], len(new)
+
+    async def chat(request: web.Request) -> web.Response:
+        arrivals.append(time.monotonic())
+        if request.headers.get("Authorization") != f"Bearer {key}":
+            return web.json_response({"error": {"message": "invalid api key"}}, status=401)
+        body = await request.json()
+        text = body["messages"][-1]["content"]
+        attempts[text] = attempts.get(text, 0) + 1
+        if "ALWAYS503" in text or ("FLAKY" in text and attempts[text] <= 2):
+            return web.json_response({"error": {"message": "overloaded"}}, status=503)
+        if "REJECT" in text:
+            return web.json_response({"error": {"message": "prompt too long"}}, status=400)
+        async with lock:  # one generation at a time: the model is not thread-safe
+            reply, n_in, n_out = await asyncio.to_thread(generate, body["messages"], int(body.get("max_tokens", 16)))
+        return web.json_response({
+            "id": "chatcmpl-test", "object": "chat.completion", "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"attempts": attempts, "arrivals": arrivals})
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "test-model", "object": "model"}]})
+
+    app = web.Application()
+    app.add_routes([web.post("/v1/chat/completions", chat), web.get("/stats", stats), web.get("/v1/models", models)])
+    return app
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--key", required=True)
+    a = p.parse_args()
+    web.run_app(make_app(a.model, a.key), host="127.0.0.1", port=a.port, print=None)

@@ -1,0 +1,108 @@
+"""The OpenAI-compatible backend against a real local server (tests/stage/openai_server.py wraps SmolLM2).
+
+Proves: answers come back through Ray Data; 503s are retried with backoff; a row that keeps failing, or
+that the server rejects (400), is recorded with its error and not dropped; the rate limit spaces requests;
+the key comes from the env var the config names and never shows in outputs.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from crowdselect.core import columns as C
+from crowdselect.core.errors import UserError
+from crowdselect.generate.openai_stage import build_openai_generate, read_api_key
+from crowdselect.generate.spec import GeneratorSpec
+from crowdselect.runtime.models import resolve_model
+
+KEY = "sk-test-not-a-real-key-93f1"
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    script = Path(__file__).with_name("openai_server.py")
+    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port), "--key", KEY,
+                             "--model", resolve_model("pkg:smollm2-135m-instruct")])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{base}/v1/models", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, "the test server died while starting"
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def stats(base):
+    return json.loads(urllib.request.urlopen(f"{base}/stats").read())
+
+
+def spec_for(base, **kw):
+    args = {"name": "remote", "family": "x", "size_b": 1.0, "model": "test-model", "backend": "openai",
+            "base_url": f"{base}/v1", "api_key_env": "CS_TEST_OPENAI_KEY", "max_tokens": 8, "max_retries": 2,
+            "batch_size": 8, **kw}
+    return GeneratorSpec(**args)
+
+
+def run(ray, spec, instructions):
+    rows = [{C.ID: f"r{i}", C.INSTRUCTION: t, C.SHARD: "s0"} for i, t in enumerate(instructions)]
+    out = build_openai_generate(spec, backoff_base_s=0.05)(ray.data.from_items(rows)).take_all()
+    return {r[C.ID]: r for r in out}
+
+
+def test_answers_retries_and_recorded_failures(server, ray_local, monkeypatch):
+    monkeypatch.setenv("CS_TEST_OPENAI_KEY", KEY)
+    texts = ["Name a colour.", "FLAKY: name a fruit.", "ALWAYS503 please", "REJECT this one"]
+    got = run(ray_local, spec_for(server), texts)
+    assert len(got) == 4  # one row per input row, failures included
+    ok = got["r0"]
+    assert ok[C.ERROR] is None and ok[C.RESPONSE] and 0 < ok[C.OUTPUT_TOKENS] <= 8 and ok[C.PROMPT_TOKENS] > 0
+    assert got["r1"][C.ERROR] is None and got["r1"][C.RESPONSE]  # two 503s, then an answer
+    assert got["r2"][C.RESPONSE] is None and got["r2"][C.ERROR].startswith("HTTP 503")
+    assert got["r2"][C.ERROR].endswith("(after 2 retries)")
+    assert got["r3"][C.RESPONSE] is None and got["r3"][C.ERROR].startswith("HTTP 400")
+    attempts = stats(server)["attempts"]
+    assert attempts[texts[1]] == 3 and attempts[texts[2]] == 3 and attempts[texts[3]] == 1
+    assert KEY not in json.dumps(got, default=str)
+
+
+def test_rate_limit_spaces_requests(server, ray_local, monkeypatch):
+    monkeypatch.setenv("CS_TEST_OPENAI_KEY", KEY)
+    before = len(stats(server)["arrivals"])
+    got = run(ray_local, spec_for(server, requests_per_minute=240, max_tokens=2), [f"Say {i}." for i in range(5)])
+    assert all(r[C.ERROR] is None for r in got.values())
+    times = stats(server)["arrivals"][before:]
+    assert len(times) == 5 and times[-1] - times[0] >= 4 * 0.25 * 0.9  # 240/min: one start per 0.25 s
+
+
+def test_key_from_env_never_shown(server, ray_local, monkeypatch):
+    monkeypatch.setenv("CS_TEST_OPENAI_KEY", "wrong-key")
+    got = run(ray_local, spec_for(server), ["Name a colour."])
+    assert got["r0"][C.ERROR].startswith("HTTP 401")
+    monkeypatch.delenv("CS_TEST_OPENAI_KEY")
+    with pytest.raises(UserError, match="environment variable CS_TEST_OPENAI_KEY"):
+        read_api_key(spec_for(server))
+    monkeypatch.setenv("CS_TEST_OPENAI_KEY", KEY)
+    key = read_api_key(spec_for(server))
+    assert KEY not in repr(key) and KEY not in str(key) and key.get() == KEY
+    assert os.environ["CS_TEST_OPENAI_KEY"] == KEY

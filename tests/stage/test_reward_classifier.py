@@ -1,0 +1,110 @@
+"""Sequence-classification reward stage on real weights, directly and through Ray Data's actor pool.
+
+The reward model is built honestly from a shipped model: SmolLM2-135M-Instruct's transformer with a fresh
+one-output classification head (AutoModelForSequenceClassification, num_labels=1, seeded), saved as a
+folder. Its scores mean nothing; the tests prove the wiring (chat template, padding, last-token pooling,
+per-row errors, Ray actor pool) and the truncation policies on real weights and a real tokenizer.
+"""
+
+import numpy as np
+import pytest
+
+from crowdselect.core import columns as C
+from crowdselect.reward.config import RewardSpec
+from crowdselect.reward.stages import add_rewards, build_scorer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def rm_path(tmp_path_factory):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from crowdselect.runtime.models import resolve_model
+
+    src = resolve_model("pkg:smollm2-135m-instruct")
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, dtype=torch.float32)
+    out = tmp_path_factory.mktemp("rm")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    return str(out)
+
+
+def spec_of(path, **kw):
+    return RewardSpec(name="tiny-rm", model=path, kind="classifier", batch_size=4, max_length=96, **kw)
+
+
+@pytest.fixture(scope="module")
+def scorer(rm_path):
+    return build_scorer(spec_of(rm_path))
+
+
+ROWS = {
+    C.ID: ["a", "b", "c", "d", "e"],
+    C.INSTRUCTION: ["What is 2+2?", "Name a colour.", "Write a haiku about rain.", "Say hi.", None],
+    C.RESPONSE: ["2+2 equals 4.", "Blue.", "Soft rain on the roof\nthe gutters hum a low tune\nnight keeps the "
+                 "rhythm", None, "orphan answer"],
+    C.MODEL: ["m1", "m1", "m2", "m2", "m1"],
+}
+
+
+def test_scores_errors_and_lineage(scorer):
+    out = scorer(dict(ROWS))
+    r = out[C.REWARD]
+    assert np.isfinite(r[:3]).all() and np.isnan(r[3:]).all()
+    assert list(out[C.REWARD_ERROR]) == [None, None, None, "no response", "no instruction"]
+    assert list(out[C.REWARD_MODEL]) == ["tiny-rm"] * 5
+    assert list(out[C.MODEL]) == ROWS[C.MODEL]  # other columns pass through
+    # padding and last-token pooling: a row scores the same alone as in a padded batch
+    for i in range(3):
+        alone = scorer({k: [v[i]] for k, v in ROWS.items()})[C.REWARD][0]
+        assert alone == pytest.approx(r[i], abs=1e-4)
+    assert len(set(np.round(r[:3], 5))) == 3
+
+
+def test_chat_template_is_the_models(scorer):
+    ids = scorer.encode("Q?", "A.")
+    text = scorer.tokenizer.decode(ids)
+    assert text == scorer.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}], tokenize=False)
+
+
+def test_head_tail_truncation_keeps_instruction_head_and_response_tail(scorer):
+    instruction = "START of the task. " + "pad " * 300
+    response = "filler " * 300 + "FINAL ANSWER"
+    ids = scorer.encode(instruction, response)
+    assert len(ids) <= 96
+    text = scorer.tokenizer.decode(ids)
+    assert "START of the task" in text and "FINAL ANSWER<|im_end|>" in text
+    assert text.startswith("<|im_start|>system")  # the template is never cut
+    out = scorer({C.INSTRUCTION: [instruction], C.RESPONSE: [response]})
+    assert np.isfinite(out[C.REWARD][0]) and out[C.REWARD_ERROR][0] is None
+
+
+def test_left_and_error_policies(rm_path):
+    long_pair = {C.INSTRUCTION: ["START " + "pad " * 300], C.RESPONSE: ["short answer " * 40 + "END"]}
+    left = build_scorer(spec_of(rm_path, truncation="left"))
+    ids = left.encode(long_pair[C.INSTRUCTION][0], long_pair[C.RESPONSE][0])
+    assert len(ids) == 96 and "START" not in left.tokenizer.decode(ids)
+    strict = build_scorer(spec_of(rm_path, truncation="error"))
+    out = strict(dict(long_pair))
+    assert np.isnan(out[C.REWARD][0]) and out[C.REWARD_ERROR][0].startswith("too long:")
+
+
+def test_reward_stage_on_ray_actor_pool(ray_local, rm_path, scorer):
+    import ray
+
+    rows = [{k: v[i] for k, v in ROWS.items()} for i in range(5)]
+    ds = add_rewards(ray.data.from_items(rows), spec_of(rm_path, concurrency=1))
+    got = {r[C.ID]: r for r in ds.take_all()}
+    assert sorted(got) == ROWS[C.ID]  # every row back, none duplicated
+    direct = scorer(dict(ROWS))
+    for i, rid in enumerate(ROWS[C.ID]):
+        want = direct[C.REWARD][i]
+        if np.isnan(want):
+            assert np.isnan(got[rid][C.REWARD]) and got[rid][C.REWARD_ERROR] == direct[C.REWARD_ERROR][i]
+        else:
+            assert got[rid][C.REWARD] == pytest.approx(want, abs=1e-4)
+            assert got[rid][C.REWARD_MODEL] == "tiny-rm"

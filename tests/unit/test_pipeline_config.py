@@ -1,0 +1,78 @@
+"""The `crowdselect run` config: validated before any work, errors name the file and the dotted key."""
+
+import pytest
+
+from crowdselect.core.config import ConfigError
+from crowdselect.pipeline.config import load_run_config
+
+BASE = """
+out: {out}
+pool: {{path: pool.jsonl}}
+generators:
+  - {{name: a, family: f, size_b: 1, model: m1}}
+  - {{name: b, family: f, size_b: 2, model: m2, backend: hf}}
+rewards:
+  - {{name: judge, model: j, kind: judge}}
+"""
+
+
+def write(tmp_path, text, name="run.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_loads_with_defaults_and_overrides(tmp_path):
+    path = write(tmp_path, BASE.format(out=tmp_path / "o"))
+    cfg = load_run_config(path, overrides=["generators[1].max_tokens=20", "selection.k=5", "pool.shard_size=8"])
+    assert cfg.pool.path == ["pool.jsonl"] and cfg.pool.shard_size == 8
+    assert [g.max_tokens for g in cfg.generators] == [512, 20]
+    assert cfg.selection.k == 5 and cfg.metric_reward == "judge"
+    assert load_run_config(path, out="elsewhere").out == "elsewhere"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("generators[0].size_b=zero", "run.yaml: generators[0].size_b: expected a number, got 'zero'"),
+    ("generators[1].backend=tgi", "run.yaml: generators[1].backend: must be one of vllm, hf, openai"),
+    ("generators[0].sampling.temprature=0", "run.yaml: generators[0].sampling.temprature: unknown sampling key"),
+    ("generators[0].name=b", "run.yaml: generators: name 'b' is listed twice"),
+    ("generators[0].name=a/b", "run.yaml: generators[0].name: 'a/b' must be letters"),
+    ("generators[1].backend=openai", "run.yaml: generators[1].base_url: the openai backend needs"),
+    ("pool.format=csv", "run.yaml: pool.format: must be one of auto, plain, sharegpt, alpaca, messages"),
+    ("pool.shard_size=0", "run.yaml: pool.shard_size: must be >= 1"),
+    ("rewards[0].kind=oracle", "run.yaml: rewards[0].kind: must be one of classifier, judge"),
+    ("selection.k=0", "run.yaml: selection.k: must be >= 1"),
+    ("generator.x=1", "run.yaml: generator: unknown key"),
+])
+def test_errors_name_file_and_key(tmp_path, override, message):
+    path = write(tmp_path, BASE.format(out=tmp_path / "o"))
+    with pytest.raises(ConfigError) as e:
+        load_run_config(path, overrides=[override])
+    assert message in str(e.value)
+
+
+def test_crowd_of_one_and_missing_out(tmp_path):
+    one = BASE.format(out="o").replace("  - {name: b, family: f, size_b: 2, model: m2, backend: hf}\n", "")
+    with pytest.raises(ConfigError, match="generators: a crowd needs at least 2 generators, got 1"):
+        load_run_config(write(tmp_path, one))
+    with pytest.raises(ConfigError, match="out: give the run directory"):
+        load_run_config(write(tmp_path, BASE.format(out="null")))
+
+
+def test_two_primary_rewards_rejected(tmp_path):
+    text = BASE.format(out="o") + "  - {name: j2, model: j, kind: judge, primary: true}\n"
+    text = text.replace("kind: judge}", "kind: judge, primary: true}", 1)
+    with pytest.raises(ConfigError, match="exactly one reward model needs `primary: true`"):
+        load_run_config(write(tmp_path, text))
+
+
+def test_train_section_reads_the_runs_selection(tmp_path):
+    from crowdselect.pipeline.config import train_config
+
+    cfg = load_run_config(write(tmp_path, BASE.format(out=tmp_path / "o") + "train: {optim: {lr: 2.0e-5}}\n"))
+    tc = train_config(cfg, file="run.yaml")
+    assert tc.data.path == [str(tmp_path / "o" / "select" / "selected.jsonl")]
+    assert tc.out == str(tmp_path / "o" / "train") and tc.optim.lr == 2e-5
+    bad = BASE.format(out=tmp_path / "o") + "train: {optim: {lr: -1}}\n"
+    with pytest.raises(ConfigError, match="train.optim: lr: must be > 0|train.optim.lr"):
+        load_run_config(write(tmp_path, bad))

