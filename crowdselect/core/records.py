@@ -1,29 +1,111 @@
-"""Ray Data sources that keep where every row came from: blocks carry `_file` and `_line` columns.
+"""One reader for every input file: listing, line/row iteration with FILE:LINE, Ray Data sources, rejects.
 
-- `JsonLinesSource`: JSONL files (optionally compressed), streamed in chunks of `lines_per_block` lines;
-  a block holds `_file`, `_line`, `_text` (the raw line). Blank lines are not rows.
-- `ParquetRowsSource`: Parquet files read batch by batch; a block holds the file's own columns plus
-  `_file` and `_line` (1-based row number in that file).
-Memory per read task is bounded by the block size, not the file or pool size. Local paths, directories,
-globs and cloud URIs (s3://, gs://) resolve through Ray Data's file listing.
+Listing (`list_data_files`): files, folders (recursive), local globs and s3:// gs:// URIs (folders, files,
+globs in the last path part). Inside a folder or a glob only data files are read: `.jsonl .json .ndjson
+.txt .parquet .arrow`, the line formats also compressed (`.gz .zst .bz2`); the caller narrows the suffixes
+(a crowd has no `.txt`). Other files (NOTES.md, plot.png, HF `dataset_info.json`/`state.json`) are skipped
+and listed in `Listing.skipped` for the caller to report; hidden and `_`-prefixed files (`.DS_Store`,
+`_SUCCESS`) are skipped silently. A file named explicitly is always read, by its suffix, and as JSON lines
+when the suffix is unknown (`data.out`, `rows.log`): the user chose it. An empty (0-byte) file stops the
+read with `FILE: file is empty` — it is almost always a failed export, never data.
+
+Rows (`iter_records` on the driver, `JsonLinesSource`/`ParquetRowsSource` on Ray Data) carry their 1-based
+line: the line of a JSONL/TXT file, the element of a `.json` list, the row of a Parquet/Arrow file. Blank
+lines are not rows. Nothing is changed silently: a line with invalid UTF-8 is a row error "invalid UTF-8
+at byte N" (N 1-based within the line); a file that cannot be read on (truncated or corrupt gzip, broken
+Parquet) gives one row error at the line where reading stopped, after the rows before it. Callers turn row
+errors into `Reject`s: with policy `fail` they stop with `FILE:LINE: reason` (exit 2), with `quarantine`
+they go to `rejected.jsonl` as `{source, reason, raw}` — the one rejects format of every command.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import io
+import json
 import os
-from collections.abc import Iterator
+import posixpath
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from ray.data.datasource import FileBasedDatasource
 
+from crowdselect.core import storage
+from crowdselect.core.config import ConfigError
+from crowdselect.core.errors import UserError
+
 FILE = "_file"
 LINE = "_line"
 TEXT = "_text"
+ERROR = "_error"  # null when the line is fine, else the reason it cannot be used
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2"}
+JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
+TABLE_SUFFIXES = (".parquet", ".arrow")
+TEXT_SUFFIXES = (".txt",)
+DATA_SUFFIXES = JSON_SUFFIXES + TEXT_SUFFIXES + TABLE_SUFFIXES
+METADATA_FILES = ("dataset_info.json", "state.json")  # written by HF `save_to_disk` beside the Arrow shards
 JSON_EXTENSIONS = ("jsonl", "json", "ndjson", "jsonl.gz", "json.gz", "jsonl.zst", "jsonl.bz2")
 PARQUET_EXTENSIONS = ("parquet",)
+RAW_LIMIT = 2000  # characters of a rejected row kept in rejected.jsonl
+REJECTS_FILE = "rejected.jsonl"
+POLICIES = ("fail", "quarantine")
+READ_ERRORS = (OSError, pa.ArrowException, EOFError)
+
+
+# ---------------------------------------------------------------- rejects and the bad-rows policy
+
+
+class BadRecord(ValueError):
+    """A row that cannot be used; str(e) is the reason (the caller adds FILE:LINE)."""
+
+
+@dataclass
+class Reject:
+    """One rejected input row: where it came from, why, and the row as read (cut to RAW_LIMIT)."""
+
+    source: str  # "FILE:LINE"
+    reason: str
+    raw: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"source": self.source, "reason": self.reason, "raw": self.raw[:RAW_LIMIT]}
+
+
+def write_rejects(rejects: Iterable[Reject], uri: str) -> None:
+    """rejected.jsonl: one `{source, reason, raw}` object per line, in input order."""
+    storage.write_text(uri, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in rejects))
+
+
+def bad_rows_policy(value: str, key: str = "on_bad_rows") -> str:
+    """`fail` or `quarantine`; the old `skip` is read as `quarantine` with a warning."""
+    if value == "skip":
+        warnings.warn(f"{key}: 'skip' is deprecated, use 'quarantine' (bad rows go to {REJECTS_FILE})",
+                      FutureWarning, stacklevel=2)
+        return "quarantine"
+    if value not in POLICIES:
+        raise ConfigError(f"{key}: must be one of {', '.join(POLICIES)}, got {value!r}")
+    return value
+
+
+def fail_on_rejects(rejects: list[Reject], what: str, key: str, n_read: int | None = None, show: int = 5) -> None:
+    """Raise a UserError naming the first bad rows (FILE:LINE: reason) and how to go on; nothing if none."""
+    if not rejects:
+        return
+    lines = [f"  {r.source}: {r.reason}" for r in rejects[:show]]
+    if len(rejects) > show:
+        lines.append(f"  ... and {len(rejects) - show} more")
+    of = f" of {n_read} rows" if n_read is not None else ""
+    raise UserError(f"{len(rejects)} bad {what} row(s){of}:\n" + "\n".join(lines)
+                    + f"\n(set {key}=quarantine to write them to {REJECTS_FILE} and go on)")
+
+
+# ---------------------------------------------------------------- listing
 
 
 def display_path(path: str) -> str:
@@ -34,7 +116,263 @@ def display_path(path: str) -> str:
     return os.path.relpath(path, cwd) if path.startswith(cwd + os.sep) else path
 
 
+def base_suffix(path: str) -> str:
+    """".jsonl" for data.jsonl.gz, ".parquet" for a.parquet; "" when there is none."""
+    root, ext = posixpath.splitext(path.lower())
+    if ext in COMPRESSIONS:
+        root, ext = posixpath.splitext(root)
+    return ext
+
+
+def compression_of(path: str) -> str | None:
+    return COMPRESSIONS.get(posixpath.splitext(path.lower())[1])
+
+
+def is_data_file(path: str, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> bool:
+    name = posixpath.basename(path)
+    if name in METADATA_FILES or base_suffix(name) not in suffixes:
+        return False
+    return compression_of(name) is None or base_suffix(name) not in TABLE_SUFFIXES
+
+
+@dataclass
+class Listing:
+    files: list[str]  # in read order: given paths in order, each folder's files sorted
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # folder or glob -> non-data names in it
+
+    def skipped_message(self) -> str | None:
+        """"skipped 2 non-data files in data/: NOTES.md, plot.png" (one clause per folder), or None."""
+        parts = [f"{len(names)} non-data file(s) in {where}: {', '.join(names[:8])}"
+                 + (f" (+{len(names) - 8} more)" if len(names) > 8 else "")
+                 for where, names in self.skipped.items()]
+        return "skipped " + "; ".join(parts) if parts else None
+
+
+def list_data_files(paths: list[str], suffixes: tuple[str, ...] = DATA_SUFFIXES, what: str = "input") -> Listing:
+    """The files behind `paths` (see the module docstring); UserError for a missing path, a folder or glob
+    without data files, or an empty file."""
+    listing = Listing([])
+    for p in paths:
+        found = _expand(p, suffixes, what, listing.skipped)
+        listing.files += [f for f, _ in found if f not in listing.files]
+        empty = [f for f, size in found if size == 0]
+        if empty:
+            raise UserError(f"{display_path(empty[0])}: file is empty")
+    return listing
+
+
+def _expand(p: str, suffixes: tuple[str, ...], what: str, skipped: dict[str, list[str]]) -> list[tuple[str, int]]:
+    """(file, size) behind one path; non-data files of a folder or glob go to `skipped[p]`."""
+    fs, inner = storage.filesystem(p)
+    prefix = p.split("://", 1)[0] + "://" if storage.is_remote(p) else ""
+    pattern_part = posixpath.basename(inner) if storage.is_remote(p) else inner
+    if any(ch in pattern_part for ch in "*?["):
+        infos, base, where = _glob(p, fs, inner), _glob_base(inner), f"{p} (no files match)"
+    else:
+        info = fs.get_file_info(inner)
+        if info.type == pafs.FileType.NotFound:
+            raise UserError(f"{p}: no such {what} file or directory")
+        if info.type == pafs.FileType.File:
+            return [(p, info.size)]
+        infos, base, where = fs.get_file_info(pafs.FileSelector(inner, recursive=True)), inner, p
+    files = sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
+    files = [i for i in files if not posixpath.basename(i.path).startswith((".", "_"))]
+    keep = [i for i in files if is_data_file(i.path, suffixes)]
+    other = [posixpath.relpath(i.path, base) for i in files if not is_data_file(i.path, suffixes)]
+    if other:
+        skipped[p] = other
+    if not keep:
+        shown = f"; skipped: {', '.join(other[:8])}" if other else ""
+        raise UserError(f"{where}: no {what} data files ({' '.join(suffixes)}, optionally .gz .zst .bz2){shown}")
+    return [(prefix + i.path, i.size) for i in keep]
+
+
+def _glob_base(inner: str) -> str:
+    """The folder above the first wildcard of a glob (skipped names are shown relative to it)."""
+    cut = min(inner.find(ch) for ch in "*?[" if ch in inner)
+    return posixpath.dirname(inner[:cut])
+
+
+def _glob(p: str, fs: pafs.FileSystem, inner: str) -> list[pafs.FileInfo]:
+    if not storage.is_remote(p):
+        return fs.get_file_info(sorted(glob.glob(inner, recursive=True)))
+    parent, pattern = posixpath.split(inner)
+    infos = fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+    return [i for i in infos if fnmatch.fnmatch(posixpath.basename(i.path), pattern)]
+
+
+def expand_paths(paths: list[str], suffixes: tuple[str, ...] = JSON_SUFFIXES + TABLE_SUFFIXES) -> list[str]:
+    """The files of `list_data_files` alone (kept for callers that do not report skipped files)."""
+    return list_data_files(paths, suffixes).files
+
+
+def split_by_kind(files: list[str]) -> tuple[list[str], list[str]]:
+    """(JSON-lines files, Parquet files), by extension."""
+    parquet = [f for f in files if base_suffix(f) == ".parquet"]
+    return [f for f in files if base_suffix(f) != ".parquet"], parquet
+
+
+# ---------------------------------------------------------------- lines and records
+
+
+def iter_lines(stream: Any, chunk_bytes: int = 1 << 18) -> Iterator[tuple[int, bytes | None, str | None]]:
+    """(line number, raw bytes, None) per non-blank line of a binary stream; when the stream fails
+    (corrupt or truncated compression) one last (line, None, reason) for the line where it stopped.
+    Chunks are small so that a failing read loses little: what a failed read decompressed is gone."""
+    pending: list[bytes] = []  # pieces of the line not yet ended (a long line spans chunks)
+    lineno = 0
+    while True:
+        try:
+            chunk = stream.read(chunk_bytes)
+        except READ_ERRORS as e:
+            yield lineno + 1, None, f"corrupt or truncated file ({e}); nothing from here on is read"
+            return
+        if not chunk:
+            break
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        parts = (b"".join(pending) + chunk).split(b"\n")
+        pending = [parts.pop()]
+        for raw in parts:
+            lineno += 1
+            if raw.strip():
+                yield lineno, raw, None
+    rest = b"".join(pending)
+    if rest.strip():
+        yield lineno + 1, rest, None
+
+
+def decode_line(raw: bytes) -> tuple[str, str | None]:
+    """(text, None) for valid UTF-8; else (text with U+FFFD, "invalid UTF-8 at byte N") — N 1-based."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {e.start + 1}"
+
+
+@dataclass
+class Record:
+    """One input row as read: `value` is the parsed JSON value, a table row (dict) or the text of a .txt
+    line; None when `error` says why the row cannot be read."""
+
+    line: int
+    value: Any
+    raw: str
+    error: str | None = None
+
+
+def kind_of(path: str) -> str:
+    """"table" (Parquet/Arrow), "json" (a JSON list or JSON lines), "text" (.txt) or "jsonl" (the rest)."""
+    suffix = base_suffix(path)
+    if suffix in TABLE_SUFFIXES:
+        return "table"
+    return {".json": "json", ".txt": "text"}.get(suffix, "jsonl")
+
+
+def open_stream(path: str) -> Any:
+    """A binary input stream, decompressed by suffix; UserError naming the file when it cannot be opened."""
+    fs, inner = storage.filesystem(path)
+    try:
+        return fs.open_input_stream(inner, compression=compression_of(path))
+    except READ_ERRORS as e:
+        raise UserError(f"{display_path(path)}: cannot open: {e}") from None
+
+
+def iter_records(path: str) -> Iterator[Record]:
+    """Every row of one file with its line (see the module docstring); reading errors become row errors."""
+    kind = kind_of(path)
+    if kind == "table":
+        yield from _table_records(path)
+        return
+    with open_stream(path) as stream:
+        if kind == "json":
+            try:
+                data = stream.read()
+            except READ_ERRORS as e:
+                yield Record(1, None, "", f"corrupt or truncated file ({e})")
+                return
+            if data.lstrip()[:1] == b"[":
+                yield from _json_list_records(data)
+                return
+            stream = io.BytesIO(data)
+        for lineno, raw, error in iter_lines(stream):
+            if raw is None:
+                yield Record(lineno, None, "", error)
+                continue
+            text, error = decode_line(raw)
+            if error or kind == "text":
+                yield Record(lineno, None if error else text.rstrip("\r"), text, error)
+                continue
+            try:
+                yield Record(lineno, json.loads(text), text)
+            except json.JSONDecodeError as e:
+                yield Record(lineno, None, text, f"not valid JSON ({e.msg} at column {e.colno})")
+
+
+def _json_list_records(data: bytes) -> Iterator[Record]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        byte = e.start - data.rfind(b"\n", 0, e.start)  # 1-based within its line
+        yield Record(line, None, "", f"invalid UTF-8 at byte {byte}; a .json file is read whole, so none of its "
+                     "rows is read")
+        return
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        yield Record(e.lineno, None, "", f"not valid JSON ({e.msg} at column {e.colno}); a .json file holds "
+                     "one JSON list or JSON lines, so none of its rows is read")
+        return
+    for n, item in enumerate(items, start=1):
+        yield Record(n, item, json.dumps(item, ensure_ascii=False, default=str)[:RAW_LIMIT])
+
+
+def _table_records(path: str) -> Iterator[Record]:
+    n = 0
+    try:
+        for batch in _table_batches(path):
+            for row in batch.to_pylist():
+                n += 1
+                yield Record(n, row, json.dumps(row, ensure_ascii=False, default=str)[:RAW_LIMIT])
+    except READ_ERRORS as e:
+        yield Record(n + 1, None, "", f"cannot read the {base_suffix(path)[1:]} file ({e})")
+
+
+def _table_batches(path: str, batch_size: int = 4096) -> Iterator[pa.RecordBatch]:
+    fs, inner = storage.filesystem(path)
+    with fs.open_input_file(inner) as f:
+        if base_suffix(path) == ".parquet":
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size)
+            return
+        try:
+            reader = pa.ipc.open_stream(f)  # HF datasets write Arrow streams
+        except pa.ArrowInvalid:
+            f.seek(0)
+            file_reader = pa.ipc.open_file(f)
+            yield from (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
+            return
+        yield from reader
+
+
+def first_record(path: str) -> Record | None:
+    """The first readable row of a file (for format detection), or None; errors are left to the reader."""
+    for rec in iter_records(path):
+        if rec.error is None:
+            return rec
+        return None
+    return None
+
+
+# ---------------------------------------------------------------- Ray Data sources
+
+
 class JsonLinesSource(FileBasedDatasource):
+    """JSON lines (optionally compressed) streamed in blocks of `lines_per_block` lines: `_file`, `_line`,
+    `_text` (the raw line; null when it cannot be read) and `_error` (null, or the reason). Memory per read
+    task is bounded by the block size. Reading errors never escape the task: they become `_error` rows."""
+
     _FILE_EXTENSIONS = list(JSON_EXTENSIONS)
 
     def __init__(self, paths, lines_per_block: int = 4096, **kwargs):
@@ -43,36 +381,30 @@ class JsonLinesSource(FileBasedDatasource):
 
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
         name = display_path(path)
-        lines, numbers = [], []
-        rest = b""
-        lineno = 0
-        while True:
-            chunk = f.read(1 << 22)
-            if not chunk:
-                break
-            parts = (rest + chunk).split(b"\n")
-            rest = parts.pop()
-            for raw in parts:
-                lineno += 1
-                if raw.strip():
-                    lines.append(raw.decode("utf-8", errors="replace"))
-                    numbers.append(lineno)
-            if len(lines) >= self.lines_per_block:
-                yield _line_block(name, numbers, lines)
-                lines, numbers = [], []
-        if rest.strip():
-            lines.append(rest.decode("utf-8", errors="replace"))
-            numbers.append(lineno + 1)
-        if lines:
-            yield _line_block(name, numbers, lines)
+        numbers, texts, errors = [], [], []
+        for lineno, raw, error in iter_lines(f):
+            text = None
+            if raw is not None:
+                text, error = decode_line(raw)
+            numbers.append(lineno)
+            texts.append(text)
+            errors.append(error)
+            if len(numbers) >= self.lines_per_block:
+                yield _line_block(name, numbers, texts, errors)
+                numbers, texts, errors = [], [], []
+        if numbers:
+            yield _line_block(name, numbers, texts, errors)
 
 
-def _line_block(name: str, numbers: list[int], lines: list[str]) -> pa.Table:
-    return pa.table({FILE: pa.array([name] * len(lines), pa.string()), LINE: pa.array(numbers, pa.int64()),
-                     TEXT: pa.array(lines, pa.string())})
+def _line_block(name: str, numbers: list[int], texts: list[str | None], errors: list[str | None]) -> pa.Table:
+    return pa.table({FILE: pa.array([name] * len(numbers), pa.string()), LINE: pa.array(numbers, pa.int64()),
+                     TEXT: pa.array(texts, pa.string()), ERROR: pa.array(errors, pa.string())})
 
 
 class ParquetRowsSource(FileBasedDatasource):
+    """Parquet files batch by batch: the file's own columns plus `_file` and `_line` (1-based row). A file
+    that cannot be read on gives one block of `_file`, `_line`, `_error` instead of a failed task."""
+
     _FILE_EXTENSIONS = list(PARQUET_EXTENSIONS)
 
     def __init__(self, paths, lines_per_block: int = 4096, **kwargs):
@@ -85,46 +417,14 @@ class ParquetRowsSource(FileBasedDatasource):
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
         name = display_path(path)
         start = 1
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=self.lines_per_block):
-            n = batch.num_rows
-            table = pa.Table.from_batches([batch])
-            table = table.append_column(FILE, pa.array([name] * n, pa.string()))
-            table = table.append_column(LINE, pa.array(range(start, start + n), pa.int64()))
-            start += n
-            yield table
-
-
-def expand_paths(paths: list[str]) -> list[str]:
-    """Files behind paths, directories (recursive) and local globs; hidden/underscore files skipped.
-
-    A path that does not exist raises FileNotFoundError naming it.
-    """
-    from crowdselect.core import storage
-
-    out: list[str] = []
-    for p in paths:
-        if not storage.is_remote(p) and any(ch in p for ch in "*?["):
-            found = sorted(glob.glob(p, recursive=True))
-            if not found:
-                raise FileNotFoundError(f"{p}: no files match")
-            out += [f for f in found if os.path.isfile(f)]
-            continue
-        fs, path = storage.filesystem(p)
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.NotFound:
-            raise FileNotFoundError(f"{p}: no such file or directory")
-        if info.type != pafs.FileType.Directory:
-            out.append(p)
-            continue
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        files = sorted(i.path for i in infos if i.type == pafs.FileType.File
-                       and not os.path.basename(i.path).startswith((".", "_")))
-        prefix = p.split("://", 1)[0] + "://" if storage.is_remote(p) else ""
-        out += [prefix + f for f in files]
-    return out
-
-
-def split_by_kind(files: list[str]) -> tuple[list[str], list[str]]:
-    """(JSON-lines files, Parquet files), by extension."""
-    parquet = [f for f in files if f.endswith(PARQUET_EXTENSIONS)]
-    return [f for f in files if not f.endswith(PARQUET_EXTENSIONS)], parquet
+        try:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=self.lines_per_block):
+                n = batch.num_rows
+                table = pa.Table.from_batches([batch])
+                table = table.append_column(FILE, pa.array([name] * n, pa.string()))
+                table = table.append_column(LINE, pa.array(range(start, start + n), pa.int64()))
+                start += n
+                yield table
+        except READ_ERRORS as e:
+            yield pa.table({FILE: pa.array([name], pa.string()), LINE: pa.array([start], pa.int64()),
+                            ERROR: pa.array([f"cannot read the parquet file ({e})"], pa.string())})
