@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from crowdselect.core.records import bad_rows_policy
+
 
 @dataclass
 class WideLayout:
@@ -32,6 +34,9 @@ class WideLayout:
 class InputConfig:
     path: list[str] = field(default_factory=list)  # files, directories, globs, s3:// gs:// URIs
     format: Literal["auto", "canonical", "long", "wide"] = "auto"
-    on_bad_rows: Literal["fail", "quarantine"] = "fail"
+    on_bad_rows: Literal["fail", "quarantine", "skip"] = "fail"  # skip: deprecated name of quarantine
     wide: WideLayout = field(default_factory=WideLayout)
     lines_per_block: int = 4096  # rows per Ray Data block while reading; bounds reader memory
+
+    def validate(self) -> None:
+        self.on_bad_rows = bad_rows_policy(self.on_bad_rows)

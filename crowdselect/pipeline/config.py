@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.core.records import bad_rows_policy
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.reward.config import RewardSpec, check_reward_specs, primary_reward
 from crowdselect.runtime.ray_setup import RayConfig
@@ -28,11 +29,12 @@ class PoolConfig:
     format: Literal["auto", "plain", "sharegpt", "alpaca", "messages"] = "auto"
     id_field: str | None = "id"  # None or missing in a row: a content hash of the instruction
     instruction_field: str = "instruction"  # plain and alpaca rows
-    on_bad_rows: Literal["fail", "quarantine"] = "fail"
+    on_bad_rows: Literal["fail", "quarantine", "skip"] = "fail"  # skip: deprecated name of quarantine
     limit: int | None = None  # read at most this many accepted rows
     shard_size: int = 256  # instructions per shard: the unit of resume
 
     def validate(self) -> None:
+        self.on_bad_rows = bad_rows_policy(self.on_bad_rows)
         if not self.path:
             raise ConfigError("path: give at least one pool file or directory")
         if self.shard_size < 1:

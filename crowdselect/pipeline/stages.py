@@ -6,7 +6,7 @@ Ray Data pipeline over all pending shards (the engines start once); the driver g
 shard and writes a shard the moment all its rows are in, so a killed driver loses only shards in flight.
 A row seen twice (a retried task) is kept once; a row missing at the end is an error naming shard and id.
 
-    DIR/ingest/shard-*.parquet         id, instruction, source, shard            (+ rejects.parquet)
+    DIR/ingest/shard-*.parquet         id, instruction, source, shard            (+ rejected.jsonl)
     DIR/generate/<gen>/shard-*.parquet id, instruction, shard, response, error, tokens, model + lineage
     DIR/reward/<rm>/shard-*.parquet    id, model, shard, reward, reward_error, reward_model
     DIR/crowd/shard-*.parquet          id, instruction, responses [{model, response, reward}], source
@@ -16,6 +16,7 @@ A row seen twice (a retried task) is kept once; a row missing at the end is an e
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.core.config import to_dict
+from crowdselect.core.records import REJECTS_FILE, write_rejects
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.pipeline.config import RunConfig
 from crowdselect.pipeline.store import StageStore, shard_name
@@ -63,11 +65,13 @@ def output_settings(spec) -> dict:
 
 
 def ingest(cfg: RunConfig, out: str) -> Pool:
-    """Read and shard the pool once; bad rows fail the run or go to ingest/rejects.parquet."""
+    """Read and shard the pool once; bad rows fail the run or go to ingest/rejected.jsonl."""
     store = StageStore.open(storage.join(out, "ingest"), {"pool": to_dict(cfg.pool)}, redo_on_change=True)
     if not store.complete:
         p = cfg.pool
         read = read_pool(p.path, p.format, p.id_field, p.instruction_field, p.limit)
+        if read.skipped:
+            print(f"[crowdselect run] pool: {read.skipped}", file=sys.stderr, flush=True)
         check_rejects(read, p.on_bad_rows)
         if not read.rows:
             raise_no_rows(read)
@@ -76,7 +80,7 @@ def ingest(cfg: RunConfig, out: str) -> Pool:
             name = shard_name(i // p.shard_size)
             store.write_shard(name, pa.Table.from_pylist([{**r, C.SHARD: name} for r in rows]))
         if read.rejects:
-            _write_table(storage.join(out, "ingest", "rejects.parquet"), pa.Table.from_pylist(read.rejects))
+            write_rejects(read.rejects, storage.join(out, "ingest", REJECTS_FILE))
         store.mark_complete(rows=len(read.rows), rejected=len(read.rejects), files=read.files,
                             content=_content_hash(read.rows))
     shards = {s: store.read_shard(s).column(C.ID).to_pylist() for s in sorted(store.shards)}
@@ -87,7 +91,7 @@ def raise_no_rows(read) -> None:
     from crowdselect.core.errors import UserError
 
     raise UserError(f"the pool ({', '.join(read.files)}) holds no usable instruction "
-                    f"({len(read.rejects)} rejected rows in ingest/rejects.parquet)")
+                    f"({len(read.rejects)} rejected rows in ingest/{REJECTS_FILE})")
 
 
 def _content_hash(rows: list[dict]) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.core.records import bad_rows_policy
 from crowdselect.runtime.ray_setup import RayConfig
 
 
@@ -24,10 +25,13 @@ class TrainDataConfig:
     format: Literal["auto", "messages", "alpaca", "sharegpt"] = "auto"
     max_length: int = 2048  # tokens; longer rows are cut at the end
     packing: bool = False  # pack several rows into one max_length sequence (attention kept per row)
-    on_bad_rows: Literal["fail", "skip"] = "fail"  # skip: counted, written to rejects.jsonl with the reason
+    on_bad_rows: Literal["fail", "quarantine", "skip"] = "fail"  # quarantine: counted, to rejected.jsonl
     system_prompt: str | None = None  # added as a system turn to rows that have none
     shuffle: bool = True
     seed: int = 42
+
+    def validate(self) -> None:
+        self.on_bad_rows = bad_rows_policy(self.on_bad_rows)  # "skip" is the deprecated name of quarantine
 
 
 @dataclass

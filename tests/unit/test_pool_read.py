@@ -59,7 +59,7 @@ def test_bad_rows_name_file_line_and_reason(tmp_path):
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
     got = read_pool([path], fmt="auto")
     assert [r[C.INSTRUCTION] for r in got.rows] == ["ok", "a"]
-    reasons = {r[C.SOURCE].rsplit(":", 1)[1]: r[C.ERROR] for r in got.rejects}
+    reasons = {r.source.rsplit(":", 1)[1]: r.reason for r in got.rejects}
     assert reasons["2"].startswith("not valid JSON")
     assert reasons["3"] == "conversation has no user turn"
     assert reasons["4"] == "conversation is empty or not a list"
@@ -76,7 +76,7 @@ def test_bad_rows_name_file_line_and_reason(tmp_path):
 def test_forced_format_rejects_rows_of_another_shape(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", [{"instruction": "plain"}])
     got = read_pool([path], fmt="sharegpt")
-    assert not got.rows and got.rejects[0][C.ERROR] == "conversation is empty or not a list"
+    assert not got.rows and got.rejects[0].reason == "conversation is empty or not a list"
 
 
 def test_missing_path_and_limit(tmp_path):
