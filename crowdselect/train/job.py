@@ -2,12 +2,12 @@
 
     ray job submit --working-dir . -- crowdselect train examples/train.yaml --out s3://bucket/runs/smollm
 
-Sequence: resolve the student -> prepare rows (bad rows fail or go to rejects.jsonl) -> plan steps ->
+Sequence: resolve the student -> prepare rows (bad rows fail or go to rejected.jsonl) -> plan steps ->
 start or join Ray -> TorchTrainer.fit() -> export the last checkpoint as an HF folder (a Ray task).
 Run directory (local or s3:// gs://):
 
-    train_config.yaml   the resolved config          data_report.json   rows read / used / skipped, tokens
-    rejects.jsonl       skipped rows with reasons    train_log.jsonl    one line per optimizer step
+    train_config.yaml   the resolved config          data_report.json   rows read / used / rejected, tokens
+    rejected.jsonl      rejected rows with reasons    train_log.jsonl    one line per optimizer step
     checkpoints/NAME/   Ray Train checkpoints         model/             the exported HF folder
     train.json          the run summary (what run_training returns)
 
@@ -26,13 +26,14 @@ import yaml
 
 from crowdselect.core import storage
 from crowdselect.core.config import ConfigError, to_dict
+from crowdselect.core.records import REJECTS_FILE, write_rejects
 from crowdselect.runtime.models import resolve_model
 from crowdselect.runtime.ray_setup import ensure_ray
 from crowdselect.train.config import TrainConfig, load_train_config
 from crowdselect.train.export import export_model
 from crowdselect.train.launch import build_trainer, storage_path
 from crowdselect.train.loop import LOG_FILE
-from crowdselect.train.prepare import plan, prepare, write_rejects
+from crowdselect.train.prepare import plan, prepare
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,11 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     storage.write_text(storage.join(cfg.out, "train_config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
     prepared = prepare(cfg, model_path)
     if prepared.bad:
-        write_rejects(prepared.bad, storage.join(cfg.out, "rejects.jsonl"))
+        write_rejects(prepared.bad, storage.join(cfg.out, REJECTS_FILE))
     steps = plan(len(prepared.rows), cfg)
     report = {**prepared.report, **steps}
     storage.write_text(storage.join(cfg.out, "data_report.json"), json.dumps(report, indent=2))
-    print(f"[train] {report['rows_used']}/{report['rows_read']} rows used ({report['rows_skipped']} skipped), "
+    print(f"[train] {report['rows_used']}/{report['rows_read']} rows used ({report['rows_rejected']} rejected), "
           f"{report['tokens']} tokens; {steps['steps']} optimizer steps", flush=True)
     ensure_ray(cfg.ray.address, _local_cpus(cfg), cfg.ray.temp_dir)
     result = build_trainer(cfg, prepared.rows, steps, model_path, prepared.pad_id).fit()

@@ -1,8 +1,8 @@
 """Driver-side data preparation: rows -> messages -> tokens (loss mask) -> packed, shuffled, padded rows.
 
 Runs before any worker starts, so a bad dataset fails fast with FILE:LINE: reason. With
-`data.on_bad_rows: skip` bad rows are counted by reason and written to OUT/rejects.jsonl; every input row
-is accounted for in the report: used + skipped == read. `plan()` turns the row count into the number of
+`data.on_bad_rows: quarantine` bad rows are counted by reason and written to OUT/rejected.jsonl; every input
+row is accounted for in the report: used + rejected == read. `plan()` turns the row count into the number of
 micro-batches per worker and optimizer steps.
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 from tqdm import tqdm
 
 from crowdselect.core import columns as C
-from crowdselect.core import storage
 from crowdselect.core.errors import UserError
+from crowdselect.core.records import BadRecord, Reject, fail_on_rejects
 from crowdselect.train.config import TrainConfig
-from crowdselect.train.data import BadRow, BadRowError, read_conversations
+from crowdselect.train.data import read_conversations
 from crowdselect.train.tokenize import ChatTokenizer, pack, pad_to_multiple
 
 
@@ -30,7 +30,7 @@ class Prepared:
     rows: list[dict[str, list[int]]]  # input_ids, labels (+ position_ids when packed); len % (workers*batch) == 0
     pad_id: int
     report: dict[str, Any] = field(default_factory=dict)
-    bad: list[BadRow] = field(default_factory=list)
+    bad: list[Reject] = field(default_factory=list)
 
 
 def prepare(cfg: TrainConfig, model_path: str) -> Prepared:
@@ -43,8 +43,8 @@ def prepare(cfg: TrainConfig, model_path: str) -> Prepared:
     for conv in tqdm(conversations, desc="tokenise", unit="row", disable=len(conversations) < 1000):
         try:
             ex = tok(conv.messages)
-        except BadRowError as e:
-            bad.append(BadRow(conv.source, str(e), json.dumps({C.MESSAGES: conv.messages})))
+        except BadRecord as e:
+            bad.append(Reject(conv.source, str(e), json.dumps({C.MESSAGES: conv.messages})))
             continue
         truncated += ex.pop("truncated")
         examples.append(ex)
@@ -57,8 +57,8 @@ def prepare(cfg: TrainConfig, model_path: str) -> Prepared:
     rows = pack(examples, d.max_length) if d.packing else examples
     rows, repeated = pad_to_multiple(rows, cfg.scaling.workers * cfg.optim.per_device_batch)
     report = {
-        "rows_read": n_read, "rows_used": len(examples), "rows_skipped": len(bad),
-        "skip_reasons": dict(Counter(_reason_kind(b.reason) for b in bad)),
+        "rows_read": n_read, "rows_used": len(examples), "rows_rejected": len(bad),
+        "reject_reasons": dict(Counter(_reason_kind(b.reason) for b in bad)),
         "rows_truncated": truncated, "sequences": len(rows), "packed": d.packing,
         "sequences_repeated_to_fill_workers": repeated,
         "tokens": sum(len(ex[C.INPUT_IDS]) for ex in examples),
@@ -67,19 +67,10 @@ def prepare(cfg: TrainConfig, model_path: str) -> Prepared:
     return Prepared(rows, tok.pad_id, report, bad)
 
 
-def check_bad_rows(bad: list[BadRow], mode: str, n_read: int) -> None:
-    """fail: raise a UserError naming the first bad row (and how many more); skip: nothing to do here."""
-    if not bad or mode == "skip":
-        return
-    more = f" (and {len(bad) - 1} more of {n_read} rows)" if len(bad) > 1 else ""
-    raise UserError(f"{bad[0].source}: {bad[0].reason}{more}; "
-                    "fix the data or set data.on_bad_rows=skip to skip such rows (they go to rejects.jsonl)")
-
-
-def write_rejects(bad: list[BadRow], uri: str) -> None:
-    """One JSON line per skipped row: source, reason, raw row."""
-    storage.write_text(uri, "".join(json.dumps({C.SOURCE: b.source, C.ERROR: b.reason, C.RAW: b.raw}) + "\n"
-                                    for b in bad))
+def check_bad_rows(bad: list[Reject], mode: str, n_read: int) -> None:
+    """fail: raise a UserError naming the first bad rows (and how many more); quarantine: nothing to do here."""
+    if mode == "fail":
+        fail_on_rejects(bad, "training", "data.on_bad_rows", n_read=n_read)
 
 
 def plan(n_sequences: int, cfg: TrainConfig) -> dict[str, int]:

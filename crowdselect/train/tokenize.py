@@ -19,7 +19,7 @@ from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
-from crowdselect.train.data import BadRowError
+from crowdselect.core.records import BadRecord
 
 IGNORE = -100
 
@@ -60,7 +60,7 @@ class ChatTokenizer:
         return full, spans
 
     def __call__(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        """-> {input_ids: list[int], labels: list[int], truncated: bool}; BadRowError if no answer token fits."""
+        """-> {input_ids: list[int], labels: list[int], truncated: bool}; BadRecord if no answer token fits."""
         full, spans = self.assistant_spans(messages)
         ids: list[int] = []
         labels: list[int] = []
@@ -73,7 +73,7 @@ class ChatTokenizer:
         truncated = len(ids) > self.max_length
         ids, labels = ids[: self.max_length], labels[: self.max_length]
         if all(x == IGNORE for x in labels):
-            raise BadRowError(f"over-long: the prompt fills max_length {self.max_length}; "
+            raise BadRecord(f"over-long: the prompt fills max_length {self.max_length}; "
                               "no assistant token is left after truncation")
         return {C.INPUT_IDS: ids, C.LABELS: labels, "truncated": truncated}
 

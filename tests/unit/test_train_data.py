@@ -13,11 +13,12 @@ from crowdselect.cli import main as cli_main
 from crowdselect.core import columns as C
 from crowdselect.core.config import ConfigError
 from crowdselect.core.errors import UserError
+from crowdselect.core.records import BadRecord, write_rejects
 from crowdselect.runtime.models import resolve_model
 from crowdselect.train.config import TrainConfig, deepspeed_config, load_train_config
-from crowdselect.train.data import BadRowError, read_conversations, to_messages
+from crowdselect.train.data import read_conversations, to_messages
 from crowdselect.train.loop import TrainerState, checkpoint_due
-from crowdselect.train.prepare import plan, prepare, write_rejects
+from crowdselect.train.prepare import plan, prepare
 from crowdselect.train.telemetry import flops_per_token
 from crowdselect.train.tokenize import IGNORE, ChatTokenizer, collate, pack, pad_to_multiple
 
@@ -62,7 +63,7 @@ def test_formats_become_messages():
     ({"text": "Q"}, "no 'messages', 'conversations' or 'instruction'"),
 ])
 def test_bad_rows_have_reasons(row, reason):
-    with pytest.raises(BadRowError, match=re.escape(reason)):
+    with pytest.raises(BadRecord, match=re.escape(reason)):
         to_messages(row)
 
 
@@ -71,7 +72,8 @@ def test_read_names_file_and_line(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [good, "{not json", good, {"instruction": "Q", "output": ""}])
     convs, bad = read_conversations([path])
     assert [c.source for c in convs] == [f"{path}:1", f"{path}:3"]
-    assert [(b.source, b.reason) for b in bad] == [(f"{path}:2", "not a JSON object"),
+    assert [(b.source, b.reason) for b in bad] == [(f"{path}:2", "not valid JSON (Expecting property name enclosed in "
+                                                                "double quotes at column 2)"),
                                                   (f"{path}:4", "message 2 (assistant): empty text")]
 
 
@@ -87,10 +89,10 @@ def test_folder_of_json_jsonl_and_parquet(tmp_path):
     (folder / "notes.txt").write_text("ignored: not a data file")
     convs, bad = read_conversations([str(folder)])
     assert [c.messages[0]["content"] for c in convs] == ["Q1", "Q2", "Q3"]
-    assert [c.source for c in convs] == [f"{folder}/a.jsonl:1", f"{folder}/b.json:item 1", f"{folder}/c.parquet:1"]
-    assert [(b.source, b.reason) for b in bad] == [(f"{folder}/b.json:item 2", "not a JSON object")]
+    assert [c.source for c in convs] == [f"{folder}/a.jsonl:1", f"{folder}/b.json:1", f"{folder}/c.parquet:1"]
+    assert [(b.source, b.reason) for b in bad] == [(f"{folder}/b.json:2", "not a JSON object")]
     assert len(read_conversations([str(folder / "*.jsonl")])[0]) == 1
-    with pytest.raises(UserError, match="no data files found"):
+    with pytest.raises(UserError, match="missing.jsonl: no such training data file or directory"):
         read_conversations([str(tmp_path / "missing.jsonl")])
 
 
@@ -125,7 +127,7 @@ def test_truncation_and_overlong_rows(smol_path):
     ex = short(long_answer)
     assert ex["truncated"] and len(ex[C.INPUT_IDS]) == 40 and any(x != IGNORE for x in ex[C.LABELS])
     long_prompt = [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "ok"}]
-    with pytest.raises(BadRowError, match="over-long"):
+    with pytest.raises(BadRecord, match="over-long"):
         short(long_prompt)
 
 
@@ -191,21 +193,30 @@ def _rows(tmp_path):
 
 def test_bad_rows_fail_with_file_and_line(tmp_path, smol_path):
     path = _rows(tmp_path)
-    with pytest.raises(UserError, match=rf"{path}:2: no assistant turn.*\(and 1 more of 5 rows\).*on_bad_rows=skip"):
+    with pytest.raises(UserError, match=rf"(?s)2 bad training row\(s\) of 5 rows:\n  {path}:2: no assistant turn.*\n"
+                                        rf"  {path}:4: over-long.*data.on_bad_rows=quarantine"):
         prepare(_cfg(tmp_path, path), smol_path)
 
 
-def test_bad_rows_skipped_are_counted_and_written(tmp_path, smol_path):
+@pytest.mark.parametrize("policy", ["quarantine", "skip"])  # skip: the deprecated name, with a warning
+def test_bad_rows_quarantined_are_counted_and_written(tmp_path, smol_path, policy):
     path = _rows(tmp_path)
-    prepared = prepare(_cfg(tmp_path, path, data__on_bad_rows="skip", scaling__workers=2), smol_path)
+    if policy == "skip":
+        with pytest.warns(FutureWarning, match="'skip' is deprecated, use 'quarantine'"):
+            cfg = _cfg(tmp_path, path, data__on_bad_rows=policy, scaling__workers=2)
+    else:
+        cfg = _cfg(tmp_path, path, data__on_bad_rows=policy, scaling__workers=2)
+    assert cfg.data.on_bad_rows == "quarantine"
+    prepared = prepare(cfg, smol_path)
     r = prepared.report
-    assert (r["rows_read"], r["rows_used"], r["rows_skipped"]) == (5, 3, 2)
-    assert r["rows_used"] + r["rows_skipped"] == r["rows_read"]
+    assert (r["rows_read"], r["rows_used"], r["rows_rejected"]) == (5, 3, 2)
+    assert r["rows_used"] + r["rows_rejected"] == r["rows_read"]
     assert len(prepared.rows) == 4 and r["sequences_repeated_to_fill_workers"] == 1
-    write_rejects(prepared.bad, str(tmp_path / "rejects.jsonl"))
-    rejects = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
-    assert [x[C.SOURCE] for x in rejects] == [f"{path}:2", f"{path}:4"]
-    assert "no assistant turn" in rejects[0][C.ERROR] and "over-long" in rejects[1][C.ERROR]
+    write_rejects(prepared.bad, str(tmp_path / "rejected.jsonl"))
+    rejects = [json.loads(x) for x in (tmp_path / "rejected.jsonl").read_text().splitlines()]
+    assert [sorted(x) for x in rejects] == [["raw", "reason", "source"]] * 2
+    assert [x["source"] for x in rejects] == [f"{path}:2", f"{path}:4"]
+    assert "no assistant turn" in rejects[0]["reason"] and "over-long" in rejects[1]["reason"]
 
 
 def test_cli_reports_bad_data_without_traceback(tmp_path, capsys):
