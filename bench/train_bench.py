@@ -36,7 +36,7 @@ POOL = Path(__file__).resolve().parent.parent / "examples" / "quickstart_pool.js
 
 def bench_config(args, out: str) -> TrainConfig:
     return build(TrainConfig, {
-        "data": {"path": [args.data], "max_length": args.max_length, "on_bad_rows": "skip"},
+        "data": {"path": [args.data], "max_length": args.max_length, "on_bad_rows": "quarantine"},
         "model": {"name": args.model},
         "optim": {"lr": 1e-5, "epochs": 1, "per_device_batch": 1, "grad_accum": 2, "warmup_steps": 0,
                   "max_steps": args.steps},

@@ -10,6 +10,7 @@ line) and reject the later ones.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -22,13 +23,17 @@ from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.core.errors import UserError
 from crowdselect.core.records import (
+    ERROR,
     FILE,
+    JSON_SUFFIXES,
     LINE,
+    READ_ERRORS,
     TEXT,
     JsonLinesSource,
     ParquetRowsSource,
     display_path,
-    expand_paths,
+    first_record,
+    list_data_files,
     split_by_kind,
 )
 from crowdselect.crowd.config import InputConfig, WideLayout
@@ -45,6 +50,7 @@ from crowdselect.crowd.parse import (
 from crowdselect.generate.spec import GeneratorSpec
 
 N_ROWS = "n_rows"
+CROWD_SUFFIXES = (*JSON_SUFFIXES, ".parquet")
 RAW_LIMIT = 2000  # characters of a rejected row kept in rejected.jsonl
 
 SCHEMA = pa.schema([
@@ -72,11 +78,12 @@ def parse_block(batch: pa.Table, fmt: str, known: list[str], layout: WideLayout)
     """A block of raw rows -> SCHEMA rows (canonical, partial long rows, or rejections)."""
     files = batch.column(FILE).to_pylist()
     lines = batch.column(LINE).to_pylist()
+    errors = batch.column(ERROR).to_pylist() if ERROR in batch.column_names else [None] * len(files)
     if TEXT in batch.column_names:
         raws = batch.column(TEXT).to_pylist()
         objs = None
     else:
-        objs = batch.drop_columns([FILE, LINE]).to_pylist()
+        objs = batch.drop_columns([c for c in (FILE, LINE, ERROR) if c in batch.column_names]).to_pylist()
         raws = None
     known_set = set(known)
     out = []
@@ -84,6 +91,8 @@ def parse_block(batch: pa.Table, fmt: str, known: list[str], layout: WideLayout)
         source = f"{file}:{line}"
         raw = raws[i] if raws is not None else None
         try:
+            if errors[i] is not None:  # a line the reader could not use (invalid UTF-8, corrupt file)
+                raise RowError(errors[i])
             if objs is not None:
                 obj = objs[i]
             else:
@@ -101,7 +110,7 @@ def parse_block(batch: pa.Table, fmt: str, known: list[str], layout: WideLayout)
                 row = parse_wide(obj, layout, known)
         except RowError as e:
             if raw is None:
-                raw = json.dumps(objs[i], default=str)
+                raw = json.dumps(objs[i], default=str) if objs is not None and errors[i] is None else ""
             out.append(_rejected(source, file, line, str(e), raw))
             continue
         row.update({C.SOURCE: source, C.ERROR: None, C.RAW: None, N_ROWS: 1, FILE: file, LINE: line})
@@ -130,21 +139,17 @@ def _first_record(path: str) -> tuple[dict | None, list[str]]:
     """(first row as a dict, column names) of a file, to detect the format and check wide columns."""
     if path.endswith(".parquet"):
         fs, p = storage.filesystem(path)
-        with fs.open_input_file(p) as f:
-            pf = pq.ParquetFile(f)
-            names = pf.schema_arrow.names
-            first = next(pf.iter_batches(batch_size=1), None)
-            return (first.to_pylist()[0] if first is not None and first.num_rows else None), names
-    fs, p = storage.filesystem(path)
-    with fs.open_input_stream(p, compression="detect") as f:
-        for raw in f.read(1 << 20).split(b"\n"):
-            if raw.strip():
-                try:
-                    obj = json.loads(raw)
-                except json.JSONDecodeError:
-                    return None, []
-                return (obj, list(obj)) if isinstance(obj, dict) else (None, [])
-    return None, []
+        try:
+            with fs.open_input_file(p) as f:
+                pf = pq.ParquetFile(f)
+                names = pf.schema_arrow.names
+                first = next(pf.iter_batches(batch_size=1), None)
+        except READ_ERRORS:  # the reader reports the broken file as a row error
+            return None, []
+        return (first.to_pylist()[0] if first is not None and first.num_rows else None), names
+    rec = first_record(path)
+    obj = rec.value if rec is not None else None
+    return (obj, list(obj)) if isinstance(obj, dict) else (None, [])
 
 
 def resolve_format(cfg: InputConfig, files: list[str], generators: list[str]) -> str:
@@ -176,12 +181,10 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec]) -> Ingested:
     """Read, parse, merge (long), de-duplicate; every input row ends as accepted or rejected."""
     if not cfg.path:
         raise UserError("no input: give --input PATH or input.path in the config")
-    try:
-        files = expand_paths(cfg.path)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from None
-    if not files:
-        raise UserError(f"{', '.join(cfg.path)}: no input files found")
+    listing = list_data_files(cfg.path, CROWD_SUFFIXES, what="crowd")
+    files = listing.files
+    if listing.skipped:
+        print(f"[crowdselect] input: {listing.skipped_message()}", file=sys.stderr, flush=True)
     names = [g.name for g in generators]
     fmt = resolve_format(cfg, files, names)
     json_files, parquet_files = split_by_kind(files)

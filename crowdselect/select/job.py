@@ -25,7 +25,7 @@ from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.errors import UserError
-from crowdselect.core.records import FILE, LINE
+from crowdselect.core.records import FILE, LINE, REJECTS_FILE, Reject, write_rejects
 from crowdselect.crowd.read import accepted, count_input_rows, read_crowd, rejected
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.select.config import SelectConfig
@@ -33,7 +33,7 @@ from crowdselect.select.embed import Embedder
 from crowdselect.select.kmeans_ray import fit_kmeans
 from crowdselect.select.metrics import has_sibling_families
 from crowdselect.select.normalize import QuantileSketch, fit_quantiles, merge_all
-from crowdselect.select.outputs import jsonl, selected_records, write_json, write_selected
+from crowdselect.select.outputs import selected_records, write_json, write_selected
 from crowdselect.select.report import summarise
 from crowdselect.select.selection import global_select, quota_select
 from crowdselect.select.stages import candidates_block, compute_metrics, score_block, sketch_block
@@ -129,7 +129,8 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
 
 
 def handle_rejects(rows: ray.data.Dataset, file_order: dict[str, int], mode: str, out: str) -> None:
-    """fail: print FILE:LINE: reason per problem and stop (exit 2); quarantine: write rejected.jsonl."""
+    """fail: print FILE:LINE: reason per problem and stop (exit 2); quarantine: write rejected.jsonl
+    ({source, reason, raw}: `crowdselect.core.records.write_rejects`, the format of every command)."""
     bad = rejected(rows).select_columns([C.SOURCE, C.ERROR, C.RAW, FILE, LINE]).take_all()
     bad.sort(key=lambda r: (file_order.get(r[FILE], 0), r[LINE]))
     if mode == "fail":
@@ -139,9 +140,9 @@ def handle_rejects(rows: ray.data.Dataset, file_order: dict[str, int], mode: str
             print(f"... and {len(bad) - MAX_PRINTED_PROBLEMS} more problems", file=sys.stderr)
         raise UserError(f"{len(bad)} bad input row(s); fix them, or rerun with --on-bad-rows quarantine "
                         "to write them to rejected.jsonl and go on")
-    records = [{"source": r[C.SOURCE], "reason": r[C.ERROR], "raw": r[C.RAW]} for r in bad]
-    storage.write_text(storage.join(out, "rejected.jsonl"), jsonl(records))
-    say(f"quarantined {len(records)} bad row(s) to {storage.join(out, 'rejected.jsonl')}")
+    rejects = [Reject(r[C.SOURCE], r[C.ERROR], r[C.RAW] or "") for r in bad]
+    write_rejects(rejects, storage.join(out, REJECTS_FILE))
+    say(f"quarantined {len(rejects)} bad row(s) to {storage.join(out, REJECTS_FILE)}")
 
 
 def fit_pool_quantiles(ds: ray.data.Dataset, n_rows: int, n_quantiles: int, capacity: int):
