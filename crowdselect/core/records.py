@@ -167,7 +167,7 @@ def _expand(p: str, suffixes: tuple[str, ...], what: str, skipped: dict[str, lis
     prefix = p.split("://", 1)[0] + "://" if storage.is_remote(p) else ""
     pattern_part = posixpath.basename(inner) if storage.is_remote(p) else inner
     if any(ch in pattern_part for ch in "*?["):
-        infos, base, where = _glob(p, fs, inner), _glob_base(inner), f"{p} (no files match)"
+        infos, base, where = _glob(p, fs, inner), _glob_base(inner), p
     else:
         info = fs.get_file_info(inner)
         if info.type == pafs.FileType.NotFound:
