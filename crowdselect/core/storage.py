@@ -127,11 +127,11 @@ def write_bytes(uri: str, data: bytes) -> None:
     if isinstance(fs, pafs.LocalFileSystem):
         fs.create_dir(os.path.dirname(path), recursive=True)
         tmp = f"{path}.tmp{os.getpid()}"
-        with fs.open_output_stream(tmp) as f:
+        with fs.open_output_stream(tmp, compression=None) as f:
             f.write(data)
         fs.move(tmp, path)
         return
-    with fs.open_output_stream(path) as f:
+    with fs.open_output_stream(path, compression=None) as f:  # bytes as given, even for a .gz name
         f.write(data)
 
 

@@ -6,6 +6,7 @@ The server is a separate HTTP endpoint on 127.0.0.1; pyarrow's S3 client talks t
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -120,6 +121,26 @@ def test_ray_data_writes_and_reads_parquet_on_s3(s3, ray_local):
     # and one file through plain pyarrow, the way run.json / selected files are read back
     table = pq.read_table(io.BytesIO(storage.read_bytes(written[0])))
     assert table.num_rows == 100
+
+
+def test_pool_and_train_data_read_from_an_s3_folder(s3):
+    """One records reader for every input: an s3:// folder (nested, with a non-data file) for the pool and
+    for training data, and an s3:// glob; sources keep the URI."""
+    from crowdselect.core.records import list_data_files
+    from crowdselect.pool.read import read_pool
+    from crowdselect.train.data import read_conversations
+
+    row = {"instruction": "from s3", "output": "yes"}
+    storage.write_text(f"s3://{BUCKET}/data/part/a.jsonl", json.dumps(row) + "\n")
+    storage.write_bytes(f"s3://{BUCKET}/data/b.jsonl.gz", gzip.compress((json.dumps(row) + "\n").encode()))
+    storage.write_text(f"s3://{BUCKET}/data/NOTES.md", "not data")
+    pool = read_pool([f"s3://{BUCKET}/data"])
+    assert not pool.rejects, pool.rejects
+    assert [r["source"] for r in pool.rows] == [f"s3://{BUCKET}/data/b.jsonl.gz:1", f"s3://{BUCKET}/data/part/a.jsonl:1"]
+    assert pool.skipped == f"skipped 1 non-data file(s) in s3://{BUCKET}/data: NOTES.md"
+    convs, bad = read_conversations([f"s3://{BUCKET}/data"])
+    assert len(convs) == 2 and not bad
+    assert list_data_files([f"s3://{BUCKET}/data/*.gz"]).files == [f"s3://{BUCKET}/data/b.jsonl.gz"]
 
 
 def test_explicit_endpoint_setting(s3, monkeypatch):
