@@ -201,11 +201,6 @@ def _glob(p: str, fs: pafs.FileSystem, inner: str) -> list[pafs.FileInfo]:
     return [i for i in infos if fnmatch.fnmatch(posixpath.basename(i.path), pattern)]
 
 
-def expand_paths(paths: list[str], suffixes: tuple[str, ...] = JSON_SUFFIXES + TABLE_SUFFIXES) -> list[str]:
-    """The files of `list_data_files` alone (kept for callers that do not report skipped files)."""
-    return list_data_files(paths, suffixes).files
-
-
 def split_by_kind(files: list[str]) -> tuple[list[str], list[str]]:
     """(JSON-lines files, Parquet files), by extension."""
     parquet = [f for f in files if base_suffix(f) == ".parquet"]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,25 @@ def test_bad_rows_fail_with_file_line_reason_and_no_traceback(pool, tmp_path):
         assert f"bad.jsonl:{line}: {reason}" in proc.stderr
     assert "6 bad input row(s)" in proc.stderr
     assert not (tmp_path / "o" / "selected.jsonl").exists()
+
+
+def test_truncated_gzip_crowd_fails_cleanly_from_inside_ray(pool, tmp_path):
+    """A crowd .jsonl.gz cut short: the Ray read task reports the line where the stream broke (exit 2), not a
+    Ray traceback; the rows before it were read."""
+    import gzip
+
+    pool_dir, _ = pool
+    data = gzip.compress((pool_dir / "crowd.jsonl").read_bytes())
+    (tmp_path / "crowd.jsonl.gz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "NOTES.md").write_text("how the crowd was built")
+    env = {**os.environ, "CROWDSELECT_RAY_TMP": "/tmp/rcs_gz"}
+    proc = subprocess.run([sys.executable, "-m", "crowdselect.cli", "select", "--config", str(pool_dir / "crowd.yaml"),
+                           "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--no-cluster", "--k", "3"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "1 bad input row(s)" in proc.stderr
+    assert re.search(r"crowd\.jsonl\.gz:\d+: corrupt or truncated file \(Truncated compressed stream\)", proc.stderr)
+    assert f"skipped 1 non-data file(s) in {tmp_path}: NOTES.md" in proc.stderr
 
 
 def test_quarantine_accounts_for_every_row(ray_local, pool, tmp_path):
