@@ -25,6 +25,7 @@ from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
 from crowdselect.pipeline.stages import generate, ingest, output_settings, reward
 from crowdselect.pipeline.store import StageStore
 from crowdselect.runtime.ray_setup import ensure_ray
+from crowdselect.runtime.resources import plan_run
 from crowdselect.select.config import SelectConfig
 
 
@@ -124,10 +125,17 @@ def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_
         "select": {"dir": select_dir, "selected": storage.join(select_dir, "selected.jsonl"),
                    "run": storage.join(select_dir, "run.json")},
         "train": None if trained is None else {k: trained.get(k) for k in ("out", "model", "checkpoint", "steps")},
+        "resources": resource_plan(cfg),
         "seconds": times,
     }
     storage.write_text(storage.join(cfg.out, "run.json"), json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def resource_plan(cfg: RunConfig) -> dict[str, dict[str, float]]:
+    """Peak Ray resources per stage (`crowdselect.runtime.resources.plan_run`), training included."""
+    scaling = train_config(cfg, file=str(cfg.out)).scaling if cfg.train is not None else None
+    return plan_run(cfg, scaling)
 
 
 def _counts(store: StageStore, failed: str) -> dict[str, int]:

@@ -28,6 +28,7 @@ from crowdselect.core.errors import UserError
 from crowdselect.core.records import FILE, LINE
 from crowdselect.crowd.read import accepted, count_input_rows, read_crowd, rejected
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
+from crowdselect.runtime.resources import for_spec
 from crowdselect.select.config import SelectConfig
 from crowdselect.select.embed import Embedder
 from crowdselect.select.kmeans_ray import fit_kmeans
@@ -164,8 +165,7 @@ def embed(ds: ray.data.Dataset, cfg: SelectConfig) -> ray.data.Dataset:
         fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": e.batch_size,
                                "max_length": e.max_length, "device": "cuda" if e.num_gpus > 0 else "cpu",
                                "trust_remote_code": e.trust_remote_code},
-        compute=ray.data.ActorPoolStrategy(size=e.concurrency), num_gpus=e.num_gpus or None,
-        num_cpus=e.num_cpus).materialize()
+        compute=ray.data.ActorPoolStrategy(size=e.concurrency), **for_spec(e).remote_options()).materialize()
 
 
 def cluster(ds: ray.data.Dataset, cfg: SelectConfig) -> tuple[np.ndarray, dict]:
