@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from crowdselect.baselines.stages import STRATEGY_COLUMNS, BaselinesConfig, baseline_spec
 from crowdselect.core.config import ConfigError, load_config
+from crowdselect.core.errors import UserError
+from crowdselect.core.paths import check_inputs, check_out_dir
 from crowdselect.crowd.config import InputConfig
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.ray_setup import RayConfig
@@ -99,6 +101,14 @@ class SelectConfig:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ConfigError(f"generators: name {dup[0]!r} is listed twice")
+
+
+def check_paths(cfg: SelectConfig) -> None:
+    """The output folder and the input files, checked before Ray starts (by the CLI and by `run_select`)."""
+    if not cfg.out:
+        raise UserError("no output directory: give --out DIR or out: in the config")
+    check_out_dir(cfg.out)
+    check_inputs(cfg.input.path)
 
 
 # CLI flag -> config key. Every flag of `crowdselect select` is a config key.
