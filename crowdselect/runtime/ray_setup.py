@@ -33,6 +33,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir
     """
     import ray
 
+    from crowdselect.core.log import say
+
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if ray.is_initialized():
         return "existing"
@@ -47,7 +49,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir
                 where = f"join Ray at {address or os.environ.get('RAY_ADDRESS')}" if _target(address) \
                     else "start a local Ray"
                 raise RayStartError(f"could not {where} (tried twice): {reason}") from None
-            log.warning("Ray did not start (%s); retrying once", reason)
+            say(f"Ray did not start ({reason}); retrying once")
     raise AssertionError("unreachable")
 
 

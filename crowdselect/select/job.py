@@ -59,7 +59,7 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
         storage.makedirs(cfg.out)
         removed = remove_outputs(cfg.out, OWNED_OUTPUTS)
         if removed:
-            log.log.say(f"replacing the outputs of an earlier run in {cfg.out}: {', '.join(removed)}")
+            log.say(f"replacing the outputs of an earlier run in {cfg.out}: {', '.join(removed)}")
         where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
         return select_into(cfg, config_path, where)
 
