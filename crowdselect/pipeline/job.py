@@ -17,7 +17,7 @@ import yaml
 
 from crowdselect.core import log, storage
 from crowdselect.core.config import to_dict
-from crowdselect.core.paths import OutDirLock, check_out_dir
+from crowdselect.core.paths import OutDirLock, check_inputs, check_out_dir
 from crowdselect.crowd.assemble import build_crowd
 from crowdselect.crowd.config import InputConfig
 from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
@@ -34,6 +34,7 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
     The config and DIR are checked before any work; DIR is locked for this run (a second run refuses)."""
     cfg = load_run_config(config_path, out, overrides)
     check_out_dir(cfg.out)
+    check_inputs(cfg.pool.path, flag="pool.path")
     with OutDirLock(cfg.out):
         return run_pipeline(cfg, config_path)
 

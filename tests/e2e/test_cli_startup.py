@@ -4,7 +4,9 @@ Each command runs as a real subprocess with a private Ray temp dir: a check that
 that dir absent (Ray creates it on start-up) and answers in seconds, not the minute a Ray start takes here.
 """
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -89,8 +91,8 @@ def test_a_second_run_into_a_folder_in_use_refuses(tmp_path):
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
-    (tmp_path / ".crowdselect.lock").write_text(
-        '{"pid": %d, "host": "%s", "started": "earlier"}' % (int(dead.stdout), os.uname().nodename))
+    owner = {"pid": int(dead.stdout), "host": socket.gethostname(), "started": "earlier"}
+    (tmp_path / ".crowdselect.lock").write_text(json.dumps(owner))
     with OutDirLock(str(tmp_path)) as lock:
         assert f'"pid": {os.getpid()}' in lock.path.read_text()
     assert not (tmp_path / ".crowdselect.lock").exists()  # released on exit
