@@ -129,6 +129,8 @@ class OutDirLock:
         if owner.get("host") != socket.gethostname() or owner.get("pid") == "?":
             return False
         try:
+            if int(owner["pid"]) == os.getpid():
+                return True  # a killed run's pid, reused by this very process (small pid spaces in containers)
             os.kill(int(owner["pid"]), 0)
         except ProcessLookupError:
             return True
