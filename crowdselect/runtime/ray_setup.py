@@ -20,7 +20,6 @@ class RayConfig:
     temp_dir: str | None = None
 
 
-
 class RayStartError(RuntimeError):
     """Ray could not start or be joined (after one retry); the message is one line for the user."""
 
@@ -46,8 +45,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir
             if ray.is_initialized():
                 ray.shutdown()
             if attempt == 2:
-                where = f"join Ray at {address or os.environ.get('RAY_ADDRESS')}" if _target(address) \
-                    else "start a local Ray"
+                target = _target(address)
+                where = f"join Ray at {target}" if target else "start a local Ray"
                 raise RayStartError(f"could not {where} (tried twice): {reason}") from None
             say(f"Ray did not start ({reason}); retrying once")
     raise AssertionError("unreachable")
