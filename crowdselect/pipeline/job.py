@@ -33,6 +33,7 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
 
     The config and DIR are checked before any work; DIR is locked for this run (a second run refuses)."""
     cfg = load_run_config(config_path, out, overrides)
+    resource_plan(cfg)  # a resource setting Ray would refuse fails now, not after generation
     check_out_dir(cfg.out)
     check_inputs(cfg.pool.path, flag="pool.path")
     with OutDirLock(cfg.out):
