@@ -56,11 +56,11 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
     """
     check_paths(cfg)
     with OutDirLock(cfg.out):
+        where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)  # a failed start keeps old outputs
         storage.makedirs(cfg.out)
         removed = remove_outputs(cfg.out, OWNED_OUTPUTS)
         if removed:
             log.say(f"replacing the outputs of an earlier run in {cfg.out}: {', '.join(removed)}")
-        where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
         return select_into(cfg, config_path, where)
 
 
