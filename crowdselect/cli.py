@@ -5,7 +5,9 @@
     crowdselect train CONFIG.yaml [key=value ...]
     crowdselect eval CONFIG.yaml [key=value ...]
 
-A user error (bad config, bad input rows) exits with code 2 and a clear message, never a traceback.
+Arguments, config and files are checked before Ray starts. A user error (bad config, bad input rows, an
+output folder in use) exits with code 2 and a clear message, never a traceback; Ray failing to start (after
+one retry) exits with code 3 and one line. `--verbose` shows Ray's own INFO lines.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from crowdselect.core import log
 from crowdselect.core.errors import ConfigError, UserError
+from crowdselect.runtime.ray_setup import RayStartError
 from crowdselect.select.config import STRATEGIES
 
 
 def _select_parser(sub) -> None:
-    p = sub.add_parser("select", help="select a subset from a precomputed crowd (instructions x answers x rewards)")
+    p = sub.add_parser("select", parents=[COMMON], help="select a subset from a precomputed crowd (instructions x answers x rewards)")
     p.add_argument("--config", help="crowd YAML: generators (name, family, size_b) and any other settings")
     p.add_argument("--input", nargs="+", help="pool files, directories, globs or s3:// gs:// URIs")
     p.add_argument("--format", choices=["auto", "canonical", "long", "wide"])
@@ -36,11 +40,19 @@ def _select_parser(sub) -> None:
     p.add_argument("overrides", nargs="*", help="config overrides key.path=value")
 
 
+def _common(p) -> None:
+    p.add_argument("--verbose", action="store_true", help="also show Ray's INFO lines")
+
+
 def _phase_parser(sub, name: str, help_text: str) -> None:
-    p = sub.add_parser(name, help=help_text)
+    p = sub.add_parser(name, help=help_text, parents=[COMMON])
     p.add_argument("config", help="YAML config")
     p.add_argument("--out", help="run directory (overrides the config's)")
     p.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+
+
+COMMON = argparse.ArgumentParser(add_help=False)
+_common(COMMON)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,11 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "select":
-        from crowdselect.select.config import FLAG_KEYS, load_select_config
-        from crowdselect.select.job import run_select
+        from crowdselect.select.config import FLAG_KEYS, check_paths, load_select_config
 
         flags = {k: getattr(args, k, None) for k in FLAG_KEYS}
         cfg = load_select_config(args.config, flags, args.overrides)
+        check_paths(cfg)  # before the job module (and Ray) is imported: a typo fails in a second
+        from crowdselect.select.job import run_select
+
         return run_select(cfg, config_path=args.config)
     if args.command == "run":
         from crowdselect.pipeline.job import main as run_main
@@ -89,11 +103,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    log.configure(verbose=args.verbose)
     try:
         return dispatch(args)
     except (ConfigError, UserError) as e:
         print(f"crowdselect: error: {e}", file=sys.stderr)
         return 2
+    except RayStartError as e:
+        print(f"crowdselect: error: {e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("crowdselect: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -1,8 +1,13 @@
-"""Typed configs from YAML plus `key=value` overrides, validated before any work starts.
+"""Typed configs from YAML, CLI flags and `key=value` overrides, validated before any work starts.
 
-`build(cls, data, file=...)` fills a dataclass tree from plain dicts and checks every value against the
-field's type annotation. Every error is a `ConfigError` whose message names the file and the dotted key,
-e.g. `crowd.yaml: selection.k: expected an integer, got 'ten'`. This module knows nothing of CrowdSelect.
+`load_config(cls, path, overrides, flags=..., flag_keys=...)` is the one loader of every phase: the YAML
+file, then the CLI flags that are not None, then the `key=value` overrides (later wins). It fills a
+dataclass tree and checks every value against the field's type annotation (`build`). Every error is a
+`ConfigError` that names where the bad value came from and the dotted key:
+    crowd.yaml: selection.k: expected an integer, got 'ten'      (the file)
+    --k: must be >= 1, got -5                                     (a flag)
+    command line: selection.k: must be >= 1, got -5               (a key=value override)
+This module knows nothing of CrowdSelect.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -20,7 +26,76 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A config value is missing, unknown or of the wrong type; the message names file and key."""
+    """A config value is missing, unknown or of the wrong type; the message names file and key.
+
+    `key` (dotted) and `reason` are set when the error comes from `build`, so that `load_config` can blame
+    the flag or override that set the key instead of the file.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.reason = reason
+
+
+def _error(file: str, key: str, reason: str) -> ConfigError:
+    return ConfigError(f"{file}: {key or '<top>'}: {reason}", key=key, reason=reason)
+
+
+OVERRIDES = "command line"
+
+
+def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = (), *,
+                flags: Mapping[str, Any] | None = None, flag_keys: Mapping[str, str] | None = None) -> T:
+    """YAML file < CLI flags (those not None) < `key=value` overrides, built into dataclass `cls`.
+
+    flags: flag name -> value (argparse dest, e.g. {"k": 5, "out": None}); flag_keys: flag name -> dotted
+    config key ({"k": "selection.k"}; a flag missing here is its own key). A bad value is blamed on where
+    it came from: `--k: must be >= 1, got -5`, `command line: selection.k: ...`, `crowd.yaml: selection.k: ...`.
+    """
+    file = str(path) if path else OVERRIDES
+    data = load_yaml(path) if path else {}
+    origins: dict[str, str] = {}  # dotted key -> the flag or override that set it last
+    for flag, value in (flags or {}).items():
+        if value is not None:
+            key = (flag_keys or {}).get(flag, flag)
+            set_dotted(data, key, value, file=f"--{flag.replace('_', '-')}")
+            _claim(origins, key, f"--{flag.replace('_', '-')}")
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(data, key, value, file=OVERRIDES)
+        _claim(origins, key, OVERRIDES)
+    try:
+        return build(cls, data, file=file)
+    except ConfigError as e:
+        raise _blame(e, origins) from None
+
+
+def _claim(origins: dict[str, str], key: str, source: str) -> None:
+    for k in [k for k in origins if _under(k, key)]:
+        del origins[k]  # a later layer replaced these
+    origins[key] = source
+
+
+def _under(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".") or key.startswith(prefix + "[")
+
+
+def _blame(e: ConfigError, origins: dict[str, str]) -> ConfigError:
+    """The same error, re-addressed to the flag or override that set its key (the longest match)."""
+    if e.key is None or e.reason is None:
+        return e
+    hits = [k for k in origins if _under(e.key, k)]  # the error's key or a section above it was set
+    below = {origins[k] for k in origins if e.key and _under(k, e.key)}  # or a key inside it (unknown key)
+    if hits:
+        source = origins[max(hits, key=len)]
+    elif len(below) == 1:
+        source = below.pop()
+    else:
+        return e
+    if source == OVERRIDES:
+        return _error(OVERRIDES, e.key, e.reason)
+    return ConfigError(f"{source}: {e.reason}", key=e.key, reason=e.reason)
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -63,47 +138,58 @@ def set_dotted(data: dict, key: str, value: Any, *, file: str = "<overrides>") -
             node = node[index]
 
 
+def parse_override(item: str) -> tuple[str, Any]:
+    """`key.path=value` -> (key, value); the value is parsed as YAML, so `k=10` is an int."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{OVERRIDES}: override {item!r} is not of the form key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `key.path=value` strings (values parsed as YAML, so `k=10` is an int) to a config dict."""
+    """Apply `key.path=value` strings to a config dict (kept for callers that build their own data)."""
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"command line: override {item!r} is not of the form key=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        set_dotted(data, key.strip(), value, file="command line")
+        key, value = parse_override(item)
+        set_dotted(data, key, value, file=OVERRIDES)
     return data
 
 
 def build(cls: type[T], data: Any, *, file: str, key: str = "") -> T:
     """Build dataclass `cls` from `data`, checking types; errors name `file` and the dotted key."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{file}: {key or '<top>'}: expected a mapping, got {_show(data)}")
+        raise _error(file, key, f"expected a mapping, got {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{key}." if key else ""
-        raise ConfigError(
-            f"{file}: {where}{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})"
-        )
+        raise _error(file, f"{where}{unknown[0]}", f"unknown key (known: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, f in fields.items():
         sub = f"{key}.{name}" if key else name
         if name in data:
             kwargs[name] = _coerce(hints[name], data[name], file=file, key=sub)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{file}: {sub}: required key is missing")
+            raise _error(file, sub, "required key is missing")
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
     if check is not None:
         try:
             check()
         except ConfigError as e:
-            raise ConfigError(f"{file}: {key + '.' if key else ''}{e}") from None
+            sub, reason = _split_key(str(e))
+            raise _error(file, ".".join(p for p in (key, sub) if p), reason) from None
     return obj
+
+
+def _split_key(message: str) -> tuple[str, str]:
+    """A `validate()` message "k: must be >= 1" -> ("k", "must be >= 1"); no key prefix -> ("", message)."""
+    m = re.match(r"([A-Za-z_][\w.\[\]/]*): (.*)", message, re.S)
+    return (m.group(1), m.group(2)) if m else ("", message)
 
 
 def to_dict(obj: Any) -> Any:
@@ -130,51 +216,54 @@ def _coerce(tp: Any, value: Any, *, file: str, key: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
+        last: ConfigError | None = None
+        arms = [a for a in args if a is not type(None)]
+        for arg in sorted(arms, key=lambda a: a is not type(value)):  # a str stays a str in `list[str] | str`
             try:
                 return _coerce(arg, value, file=file, key=key)
             except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[-1])
+                last = e
+        raise last or _error(file, key, f"unexpected value {_show(value)}")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{file}: {key}: must be one of {', '.join(map(str, args))}, got {_show(value)}")
+            raise _error(file, key, f"must be one of {', '.join(map(str, args))}, got {_show(value)}")
         return value
     if dataclasses.is_dataclass(tp):
         return build(tp, value, file=file, key=key)
     if origin in (list, tuple):
         if isinstance(value, str) and args and args[0] in (int, float):
             value = [v for v in value.split(",") if v.strip()]  # "1,1,2" from the command line
+        elif isinstance(value, str) and args and args[0] is str:
+            value = [value]  # `path: pool.jsonl` is a list of one
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{file}: {key}: expected a list, got {_show(value)}")
+            raise _error(file, key, f"expected a list, got {_show(value)}")
         inner = args[0] if args else Any
         return [_coerce(inner, v, file=file, key=f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{file}: {key}: expected a mapping, got {_show(value)}")
+            raise _error(file, key, f"expected a mapping, got {_show(value)}")
         inner = args[1] if len(args) == 2 else Any
         return {str(k): _coerce(inner, v, file=file, key=f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{file}: {key}: expected true or false, got {_show(value)}")
+        raise _error(file, key, f"expected true or false, got {_show(value)}")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"{file}: {key}: expected an integer, got {_show(value)}")
+            raise _error(file, key, f"expected an integer, got {_show(value)}")
         try:
             return int(value)
         except ValueError:
-            raise ConfigError(f"{file}: {key}: expected an integer, got {_show(value)}") from None
+            raise _error(file, key, f"expected an integer, got {_show(value)}") from None
     if tp is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{file}: {key}: expected a number, got {_show(value)}")
+            raise _error(file, key, f"expected a number, got {_show(value)}")
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{file}: {key}: expected a number, got {_show(value)}") from None
+            raise _error(file, key, f"expected a number, got {_show(value)}") from None
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
-            raise ConfigError(f"{file}: {key}: expected a string, got {_show(value)}")
+            raise _error(file, key, f"expected a string, got {_show(value)}")
         return str(value)
     return value

@@ -155,16 +155,15 @@ def build_hf_generate(spec: GeneratorSpec, model_path: str):
     def apply(ds):
         import ray
 
-        extra = {"accelerator_type": spec.accelerator_type} if spec.accelerator_type else {}
+        from crowdselect.runtime.resources import for_generator
+
         return ds.map_batches(
             HFGenerator,
             fn_constructor_kwargs={"model_path": model_path, "spec": spec},
             batch_size=spec.batch_size * BATCHES_PER_CALL,
             compute=ray.data.ActorPoolStrategy(size=spec.replicas),
-            num_cpus=spec.num_cpus,
-            num_gpus=spec.gpus_per_replica,
             batch_format="numpy",
-            **extra,
+            **for_generator(spec).remote_options(),
         )
 
     return apply

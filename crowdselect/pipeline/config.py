@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.core.config import ConfigError, build, load_config
 from crowdselect.core.records import bad_rows_policy
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.reward.config import RewardSpec, check_reward_specs, primary_reward
@@ -108,15 +108,8 @@ SAMPLING_KEYS = {"temperature", "top_p", "top_k", "seed", "repetition_penalty", 
 
 
 def load_run_config(path: str, out: str | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """YAML file, then `--out`, then `key=value` overrides; validated before any work starts."""
-    data = load_yaml(path)
-    if out is not None:
-        data["out"] = out
-    apply_overrides(data, list(overrides or []))
-    pool = data.get("pool")
-    if isinstance(pool, dict) and isinstance(pool.get("path"), str):
-        pool["path"] = [pool["path"]]
-    cfg = build(RunConfig, data, file=path)
+    """YAML file < `--out` < `key=value` overrides (`load_config`); validated before any work starts."""
+    cfg = load_config(RunConfig, path, list(overrides or []), flags={"out": out})
     check_reward_specs(cfg.rewards, file=path)
     if not cfg.out:
         raise ConfigError(f"{path}: out: give the run directory (in the file or with --out DIR)")

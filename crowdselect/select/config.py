@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crowdselect.baselines.stages import STRATEGY_COLUMNS, BaselinesConfig, baseline_spec
-from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.core.config import ConfigError, load_config
+from crowdselect.core.errors import UserError
+from crowdselect.core.paths import check_inputs, check_out_dir
 from crowdselect.crowd.config import InputConfig
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.ray_setup import RayConfig
@@ -34,12 +36,6 @@ STRATEGIES = (
     "direct-score",
     "tags",
 )
-
-
-
-
-
-
 
 
 @dataclass
@@ -86,8 +82,6 @@ class SelectionConfig:
             raise ConfigError(f"strategy: unknown {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
 
-
-
 @dataclass
 class SelectConfig:
     generators: list[GeneratorSpec]
@@ -109,6 +103,14 @@ class SelectConfig:
             raise ConfigError(f"generators: name {dup[0]!r} is listed twice")
 
 
+def check_paths(cfg: SelectConfig) -> None:
+    """The output folder and the input files, checked before Ray starts (by the CLI and by `run_select`)."""
+    if not cfg.out:
+        raise UserError("no output directory: give --out DIR or out: in the config")
+    check_out_dir(cfg.out)
+    check_inputs(cfg.input.path)
+
+
 # CLI flag -> config key. Every flag of `crowdselect select` is a config key.
 FLAG_KEYS = {
     "input": "input.path",
@@ -127,17 +129,5 @@ FLAG_KEYS = {
 
 
 def load_select_config(path: str | None, flags: dict[str, Any], overrides: list[str]) -> SelectConfig:
-    """YAML file, then CLI flags (those not None), then `key=value` overrides; validated."""
-    data = load_yaml(path) if path else {}
-    for flag, value in flags.items():
-        if value is not None:
-            parts = FLAG_KEYS[flag].split(".")
-            node = data
-            for p in parts[:-1]:
-                node = node.setdefault(p, {})
-            node[parts[-1]] = value
-    apply_overrides(data, overrides)
-    inp = data.get("input")
-    if isinstance(inp, dict) and isinstance(inp.get("path"), str):
-        inp["path"] = [inp["path"]]
-    return build(SelectConfig, data, file=path or "command line")
+    """YAML file < CLI flags (those not None) < `key=value` overrides; validated (`load_config`)."""
+    return load_config(SelectConfig, path, overrides, flags=flags, flag_keys=FLAG_KEYS)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import pickle
 import sys
-import time
-from contextlib import contextmanager
 
 import numpy as np
 import ray
@@ -22,13 +20,15 @@ from ray.data.expressions import col
 from crowdselect.baselines.stages import STRATEGY_COLUMNS, add_baseline
 from crowdselect.baselines.tag_diversity import select_by_tags
 from crowdselect.core import columns as C
-from crowdselect.core import storage
+from crowdselect.core import log, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.errors import UserError
+from crowdselect.core.paths import OutDirLock, remove_outputs
 from crowdselect.core.records import FILE, LINE, REJECTS_FILE, Reject, write_rejects
 from crowdselect.crowd.read import accepted, count_input_rows, read_crowd, rejected
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
-from crowdselect.select.config import SelectConfig
+from crowdselect.runtime.resources import for_spec, plan
+from crowdselect.select.config import SelectConfig, check_paths
 from crowdselect.select.embed import Embedder
 from crowdselect.select.kmeans_ray import fit_kmeans
 from crowdselect.select.metrics import has_sibling_families
@@ -41,54 +41,59 @@ from crowdselect.select.stages import candidates_block, compute_metrics, score_b
 MAX_PRINTED_PROBLEMS = 1000
 
 
-def say(msg: str) -> None:
-    print(f"[crowdselect] {msg}", file=sys.stderr, flush=True)
-
-
-class Timer(dict):
-    @contextmanager
-    def __call__(self, stage: str):
-        say(f"{stage} ...")
-        t0 = time.perf_counter()
-        yield
-        self[stage] = round(time.perf_counter() - t0, 3)
-        say(f"{stage} done in {self[stage]:.1f}s")
+# Everything a select run writes in DIR: removed at the start of a rerun, so no output of an older run
+# (a stale rejected.jsonl, a second scores.parquet) sits beside this run's run.json.
+OWNED_OUTPUTS = ("selected.jsonl", "scores.parquet", "exports", "rejected.jsonl", "run.json", "summary.txt",
+                 "metrics.png")
 
 
 def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
-    """Run a selection; returns the process exit code (0). User errors raise UserError."""
-    if not cfg.out:
-        raise UserError("no output directory: give --out DIR or out: in the config")
-    timer = Timer()
-    where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
+    """Run a selection; returns the process exit code (0). User errors raise UserError.
+
+    Arguments, input files and the output folder are checked before Ray starts (a typo fails in a second,
+    and no output folder is made for a missing input); DIR is then locked for this run (a second run into
+    it refuses) and the outputs of an earlier run are removed.
+    """
+    check_paths(cfg)
+    with OutDirLock(cfg.out):
+        where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)  # a failed start keeps old outputs
+        storage.makedirs(cfg.out)
+        removed = remove_outputs(cfg.out, OWNED_OUTPUTS)
+        if removed:
+            log.say(f"replacing the outputs of an earlier run in {cfg.out}: {', '.join(removed)}")
+        return select_into(cfg, config_path, where)
+
+
+def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
+    """The selection itself, Ray running and DIR owned by this run."""
+    timer: dict[str, float] = {}
     configure_data(preserve_order=True)  # determinism: blocks keep their order through every stage
     names = [g.name for g in cfg.generators]
     families = [g.family for g in cfg.generators]
     sizes = [g.size_b for g in cfg.generators]
     sel = cfg.selection
-    storage.makedirs(cfg.out)
 
-    with timer("ingest"):
+    with log.stage("ingest", timer):
         ing = read_crowd(cfg.input, cfg.generators)
         n_acc, acc_rows, n_rej, rej_rows = count_input_rows(ing.rows)
     counts = {"input_rows": acc_rows + rej_rows, "accepted_rows": acc_rows, "accepted_instructions": n_acc,
               "rejected_rows": rej_rows, "rejected_records": n_rej}
-    say(f"read {counts['input_rows']:,} input rows ({ing.format} format): {acc_rows:,} accepted, "
+    log.say(f"read {counts['input_rows']:,} input rows ({ing.format} format): {acc_rows:,} accepted, "
         f"{rej_rows:,} rejected")
     if n_rej:
         handle_rejects(ing.rows, ing.file_order, cfg.input.on_bad_rows, cfg.out)
     if n_acc == 0:
         raise UserError("no usable rows in the input")
 
-    with timer("metrics"):
+    with log.stage("metrics", timer, rows=n_acc):
         metrics_ds = accepted(ing.rows).map_batches(
             compute_metrics, batch_format="pyarrow",
             fn_kwargs={"generators": names, "families": families, "sizes": sizes}).materialize()
     if sel.strategy in STRATEGY_COLUMNS:
         field, column = STRATEGY_COLUMNS[sel.strategy]
-        with timer(f"baseline {field}"):
+        with log.stage(f"baseline {field}", timer, rows=n_acc):
             metrics_ds = add_baseline(metrics_ds, field, cfg.baselines).materialize()
-    with timer("normalise"):
+    with log.stage("normalise", timer, rows=n_acc):
         quantiles, defined = fit_pool_quantiles(metrics_ds, n_acc, sel.n_quantiles, sel.sketch_size)
     use_stability = has_sibling_families(families) and defined[C.STABILITY] > 0
 
@@ -98,21 +103,21 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
     if clustering:
         if n_acc < sel.clusters:
             raise UserError(f"{n_acc} accepted instructions cannot form {sel.clusters} clusters; lower --clusters")
-        with timer("embed"):
+        with log.stage("embed", timer, rows=n_acc):
             base = embed(metrics_ds, cfg)
-        with timer("kmeans"):
+        with log.stage("kmeans", timer, rows=n_acc):
             centers, kinfo = cluster(base, cfg)
 
-    with timer("score"):
+    with log.stage("score", timer, rows=n_acc):
         scored = base.map_batches(score_block, batch_format="pyarrow", fn_kwargs={
             "quantiles": quantiles, "strategy": sel.strategy, "weights": sel.weights, "seed": sel.seed,
             "use_stability": use_stability, "centers": centers}).materialize()
-    with timer("select"):
+    with log.stage("select", timer, rows=n_acc):
         if sel.strategy == "tags":
             chosen = choose_by_tags(scored, sel.k)
         else:
             chosen = choose(scored, sel.k, sel.clusters if clustering else 1, clustering)
-    with timer("write"):
+    with log.stage("write", timer, rows=n_acc):
         records = selected_records(chosen)
         written = write_selected(cfg.out, records)
         write_scores(scored, {r[C.ID] for r in records}, cfg.out)
@@ -120,6 +125,7 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
     decisions = describe_decisions(cfg, use_stability, defined, n_acc, len(records))
     summary = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined)
     run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
+           "resources": plan({"embed": for_spec(cfg.embedder)}) if clustering else {},
            "input_files": ing.files, "format": ing.format, "counts": counts,
            "selected": len(records), "decisions": decisions, "kmeans": kinfo,
            "metric_defined_rows": defined, "timings_s": dict(timer), "versions": versions(), "outputs": written}
@@ -142,7 +148,7 @@ def handle_rejects(rows: ray.data.Dataset, file_order: dict[str, int], mode: str
                         "to write them to rejected.jsonl and go on")
     rejects = [Reject(r[C.SOURCE], r[C.ERROR], r[C.RAW] or "") for r in bad]
     write_rejects(rejects, storage.join(out, REJECTS_FILE))
-    say(f"quarantined {len(rejects)} bad row(s) to {storage.join(out, REJECTS_FILE)}")
+    log.say(f"quarantined {len(rejects)} bad row(s) to {storage.join(out, REJECTS_FILE)}")
 
 
 def fit_pool_quantiles(ds: ray.data.Dataset, n_rows: int, n_quantiles: int, capacity: int):
@@ -165,8 +171,7 @@ def embed(ds: ray.data.Dataset, cfg: SelectConfig) -> ray.data.Dataset:
         fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": e.batch_size,
                                "max_length": e.max_length, "device": "cuda" if e.num_gpus > 0 else "cpu",
                                "trust_remote_code": e.trust_remote_code},
-        compute=ray.data.ActorPoolStrategy(size=e.concurrency), num_gpus=e.num_gpus or None,
-        num_cpus=e.num_cpus).materialize()
+        compute=ray.data.ActorPoolStrategy(size=e.concurrency), **for_spec(e).remote_options()).materialize()
 
 
 def cluster(ds: ray.data.Dataset, cfg: SelectConfig) -> tuple[np.ndarray, dict]:
@@ -177,8 +182,8 @@ def cluster(ds: ray.data.Dataset, cfg: SelectConfig) -> tuple[np.ndarray, dict]:
         fit_ds = fit_ds.random_sample(km.fit_sample / n, seed=sel.seed)
     workers = km.workers or max(1, min(8, int(ray.cluster_resources().get("CPU", 1))))
     res = fit_kmeans(fit_ds.to_numpy_refs(), C.EMBEDDING, sel.clusters, n_init=km.n_init, seed=sel.seed,
-                     max_iter=km.max_iter, tol=km.tol, workers=workers)
-    say(f"k-means: {sel.clusters} clusters on {res.n_rows:,} rows, inertia {res.inertia:.4f}, "
+                     max_iter=km.max_iter, tol=km.tol, workers=workers, progress=log.interactive())
+    log.say(f"k-means: {sel.clusters} clusters on {res.n_rows:,} rows, inertia {res.inertia:.4f}, "
         f"{res.n_iter} Lloyd iterations (best of {km.n_init} inits)")
     return res.centers, {"inertia": res.inertia, "n_iter": res.n_iter, "fit_rows": res.n_rows,
                          "inits_inertia": res.inertias.tolist(), "workers": workers}

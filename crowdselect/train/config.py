@@ -14,7 +14,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.core.config import ConfigError, load_config
 from crowdselect.core.records import bad_rows_policy
 from crowdselect.runtime.ray_setup import RayConfig
 
@@ -167,15 +167,8 @@ class TrainConfig:
 
 
 def load_train_config(path: str | None, out: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """YAML file, then `--out`, then `key=value` overrides; validated before any work starts."""
-    data = load_yaml(path) if path else {}
-    if out is not None:
-        data["out"] = out
-    apply_overrides(data, list(overrides or []))
-    section = data.get("data")
-    if isinstance(section, dict) and isinstance(section.get("path"), str):
-        section["path"] = [section["path"]]
-    return build(TrainConfig, data, file=path or "command line")
+    """YAML file < `--out` < `key=value` overrides (`load_config`); validated before any work starts."""
+    return load_config(TrainConfig, path, list(overrides or []), flags={"out": out})
 
 
 def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:

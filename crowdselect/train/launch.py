@@ -25,10 +25,9 @@ def storage_path(cfg: TrainConfig) -> str:
 def scaling_config(cfg: TrainConfig):
     from ray.train import ScalingConfig
 
-    s = cfg.scaling
-    return ScalingConfig(num_workers=s.workers, use_gpu=s.use_gpu,
-                         resources_per_worker=dict(s.resources_per_worker) or None,
-                         accelerator_type=s.accelerator_type, placement_strategy=s.placement_strategy)
+    from crowdselect.runtime.resources import for_scaling
+
+    return ScalingConfig(**for_scaling(cfg.scaling))
 
 
 def build_trainer(cfg: TrainConfig, rows: list[dict], plan: dict[str, int], model_path: str, pad_id: int):

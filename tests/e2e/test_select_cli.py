@@ -157,6 +157,23 @@ def test_quarantine_accounts_for_every_row(ray_local, pool, tmp_path):
     assert len(read_jsonl(tmp_path / "q" / "selected.jsonl")) == 3
 
 
+def test_a_rerun_into_the_same_folder_leaves_no_output_of_the_earlier_run(ray_local, pool, tmp_path):
+    """The first run quarantines bad rows; the clean rerun into the same DIR must not keep rejected.jsonl."""
+    pool_dir, rows = pool
+    bad_pool(tmp_path)
+    args = ["select", "--config", str(pool_dir / "crowd.yaml"), "--out", str(tmp_path / "q"), "--no-cluster",
+            "--k", "3", "--on-bad-rows", "quarantine"]
+    assert main([*args, "--input", str(tmp_path / "bad.jsonl")]) == 0
+    assert (tmp_path / "q" / "rejected.jsonl").exists()
+    synthetic.write_jsonl(tmp_path / "clean.jsonl", rows[:40])
+    assert main([*args, "--input", str(tmp_path / "clean.jsonl")]) == 0
+    run = json.loads((tmp_path / "q" / "run.json").read_text())
+    assert run["counts"]["rejected_rows"] == 0 and run["counts"]["input_rows"] == 40
+    assert not (tmp_path / "q" / "rejected.jsonl").exists()
+    assert pq.read_table(tmp_path / "q" / "scores.parquet").num_rows == 40
+    assert not (tmp_path / "q" / ".crowdselect.lock").exists()
+
+
 def test_config_errors_name_file_and_key(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("generators:\n  - {name: a, family: f, size_b: 1}\nselection:\n  kk: 3\n")
@@ -168,7 +185,7 @@ def test_config_errors_name_file_and_key(tmp_path, capsys):
     cfg.write_text("generators:\n  - {name: a, family: f, size_b: 1}\n")
     assert main(["select", "--config", str(cfg), "--input", str(tmp_path / "nope.jsonl"),
                  "--out", str(tmp_path), "--weights", "1,2"]) == 2
-    assert "selection.weights: need 3 numbers" in capsys.readouterr().err
+    assert "--weights: need 3 numbers" in capsys.readouterr().err  # blamed on the flag, not the file
 
 
 def test_no_siblings_drops_stability_and_says_so(ray_local, pool, tmp_path):

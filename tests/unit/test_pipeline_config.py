@@ -32,23 +32,30 @@ def test_loads_with_defaults_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("generators[0].size_b=zero", "run.yaml: generators[0].size_b: expected a number, got 'zero'"),
-    ("generators[1].backend=tgi", "run.yaml: generators[1].backend: must be one of vllm, hf, openai"),
-    ("generators[0].sampling.temprature=0", "run.yaml: generators[0].sampling.temprature: unknown sampling key"),
-    ("generators[0].name=b", "run.yaml: generators: name 'b' is listed twice"),
-    ("generators[0].name=a/b", "run.yaml: generators[0].name: 'a/b' must be letters"),
+    ("generators[0].size_b=zero", "command line: generators[0].size_b: expected a number, got 'zero'"),
+    ("generators[1].backend=tgi", "command line: generators[1].backend: must be one of vllm, hf, openai"),
+    ("generators[0].sampling.temprature=0", "command line: generators[0].sampling.temprature: unknown sampling"),
+    ("generators[0].name=b", "command line: generators: name 'b' is listed twice"),
+    ("generators[0].name=a/b", "command line: generators[0].name: 'a/b' must be letters"),
     ("generators[1].backend=openai", "run.yaml: generators[1].base_url: the openai backend needs"),
-    ("pool.format=csv", "run.yaml: pool.format: must be one of auto, plain, sharegpt, alpaca, messages"),
-    ("pool.shard_size=0", "run.yaml: pool.shard_size: must be >= 1"),
-    ("rewards[0].kind=oracle", "run.yaml: rewards[0].kind: must be one of classifier, judge"),
-    ("selection.k=0", "run.yaml: selection.k: must be >= 1"),
-    ("generator.x=1", "run.yaml: generator: unknown key"),
+    ("pool.format=csv", "command line: pool.format: must be one of auto, plain, sharegpt, alpaca, messages"),
+    ("pool.shard_size=0", "command line: pool.shard_size: must be >= 1"),
+    ("rewards[0].kind=oracle", "command line: rewards[0].kind: must be one of classifier, judge"),
+    ("selection.k=0", "command line: selection.k: must be >= 1"),
+    ("generator.x=1", "command line: generator: unknown key"),
 ])
-def test_errors_name_file_and_key(tmp_path, override, message):
+def test_errors_name_the_source_and_key(tmp_path, override, message):
+    """A bad value set by an override is blamed on the command line, one the file lacks on the file."""
     path = write(tmp_path, BASE.format(out=tmp_path / "o"))
     with pytest.raises(ConfigError) as e:
         load_run_config(path, overrides=[override])
     assert message in str(e.value)
+
+
+def test_errors_in_the_file_name_the_file(tmp_path):
+    text = BASE.format(out=tmp_path / "o").replace("size_b: 2", "size_b: two")
+    with pytest.raises(ConfigError, match=r"run.yaml: generators\[1\].size_b: expected a number, got 'two'"):
+        load_run_config(write(tmp_path, text))
 
 
 def test_crowd_of_one_and_missing_out(tmp_path):

@@ -83,6 +83,27 @@ def test_plan_of_a_run_config():
     assert plan["embed"] == {"CPU": 2.0}
 
 
+def test_training_section_to_scaling_config_and_plan():
+    from ray.train import ScalingConfig
+
+    from crowdselect.train.config import ScalingSettings
+
+    s = ScalingSettings(workers=4, use_gpu=True, resources_per_worker={"CPU": 8, "memory": 1e9},
+                        accelerator_type="h100", placement_strategy="SPREAD")
+    kw = R.for_scaling(s)
+    assert kw == {"num_workers": 4, "use_gpu": True, "accelerator_type": "H100", "placement_strategy": "SPREAD",
+                  "resources_per_worker": {"CPU": 8.0, "GPU": 1.0, "memory": 1e9}}
+    ScalingConfig(**kw)
+    assert R.for_scaling(ScalingSettings(workers=2)) == {
+        "num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 1.0}, "placement_strategy": "PACK"}
+
+    class Cfg:
+        generators = [gen(backend="hf", replicas=2)]
+        embedder = EmbedderConfig()
+
+    assert R.plan_run(Cfg, s)["train"] == {"CPU": 32.0, "GPU": 4.0, "accelerator_type:H100": 0.004}
+
+
 def test_ray_data_accepts_the_kwargs(ray_local):
     """The kwargs go straight into a real map_batches over an actor pool."""
     import ray

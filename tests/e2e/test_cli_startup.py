@@ -1,0 +1,98 @@
+"""`crowdselect` checks arguments, files and the output folder before Ray starts, and owns its output folder.
+
+Each command runs as a real subprocess with a private Ray temp dir: a check that happens before Ray leaves
+that dir absent (Ray creates it on start-up) and answers in seconds, not the minute a Ray start takes here.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crowdselect.core.paths import OutDirLock
+
+ROOT = Path(__file__).resolve().parents[2]
+CROWD = ROOT / "examples" / "crowd.yaml"
+POOL = ROOT / "examples" / "crowd.jsonl"
+
+
+def cli(tmp_path, *args, timeout=120):
+    """Run the CLI; returns (exit code, stderr, seconds, whether Ray started)."""
+    ray_tmp = tmp_path / "ray"
+    env = {**os.environ, "CROWDSELECT_RAY_TMP": str(ray_tmp), "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "crowdselect.cli", *args], capture_output=True, text=True,
+                       env=env, timeout=timeout, cwd=ROOT)
+    return r.returncode, r.stderr, time.perf_counter() - t0, ray_tmp.exists()
+
+
+def test_missing_input_is_reported_fast_without_starting_ray(tmp_path):
+    out = tmp_path / "out"
+    code, err, seconds, ray_started = cli(tmp_path, "select", "--config", str(CROWD), "--input",
+                                          str(tmp_path / "nope.jsonl"), "--out", str(out))
+    assert code == 2 and "--input" in err and "nope.jsonl: no such file or directory" in err
+    assert "Traceback" not in err
+    assert not ray_started and not out.exists()  # no Ray, and no output folder for a run that cannot start
+    assert seconds < 30
+
+
+def test_out_naming_a_file_exits_2(tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("keep me")
+    code, err, _, ray_started = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL),
+                                    "--out", str(target))
+    assert code == 2 and f"--out {target}: is an existing file" in err and not ray_started
+    assert target.read_text() == "keep me"
+    code, err, _, _ = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL),
+                          "--out", str(target / "below"))
+    assert code == 2 and "is a file, so the folder cannot be created" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_out_that_cannot_be_written_exits_2(tmp_path):
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o500)
+    code, err, _, _ = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL),
+                          "--out", str(locked / "out"))
+    assert code == 2 and "permission denied" in err
+
+
+def test_a_bad_flag_is_blamed_on_the_flag(tmp_path):
+    code, err, _, ray_started = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL),
+                                    "--k", "-5", "--out", str(tmp_path / "o"))
+    assert code == 2 and "crowdselect: error: --k: must be >= 1, got -5" in err and not ray_started
+
+
+def test_a_second_run_into_a_folder_in_use_refuses(tmp_path):
+    """A live run (another process holding DIR's lock) makes a second run into DIR exit 2 before any work."""
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from crowdselect.core.paths import OutDirLock\n"
+         f"with OutDirLock({str(out)!r}):\n    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, err, _, ray_started = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL),
+                                        "--out", str(out))
+        assert code == 2 and "another crowdselect run is writing here" in err
+        assert f"pid {holder.pid}" in err and not ray_started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in out.iterdir()) == [".crowdselect.lock"]  # the second run wrote nothing
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    owner = {"pid": int(dead.stdout), "host": socket.gethostname(), "started": "earlier"}
+    (tmp_path / ".crowdselect.lock").write_text(json.dumps(owner))
+    with OutDirLock(str(tmp_path)) as lock:
+        assert f'"pid": {os.getpid()}' in lock.path.read_text()
+    assert not (tmp_path / ".crowdselect.lock").exists()  # released on exit

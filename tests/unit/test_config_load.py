@@ -1,0 +1,91 @@
+"""One loader for every phase: YAML file < CLI flags < `key=value` overrides; errors blame the source."""
+
+import pytest
+
+from crowdselect.core.config import ConfigError, load_config
+from crowdselect.pipeline.config import load_run_config
+from crowdselect.select.config import FLAG_KEYS, SelectConfig, load_select_config
+from crowdselect.train.config import load_train_config
+
+CROWD = """
+generators:
+  - {name: a, family: f, size_b: 1}
+  - {name: b, family: f, size_b: 2}
+selection: {k: 10}
+out: from-file
+"""
+RUN = """
+out: from-file
+pool: {path: pool.jsonl}
+generators:
+  - {name: a, family: f, size_b: 1, model: m1}
+  - {name: b, family: f, size_b: 2, model: m2}
+rewards:
+  - {name: judge, model: j, kind: judge}
+"""
+
+
+def write(tmp_path, text, name="crowd.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def flags(**given):
+    return {k: given.get(k) for k in FLAG_KEYS}
+
+
+def test_a_bad_flag_is_blamed_on_the_flag_not_the_file(tmp_path):
+    path = write(tmp_path, CROWD)
+    with pytest.raises(ConfigError) as e:
+        load_select_config(path, flags(k=-5), [])
+    assert str(e.value) == "--k: must be >= 1, got -5"
+    with pytest.raises(ConfigError) as e:
+        load_select_config(path, flags(weights="1,x,2"), [])
+    assert str(e.value) == "--weights: expected a number, got 'x'"
+    with pytest.raises(ConfigError) as e:
+        load_select_config(path, flags(), ["selection.k=-5"])
+    assert str(e.value) == "command line: selection.k: must be >= 1, got -5"
+
+
+def test_a_bad_value_in_the_file_is_blamed_on_the_file(tmp_path):
+    path = write(tmp_path, CROWD.replace("k: 10", "k: -3"))
+    with pytest.raises(ConfigError) as e:
+        load_select_config(path, flags(), [])
+    assert str(e.value) == f"{path}: selection.k: must be >= 1, got -3"
+    # a flag that replaces the bad value makes the config good
+    assert load_select_config(path, flags(k=4), []).selection.k == 4
+
+
+def test_select_precedence_file_then_flags_then_overrides(tmp_path):
+    path = write(tmp_path, CROWD)
+    assert load_select_config(path, flags(), []).out == "from-file"
+    assert load_select_config(path, flags(out="from-flag"), []).out == "from-flag"
+    cfg = load_select_config(path, flags(out="from-flag", k=3), ["out=from-override", "selection.k=7"])
+    assert cfg.out == "from-override" and cfg.selection.k == 7
+    assert load_select_config(path, flags(input="one.jsonl"), []).input.path == ["one.jsonl"]
+
+
+def test_run_precedence_file_then_out_flag_then_overrides(tmp_path):
+    path = write(tmp_path, RUN, "run.yaml")
+    assert load_run_config(path).out == "from-file"
+    assert load_run_config(path, out="from-flag").out == "from-flag"
+    assert load_run_config(path, out="from-flag", overrides=["out=from-override"]).out == "from-override"
+    assert load_run_config(path).pool.path == ["pool.jsonl"]
+
+
+def test_train_precedence_file_then_out_flag_then_overrides(tmp_path):
+    path = write(tmp_path, "out: from-file\ndata: {path: sel.jsonl}\n", "train.yaml")
+    assert load_train_config(path).out == "from-file"
+    assert load_train_config(path, "from-flag").out == "from-flag"
+    cfg = load_train_config(path, "from-flag", ["out=from-override"])
+    assert cfg.out == "from-override" and cfg.data.path == ["sel.jsonl"]
+    with pytest.raises(ConfigError, match=r"^--out: expected a string"):
+        load_config(SelectConfig, write(tmp_path, CROWD), flags={"out": ["a", "b"]})
+
+
+def test_a_string_stays_a_string_where_a_list_or_string_is_allowed(tmp_path):
+    cfg = load_train_config(None, "o", ["data.path=x", "lora.target_modules=all-linear"])
+    assert cfg.lora.target_modules == "all-linear"
+    assert load_train_config(None, "o", ["data.path=x", "lora.target_modules=[q_proj]"]).lora.target_modules == [
+        "q_proj"]
