@@ -118,7 +118,8 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
         write_scores(scored, {r[C.ID] for r in records}, cfg.out)
 
     decisions = describe_decisions(cfg, use_stability, defined, n_acc, len(records))
-    summary = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined)
+    summary = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined,
+                        crowd=accepted(ing.rows))
     run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
            "input_files": ing.files, "format": ing.format, "counts": counts,
            "selected": len(records), "decisions": decisions, "kmeans": kinfo,
