@@ -1,15 +1,18 @@
-"""Export a `crowdselect run` crowd table to examples/crowd.jsonl and its generators to examples/crowd.yaml.
+"""Write examples/crowd.jsonl and examples/crowd.yaml: a real crowd exported from a run, or a simulated one.
 
     .venv/bin/crowdselect run examples/crowd.run.yaml            # generate + judge (about an hour on 2 cores)
     .venv/bin/python examples/make_example_crowd.py runs/example-crowd
+    .venv/bin/python examples/make_example_crowd.py --simulated  # 300 instructions, simulated rewards
 
-examples/crowd.jsonl is a real crowd: every answer was generated and judged by the models named in
-examples/crowd.yaml (whose header records the command, the package versions and the run's counts). Rows are
-in the canonical format, one per instruction, in pool order:
+Real: every answer was generated and judged by the models named in examples/crowd.yaml, whose header records
+the command, the package versions and the run's counts. Rows are in the canonical format, one per
+instruction, in pool order:
 
     {"id", "instruction", "responses": [{"model", "response", "reward"}, ...]}
 
-A simulated crowd for benchmarks at any size comes from crowdselect/crowd/synthetic.py instead.
+Simulated (`--simulated`, what examples/crowd.jsonl holds until a real run is exported): 300 real ShareGPT
+instructions, the paper's 19-generator layout, rewards from crowdselect/crowd/synthetic.py (log-size skill
+minus a per-instruction hardness plus noise) and placeholder answers.
 """
 
 from __future__ import annotations
@@ -68,10 +71,27 @@ def crowd_yaml(run_dir: Path, n_rows: int) -> str:
     return "\n".join(lines) + "\n" + yaml.safe_dump({"generators": gens}, sort_keys=False, default_flow_style=None)
 
 
+def write_simulated() -> None:
+    from crowdselect.crowd import synthetic
+
+    synthetic.write_jsonl(HERE / "crowd.jsonl", synthetic.canonical_rows(synthetic.sharegpt_instructions(300), seed=7))
+    header = "# The paper's crowd layout (SPEC.md), SIMULATED rewards (examples/make_example_crowd.py --simulated). " \
+             "Run: crowdselect select --config examples/crowd.yaml --input examples/crowd.jsonl --k 24 --clusters 4 " \
+             "--out runs/example\n"
+    (HERE / "crowd.yaml").write_text(header + synthetic.crowd_yaml())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, nargs="?", help="a `crowdselect run` output directory")
+    p.add_argument("--simulated", action="store_true", help="write the simulated 19-generator crowd instead")
     args = p.parse_args()
+    if args.simulated or args.run_dir is None:
+        if not args.simulated:
+            p.error("give a run directory, or --simulated")
+        write_simulated()
+        print(f"wrote the simulated crowd to {HERE / 'crowd.jsonl'}")
+        return
     rows = crowd_rows(args.run_dir)
     with open(HERE / "crowd.jsonl", "w") as f:
         for r in rows:
