@@ -7,8 +7,9 @@ The filter keeps instructions that small models can answer in a few sentences: t
 human turn answered by one gpt turn, the instruction is one line of 4-30 words of plain English text (ASCII,
 no URL, no code, no "Share Prompt" suffix that the ShareGPT browser extension appended, no role play or
 "act as" set-ups, which ask for a multi-turn game), first occurrence of each instruction only. The kept
-conversations are shuffled with a fixed seed and
-the first --n after --skip are written, so the quickstart pool and the crowd pool never share an instruction.
+conversations are shuffled with a fixed seed and the first --n after --skip are written, so the quickstart
+pool and the crowd pool never share an instruction. The package's file is a truncated copy of ShareGPT V3
+(17,671 whole conversations); 1,427 pass the filter.
 """
 
 from __future__ import annotations
