@@ -123,7 +123,8 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
         write_scores(scored, {r[C.ID] for r in records}, cfg.out)
 
     decisions = describe_decisions(cfg, use_stability, defined, n_acc, len(records))
-    summary = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined)
+    summary = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined,
+                        crowd=accepted(ing.rows))
     run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
            "resources": plan({"embed": for_spec(cfg.embedder)}) if clustering else {},
            "input_files": ing.files, "format": ing.format, "counts": counts,

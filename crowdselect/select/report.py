@@ -1,13 +1,24 @@
-"""The end-of-run summary table (summary.txt) and a plot of the metric distributions (metrics.png).
+"""The end-of-run summary (summary.txt) and a plot of the metric distributions (metrics.png).
 
-The summary shows counts (input = accepted + rejected), per-cluster pool size / quota / selected, and the
-pool's vs the selection's metric distributions. The plot draws, per metric, the pool's CDF (from the
-global quantiles) against the selected rows' CDF. matplotlib is optional: without it no plot is drawn.
+Four pieces, one job each:
+- `gather_facts`: the Ray passes (cluster sizes, each metric's moments over the scored pool, each generator's
+  reward moments over the crowd) -> a `SummaryFacts` of plain numbers and the selected rows;
+- `summary_text`: `SummaryFacts` -> the text (pure, no I/O);
+- `write_summary`: the text -> DIR/summary.txt;
+- `plot_metrics`: per metric, the pool's CDF (from the global quantiles) against the selected rows' CDF
+  (matplotlib is optional: without it no plot is drawn).
+`summarise` runs the four in order.
+
+The text shows counts (input = accepted + rejected), per-cluster pool size / quota / selected, the mean and
+standard deviation of the primary reward per generator (how far the reward model tells the crowd apart), on
+how many instructions each metric is defined, each metric's spread (mean, std, quantiles) in the pool and the
+selection, and the first selected examples (instruction, best answer) in full.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -16,8 +27,79 @@ from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.select.config import SelectConfig
 
+FRACTIONS = [0.0, 0.25, 0.5, 0.75, 1.0]
+EXAMPLES = 3  # selected examples printed in full
+RULE = "=" * 64
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and population standard deviation of the defined (non-NaN) values of one quantity."""
+
+    n: int
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, n: float, total: float, squares: float) -> Moments:
+        if n == 0:
+            return cls(0, float("nan"), float("nan"))
+        mean = total / n
+        return cls(int(n), mean, float(np.sqrt(max(squares / n - mean * mean, 0.0))))
+
+
+@dataclass
+class SummaryFacts:
+    """Everything the summary text shows, gathered once (see `gather_facts`)."""
+
+    counts: dict
+    strategy: str
+    weights: list
+    k: int
+    clusters: int
+    out: str
+    chosen: list[dict]
+    quantiles: dict
+    defined: dict
+    decisions: list[str]
+    cluster_sizes: dict[int, int] | None = None  # None: no clustering
+    metric_moments: dict[str, Moments] = field(default_factory=dict)  # over the scored pool
+    generator_rewards: dict[str, Moments] = field(default_factory=dict)  # primary reward per generator
+
+
+def _moments_block(batch: pa.Table, columns: list[str]) -> pa.Table:
+    """One row per column: count, sum and sum of squares of its defined values (NaN/null skipped)."""
+    stats = []
+    for c in columns:
+        v = batch.column(c).to_numpy(zero_copy_only=False).astype(float)
+        v = v[~np.isnan(v)]
+        stats.append((c, len(v), float(v.sum()), float((v * v).sum())))
+    return pa.table({k: [s[i] for s in stats] for i, k in enumerate(("name", "n", "s", "ss"))})
+
+
+def _reward_block(batch: pa.Table, generators: list[str]) -> pa.Table:
+    """One row per generator: count, sum and sum of squares of its rewards in the block's crowd rows."""
+    from crowdselect.select.stages import reward_matrix_arrow
+
+    R, _ = reward_matrix_arrow(batch.column(C.MODELS).combine_chunks(), batch.column(C.REWARDS).combine_chunks(),
+                               generators)
+    ok = ~np.isnan(R)
+    V = np.where(ok, R, 0.0)
+    return pa.table({"name": generators, "n": ok.sum(axis=0).tolist(), "s": V.sum(axis=0).tolist(),
+                     "ss": (V * V).sum(axis=0).tolist()})
+
+
+def _merge_moments(ds, fn, fn_kwargs: dict) -> dict[str, Moments]:
+    """Sum the per-block (n, s, ss) rows of `fn` by name, in first-seen order."""
+    acc: dict[str, list[float]] = {}
+    for r in ds.map_batches(fn, batch_format="pyarrow", batch_size=None, fn_kwargs=fn_kwargs).take_all():
+        a = acc.setdefault(r["name"], [0.0, 0.0, 0.0])
+        a[0], a[1], a[2] = a[0] + r["n"], a[1] + r["s"], a[2] + r["ss"]
+    return {name: Moments.of(*a) for name, a in acc.items()}
+
 
 def cluster_sizes(scored) -> dict[int, int]:
+    """Rows per cluster label of the scored dataset (one Ray pass)."""
     def count(batch: pa.Table) -> pa.Table:
         labels, n = np.unique(batch.column(C.CLUSTER).to_numpy(), return_counts=True)
         return pa.table({"c": labels, "n": n})
@@ -28,45 +110,113 @@ def cluster_sizes(scored) -> dict[int, int]:
     return dict(sorted(sizes.items()))
 
 
-FRACTIONS = [0.0, 0.25, 0.5, 0.75, 1.0]
+def gather_facts(cfg: SelectConfig, counts: dict, chosen: list[dict], scored, quantiles: dict,
+                 decisions: list[str], clustering: bool, defined: dict, crowd=None) -> SummaryFacts:
+    """The Ray passes behind the summary. `crowd` (accepted canonical rows) adds per-generator rewards."""
+    sel = cfg.selection
+    metric_cols = [*C.METRICS, *([C.BEST_REWARD] if C.BEST_REWARD in scored.schema().names else [])]
+    facts = SummaryFacts(counts=counts, strategy=sel.strategy, weights=list(sel.weights), k=sel.k,
+                         clusters=sel.clusters, out=cfg.out, chosen=chosen, quantiles=quantiles, defined=defined,
+                         decisions=decisions, cluster_sizes=cluster_sizes(scored) if clustering else None,
+                         metric_moments=_merge_moments(scored, _moments_block, {"columns": metric_cols}))
+    if crowd is not None:
+        facts.generator_rewards = _merge_moments(crowd, _reward_block,
+                                                 {"generators": [g.name for g in cfg.generators]})
+    return facts
 
 
-def _dist_line(name: str, points: np.ndarray | None, rows: int) -> str:
+def _dist_line(name: str, points: np.ndarray | None, rows: int, moments: Moments | None = None) -> str:
     if points is None or rows == 0:
         return f"  {name:<13}{'(undefined)':>12}"
-    return f"  {name:<13}" + "".join(f"{x:>10.4g}" for x in points) + f"{rows:>9,}"
+    spread = f"{moments.mean:>9.4g}{moments.std:>9.4g}" if moments else " " * 18
+    return f"  {name:<13}" + spread + "".join(f"{x:>9.4g}" for x in points) + f"{rows:>9,}"
+
+
+def _finite(values) -> np.ndarray:
+    v = np.array([np.nan if x is None else x for x in values], float)
+    return v[~np.isnan(v)]
+
+
+def _distribution_lines(f: SummaryFacts) -> list[str]:
+    header = "  metric" + " " * 7 + "".join(f"{h:>9}" for h in ("mean", "std", "min", "p25", "median", "p75",
+                                                                   "max")) + "     rows"
+    n = f.counts["accepted_instructions"]
+    lines = ["", "metrics defined on: " + ", ".join(f"{m} {f.defined[m]:,} of {n:,}" for m in C.METRICS),
+             "", "metric distributions: pool (quantiles from the global sketch)", header]
+    for m in C.METRICS:
+        qs, refs = f.quantiles[m]
+        lines.append(_dist_line(m, np.interp(FRACTIONS, refs, qs), f.defined[m], f.metric_moments.get(m)))
+    lines += ["", "metric distributions: selected", header]
+    for m in [*C.METRICS, C.BEST_REWARD]:
+        v = _finite(r.get(m) for r in f.chosen)
+        moments = Moments.of(len(v), v.sum(), (v * v).sum()) if len(v) else None
+        lines.append(_dist_line(m, np.percentile(v, [100 * x for x in FRACTIONS]) if len(v) else None, len(v),
+                                moments))
+    return lines
+
+
+def _reward_lines(f: SummaryFacts) -> list[str]:
+    if not f.generator_rewards:
+        return []
+    lines = ["", "primary reward per generator", f"  {'generator':<28}{'answers':>8}{'mean':>9}{'std':>9}"]
+    lines += [f"  {g:<28}{m.n:>8,}{m.mean:>9.4g}{m.std:>9.4g}" for g, m in f.generator_rewards.items()]
+    n = sum(m.n for m in f.generator_rewards.values())
+    total = Moments.of(n, sum(m.n * m.mean for m in f.generator_rewards.values() if m.n),
+                       sum(m.n * (m.std ** 2 + m.mean ** 2) for m in f.generator_rewards.values() if m.n))
+    lines.append(f"  {'all answers':<28}{total.n:>8,}{total.mean:>9.4g}{total.std:>9.4g}")
+    sep = f.metric_moments.get(C.SEPARABILITY)
+    if sep is not None and sep.n:
+        lines.append(f"  per-instruction separability (reward variance across the crowd): mean {sep.mean:.4g}, "
+                     f"std {sep.std:.4g}")
+    return lines
+
+
+def _example_lines(f: SummaryFacts) -> list[str]:
+    lines = []
+    for i, r in enumerate(f.chosen[:EXAMPLES], start=1):
+        reward = r.get(C.BEST_REWARD)
+        lines += ["", f"--- selected example {i} of {len(f.chosen)}: id {r[C.ID]}, cluster {r.get(C.CLUSTER)}, "
+                  f"score {r.get(C.SCORE, float('nan')):.4g}; best answer by {r.get(C.BEST_MODEL)} "
+                  f"(reward {float('nan') if reward is None else reward:.4g})",
+                  "[instruction]", str(r.get(C.INSTRUCTION, "")).rstrip(),
+                  "[answer]", str(r.get(C.BEST_RESPONSE, "")).rstrip()]
+    return lines
+
+
+def summary_text(f: SummaryFacts) -> str:
+    """The summary as text; pure (see the module docstring for what it shows)."""
+    c = f.counts
+    lines = ["", "crowdselect selection summary", RULE,
+             f"input rows {c['input_rows']:>10,}  = accepted {c['accepted_rows']:,} + rejected {c['rejected_rows']:,}",
+             f"instructions {c['accepted_instructions']:>8,}  selected {len(f.chosen):,} "
+             f"(strategy {f.strategy}, weights {f.weights})"]
+    if f.cluster_sizes is not None:
+        picked: dict[int, int] = {}
+        for r in f.chosen:
+            picked[int(r[C.CLUSTER])] = picked.get(int(r[C.CLUSTER]), 0) + 1
+        lines += ["", f"clusters (quota {f.k // f.clusters} each, remainder by score)", "  cluster      pool  selected"]
+        lines += [f"  {k:>7} {n:>9,} {picked.get(k, 0):>9}" for k, n in f.cluster_sizes.items()]
+    lines += _reward_lines(f) + _distribution_lines(f)
+    if f.decisions:
+        lines += ["", "notes:"] + [f"  - {d}" for d in f.decisions]
+    lines += _example_lines(f)
+    lines += ["", RULE, f"outputs in {f.out}: selected.jsonl, scores.parquet/, exports/, run.json, summary.txt"]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: str, text: str) -> str:
+    """Write DIR/summary.txt; returns its path."""
+    path = storage.join(out, "summary.txt")
+    storage.write_text(path, text)
+    return path
 
 
 def summarise(cfg: SelectConfig, counts: dict, chosen: list[dict], scored, quantiles: dict,
-              decisions: list[str], clustering: bool, defined: dict) -> str:
-    sel = cfg.selection
-    lines = ["", "crowdselect selection summary", "=" * 64,
-             f"input rows {counts['input_rows']:>10,}  = accepted {counts['accepted_rows']:,} "
-             f"+ rejected {counts['rejected_rows']:,}",
-             f"instructions {counts['accepted_instructions']:>8,}  selected {len(chosen):,} "
-             f"(strategy {sel.strategy}, weights {sel.weights})"]
-    if clustering:
-        sizes = cluster_sizes(scored)
-        picked: dict[int, int] = {}
-        for r in chosen:
-            picked[int(r[C.CLUSTER])] = picked.get(int(r[C.CLUSTER]), 0) + 1
-        quota = sel.k // sel.clusters
-        lines += ["", f"clusters (quota {quota} each, remainder by score)", "  cluster      pool  selected"]
-        lines += [f"  {c:>7} {n:>9,} {picked.get(c, 0):>9}" for c, n in sizes.items()]
-    header = "  metric" + " " * 7 + "".join(f"{h:>10}" for h in ("min", "p25", "median", "p75", "max")) + "     rows"
-    lines += ["", "metric distributions: pool (from the global quantiles)", header]
-    for m in C.METRICS:
-        qs, refs = quantiles[m]
-        lines.append(_dist_line(m, np.interp(FRACTIONS, refs, qs), defined[m]))
-    lines += ["", "metric distributions: selected", header]
-    for m in C.METRICS:
-        v = np.array([r[m] for r in chosen if r[m] is not None and not np.isnan(r[m])], float)
-        lines.append(_dist_line(m, np.percentile(v, [100 * f for f in FRACTIONS]) if len(v) else None, len(v)))
-    if decisions:
-        lines += ["", "notes:"] + [f"  - {d}" for d in decisions]
-    lines += ["", f"outputs in {cfg.out}: selected.jsonl, scores.parquet/, exports/, run.json, summary.txt"]
-    text = "\n".join(lines) + "\n"
-    storage.write_text(storage.join(cfg.out, "summary.txt"), text)
+              decisions: list[str], clustering: bool, defined: dict, crowd=None) -> str:
+    """gather_facts -> summary_text -> write_summary -> plot_metrics; returns the text."""
+    facts = gather_facts(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined, crowd)
+    text = summary_text(facts)
+    write_summary(cfg.out, text)
     plot_metrics(cfg.out, quantiles, chosen)
     return text
 
@@ -85,7 +235,7 @@ def plot_metrics(out: str, quantiles: dict, chosen: list[dict]) -> bool:
         qs, refs = quantiles[m]
         if not np.isnan(qs).all():
             ax.plot(qs, refs, label="pool", color="0.4")
-        v = np.sort([r[m] for r in chosen if r[m] is not None and not np.isnan(r[m])])
+        v = np.sort(_finite(r[m] for r in chosen))
         if len(v):
             ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", label=f"selected ({len(v)})", color="C3")
         ax.set_title(m)
