@@ -36,6 +36,7 @@ class ModelConfig:
     revision: str | None = None
     chat_template: str | None = None  # Jinja text that replaces the tokenizer's template
     trust_remote_code: bool = False
+    allow_pickle_weights: bool = False  # also load pytorch_model.bin (pickle can run code); else safetensors only
     attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None: transformers' choice
 
 

@@ -2,7 +2,7 @@
 
 Runs before any worker starts, so a bad dataset fails fast with FILE:LINE: reason. With
 `data.on_bad_rows: skip` bad rows are counted by reason and written to OUT/rejects.jsonl; every input row
-is accounted for in the report: used + skipped == read. `plan()` turns the row count into the number of
+is accounted for in the report: used + skipped == read. `plan_steps()` turns the row count into the number of
 micro-batches per worker and optimizer steps.
 """
 
@@ -82,7 +82,7 @@ def write_rejects(bad: list[BadRow], uri: str) -> None:
                                     for b in bad))
 
 
-def plan(n_sequences: int, cfg: TrainConfig) -> dict[str, int]:
+def plan_steps(n_sequences: int, cfg: TrainConfig) -> dict[str, int]:
     """Micro-batches per worker per epoch and optimizer steps (whole run, and this launch after max_steps)."""
     o = cfg.optim
     per_epoch = n_sequences // (cfg.scaling.workers * o.per_device_batch)
