@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from crowdselect.core.config import ConfigError
+from crowdselect.core.secrets import scrub_secrets
 from crowdselect.reward.tokens import length_batches
 from crowdselect.runtime.models import resolve_model
 
@@ -177,13 +178,14 @@ def run_microbatches(items: Sequence[Any], lengths: Sequence[int], max_rows: int
             continue
         except Exception as e:  # isolate the failing row(s); the rest of the micro-batch is still scored
             if len(group) == 1:
-                errors[group[0]] = f"{stage}: {type(e).__name__}: {e}"
-                log.warning("%s: row failed: %s", stage, e)
+                errors[group[0]] = scrub_secrets(f"{stage}: {type(e).__name__}: {e}")
+                log.warning("%s: row failed: %s", stage, scrub_secrets(str(e)))
                 continue
-            log.warning("%s: micro-batch of %d failed (%s); retrying row by row", stage, len(group), e)
+            log.warning("%s: micro-batch of %d failed (%s); retrying row by row", stage, len(group),
+                        scrub_secrets(str(e)))
         for i in group:
             try:
                 results[i] = fn([items[i]])[0]
             except Exception as e:  # recorded in the row's error column
-                errors[i] = f"{stage}: {type(e).__name__}: {e}"
+                errors[i] = scrub_secrets(f"{stage}: {type(e).__name__}: {e}")
     return results, errors
