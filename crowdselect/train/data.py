@@ -7,7 +7,8 @@ Accepted row shapes (`data.format: auto` picks per row, in this order):
     alpaca     {"instruction": ..., "input": ... (optional), "output": ...}; "response" is read as "output"
 
 A row that cannot be used (no assistant turn, empty text, unknown role, not JSON) is a `BadRow` with its
-source "FILE:LINE" and a reason. This module knows nothing of tokenisers, Ray or torch.
+source "FILE:LINE" and a reason. This module knows nothing of tokenisers, Ray or torch; pyarrow (storage)
+is imported when files are read, so that the training loop's modules import on a machine without it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from glob import glob
 
-import pyarrow.fs as pafs
-
 from crowdselect.core import columns as C
-from crowdselect.core import storage
 from crowdselect.core.errors import UserError
 
 ROLES = ("system", "user", "assistant")
@@ -51,6 +49,9 @@ class Conversation:
 
 def list_files(path: str) -> list[str]:
     """A file, a folder (its .jsonl/.json/.parquet files, sorted), or a glob; local or s3:// gs://."""
+    import pyarrow.fs as pafs
+
+    from crowdselect.core import storage
     if storage.is_remote(path):
         fs, inner = storage.filesystem(path)
         info = fs.get_file_info(inner)
@@ -75,6 +76,7 @@ def list_files(path: str) -> list[str]:
 
 def read_records(path: str) -> Iterator[tuple[str, str, dict | None]]:
     """(source "FILE:LINE", raw text, parsed dict or None when the line is not a JSON object) per row."""
+    from crowdselect.core import storage
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
