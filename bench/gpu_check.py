@@ -42,7 +42,7 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}
 def settings(smoke: bool) -> dict:
     if smoke:
         return {"config": TINY, "seq": 128, "batch": 2, "warmup": 1, "steps": 3, "judge_rows": 16,
-                "judge_batch": 8, "judge_len": 384, "tokenizer_vocab": 600, "dtype": "float32"}
+                "judge_batch": 8, "judge_len": 512, "tokenizer_vocab": 1000, "dtype": "float32"}
     return {"config": FULL, "seq": 2048, "batch": 4, "warmup": 3, "steps": 10, "judge_rows": 512,
             "judge_batch": 32, "judge_len": 1024, "tokenizer_vocab": 4000, "dtype": "bfloat16"}
 
@@ -70,7 +70,10 @@ def build_model_folder(folder: Path, s: dict, device: str) -> None:
     specials = ["<|endoftext|>", "<|pad|>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
     trainer = trainers.BpeTrainer(vocab_size=s["tokenizer_vocab"], special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = [m["content"] for conv in conversations(200, 50, seed=1) for m in conv] + ["Rating: [[7]]"]
+    from crowdselect.reward.prompts import REWARD_PROMPT
+
+    # the judge's prompt is in the corpus, so the tiny vocabulary does not spell it out byte by byte
+    corpus = [m["content"] for conv in conversations(200, 50, seed=1) for m in conv] + [REWARD_PROMPT] * 20
     tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|end|>", pad_token="<|pad|>")
     fast.chat_template = CHAT_TEMPLATE

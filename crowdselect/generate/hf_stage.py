@@ -7,6 +7,8 @@ stays small; an answer never depends on which rows share its micro-batch (see `_
 Greedy decoding (temperature 0 or unset) gives the same answer whatever the batch; with sampling, the
 generator is seeded per micro-batch (`seed` in sampling), which is reproducible for the same batches only.
 A prompt longer than the model's length limit, or a micro-batch that fails, is recorded per row.
+Prompts are rendered by `encode_chat` (a tokenizer without a chat template gets its plain layout);
+weights load as safetensors unless `allow_pickle_weights`.
 """
 
 from __future__ import annotations
