@@ -8,6 +8,7 @@ the request headers into its error bodies.
 
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
-from crowdselect.generate.openai_stage import build_openai_generate, read_api_key
+from crowdselect.generate.openai_stage import OpenAIGenerator, build_openai_generate, read_api_key
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.models import resolve_model
 
@@ -119,14 +120,18 @@ def test_key_from_env_never_shown(server, ray_local, monkeypatch):
     assert os.environ["CS_TEST_OPENAI_KEY"] == KEY
 
 
-def test_key_echoed_by_the_server_is_scrubbed(echo_server, ray_local, monkeypatch):
+def test_key_echoed_by_the_server_is_scrubbed(echo_server, monkeypatch):
+    """The stage on a dict batch (its output rows are what generate/ shards and crowd_excluded/ keep)."""
     monkeypatch.setenv("CS_TEST_OPENAI_KEY", PLAIN_KEY)
-    got = run(ray_local, spec_for(echo_server, max_retries=1), ["REJECT this", "ALWAYS503 again"])
-    rejected, overloaded = got["r0"][C.ERROR], got["r1"][C.ERROR]
+    spec = spec_for(echo_server, max_retries=1)
+    stage = OpenAIGenerator(spec, pickle.loads(pickle.dumps(read_api_key(spec))), backoff_base_s=0.05)
+    got = stage({C.ID: ["r0", "r1"], C.INSTRUCTION: ["REJECT this", "ALWAYS503 again"], C.SHARD: ["s0"] * 2})
+    rejected, overloaded = got[C.ERROR]
     assert rejected.startswith("HTTP 400") and "prompt too long" in rejected and "request_headers" in rejected
     assert overloaded.startswith("HTTP 503") and overloaded.endswith("(after 1 retries)")
     assert "Bearer ***" in rejected and '"token": "***"' in rejected  # the echoed header and the bare value
     assert PLAIN_KEY not in json.dumps(got, default=str)
     monkeypatch.setenv("CS_TEST_OPENAI_KEY", "sk-wrong-but-key-shaped-77a1")  # a 401, echoed too
-    wrong = run(ray_local, spec_for(echo_server), ["Name a colour."])["r0"][C.ERROR]
-    assert wrong.startswith("HTTP 401") and "key-shaped" not in wrong and "Bearer ***" in wrong
+    spec = spec_for(echo_server)
+    wrong = OpenAIGenerator(spec, read_api_key(spec))({C.ID: ["r0"], C.INSTRUCTION: ["Hi."], C.SHARD: ["s0"]})
+    assert wrong[C.ERROR][0].startswith("HTTP 401") and "key-shaped" not in wrong[C.ERROR][0]
