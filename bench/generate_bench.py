@@ -110,7 +110,7 @@ def bare_forward(spec, prompts: list[list[int]]) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from crowdselect.reward.lm import load_tokenizer, pick_device, pick_dtype
+    from crowdselect.runtime.causal_lm import load_tokenizer, pick_device, pick_dtype
     from crowdselect.runtime.models import resolve_model
 
     t0 = time.perf_counter()

@@ -23,11 +23,12 @@ import time
 from pathlib import Path
 
 from crowdselect.core.config import build
+from crowdselect.runtime.causal_lm import load_model
 from crowdselect.runtime.models import resolve_model
 from crowdselect.train.config import TrainConfig
 from crowdselect.train.job import run_training
 from crowdselect.train.prepare import prepare
-from crowdselect.train.student import load_causal_lm
+from crowdselect.train.student import model_source
 from crowdselect.train.telemetry import GPU_PEAK_TFLOPS, flops_per_token, matmul_params, measured_cpu_flops
 from crowdselect.train.tokenize import collate
 
@@ -52,7 +53,7 @@ def plain_loop(cfg: TrainConfig, model_path: str, rows: list[dict], pad_id: int,
     from transformers import get_cosine_schedule_with_warmup
 
     device = "cuda" if cfg.scaling.use_gpu else "cpu"
-    model = load_causal_lm(cfg, model_path, "fp32").to(device).train()
+    model = load_model(model_source(cfg, model_path, "fp32"), device).train()
     model.config.use_cache = False
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     sched = get_cosine_schedule_with_warmup(opt, 0, steps)

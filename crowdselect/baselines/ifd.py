@@ -23,7 +23,7 @@ import numpy as np
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.lm import HFCausalLM, encode_chat
+from crowdselect.reward.lm import HFCausalLM
 from crowdselect.reward.rows import (
     RowError,
     check_columns,
@@ -33,6 +33,7 @@ from crowdselect.reward.rows import (
     text_cell,
 )
 from crowdselect.reward.tokens import head, split_budget
+from crowdselect.runtime.causal_lm import encode_chat
 
 
 class IFDScorer:

@@ -1,4 +1,5 @@
-"""One reader for every input file: listing, line/row iteration with FILE:LINE, Ray Data sources, rejects.
+"""One reader for every input file: listing and line/row iteration with FILE:LINE (Ray Data sources in
+`core/ray_sources.py`, rejects in `core/rejects.py`).
 
 Listing (`list_data_files`): files, folders (recursive), local globs and s3:// gs:// URIs (folders, files,
 globs in the last path part). Inside a folder or a glob only data files are read: `.jsonl .json .ndjson
@@ -26,19 +27,17 @@ import io
 import json
 import os
 import posixpath
-import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from ray.data.datasource import FileBasedDatasource
 
 from crowdselect.core import storage
-from crowdselect.core.config import ConfigError
 from crowdselect.core.errors import UserError
+from crowdselect.core.rejects import RAW_LIMIT
 
 FILE = "_file"
 LINE = "_line"
@@ -52,57 +51,7 @@ DATA_SUFFIXES = JSON_SUFFIXES + TEXT_SUFFIXES + TABLE_SUFFIXES
 METADATA_FILES = ("dataset_info.json", "state.json")  # written by HF `save_to_disk` beside the Arrow shards
 JSON_EXTENSIONS = ("jsonl", "json", "ndjson", "jsonl.gz", "json.gz", "jsonl.zst", "jsonl.bz2")
 PARQUET_EXTENSIONS = ("parquet",)
-RAW_LIMIT = 2000  # characters of a rejected row kept in rejected.jsonl
-REJECTS_FILE = "rejected.jsonl"
-POLICIES = ("fail", "quarantine")
 READ_ERRORS = (OSError, pa.ArrowException, EOFError)
-
-
-# ---------------------------------------------------------------- rejects and the bad-rows policy
-
-
-class BadRecord(ValueError):
-    """A row that cannot be used; str(e) is the reason (the caller adds FILE:LINE)."""
-
-
-@dataclass
-class Reject:
-    """One rejected input row: where it came from, why, and the row as read (cut to RAW_LIMIT)."""
-
-    source: str  # "FILE:LINE"
-    reason: str
-    raw: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return {"source": self.source, "reason": self.reason, "raw": self.raw[:RAW_LIMIT]}
-
-
-def write_rejects(rejects: Iterable[Reject], uri: str) -> None:
-    """rejected.jsonl: one `{source, reason, raw}` object per line, in input order."""
-    storage.write_text(uri, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in rejects))
-
-
-def bad_rows_policy(value: str, key: str = "on_bad_rows") -> str:
-    """`fail` or `quarantine`; the old `skip` is read as `quarantine` with a warning."""
-    if value == "skip":
-        warnings.warn(f"{key}: 'skip' is deprecated, use 'quarantine' (bad rows go to {REJECTS_FILE})",
-                      FutureWarning, stacklevel=2)
-        return "quarantine"
-    if value not in POLICIES:
-        raise ConfigError(f"{key}: must be one of {', '.join(POLICIES)}, got {value!r}")
-    return value
-
-
-def fail_on_rejects(rejects: list[Reject], what: str, key: str, n_read: int | None = None, show: int = 5) -> None:
-    """Raise a UserError naming the first bad rows (FILE:LINE: reason) and how to go on; nothing if none."""
-    if not rejects:
-        return
-    lines = [f"  {r.source}: {r.reason}" for r in rejects[:show]]
-    if len(rejects) > show:
-        lines.append(f"  ... and {len(rejects) - show} more")
-    of = f" of {n_read} rows" if n_read is not None else ""
-    raise UserError(f"{len(rejects)} bad {what} row(s){of}:\n" + "\n".join(lines)
-                    + f"\n(set {key}=quarantine to write them to {REJECTS_FILE} and go on)")
 
 
 # ---------------------------------------------------------------- listing
@@ -358,68 +307,3 @@ def first_record(path: str) -> Record | None:
             return rec
         return None
     return None
-
-
-# ---------------------------------------------------------------- Ray Data sources
-
-
-class JsonLinesSource(FileBasedDatasource):
-    """JSON lines (optionally compressed) streamed in blocks of `lines_per_block` lines: `_file`, `_line`,
-    `_text` (the raw line; null when it cannot be read) and `_error` (null, or the reason). Memory per read
-    task is bounded by the block size. Reading errors never escape the task: they become `_error` rows."""
-
-    _FILE_EXTENSIONS = list(JSON_EXTENSIONS)
-
-    def __init__(self, paths, lines_per_block: int = 4096, **kwargs):
-        super().__init__(paths, **kwargs)
-        self.lines_per_block = lines_per_block
-
-    def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
-        name = display_path(path)
-        numbers, texts, errors = [], [], []
-        for lineno, raw, error in iter_lines(f):
-            text = None
-            if raw is not None:
-                text, error = decode_line(raw)
-            numbers.append(lineno)
-            texts.append(text)
-            errors.append(error)
-            if len(numbers) >= self.lines_per_block:
-                yield _line_block(name, numbers, texts, errors)
-                numbers, texts, errors = [], [], []
-        if numbers:
-            yield _line_block(name, numbers, texts, errors)
-
-
-def _line_block(name: str, numbers: list[int], texts: list[str | None], errors: list[str | None]) -> pa.Table:
-    return pa.table({FILE: pa.array([name] * len(numbers), pa.string()), LINE: pa.array(numbers, pa.int64()),
-                     TEXT: pa.array(texts, pa.string()), ERROR: pa.array(errors, pa.string())})
-
-
-class ParquetRowsSource(FileBasedDatasource):
-    """Parquet files batch by batch: the file's own columns plus `_file` and `_line` (1-based row). A file
-    that cannot be read on gives one block of `_file`, `_line`, `_error` instead of a failed task."""
-
-    _FILE_EXTENSIONS = list(PARQUET_EXTENSIONS)
-
-    def __init__(self, paths, lines_per_block: int = 4096, **kwargs):
-        super().__init__(paths, **kwargs)
-        self.lines_per_block = lines_per_block
-
-    def _open_input_source(self, filesystem, path: str, **open_args):
-        return filesystem.open_input_file(path)  # Parquet needs random access
-
-    def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
-        name = display_path(path)
-        start = 1
-        try:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=self.lines_per_block):
-                n = batch.num_rows
-                table = pa.Table.from_batches([batch])
-                table = table.append_column(FILE, pa.array([name] * n, pa.string()))
-                table = table.append_column(LINE, pa.array(range(start, start + n), pa.int64()))
-                start += n
-                yield table
-        except READ_ERRORS as e:
-            yield pa.table({FILE: pa.array([name], pa.string()), LINE: pa.array([start], pa.int64()),
-                            ERROR: pa.array([f"cannot read the parquet file ({e})"], pa.string())})

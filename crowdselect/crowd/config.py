@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from crowdselect.core.records import bad_rows_policy
+from crowdselect.core.rejects import bad_rows_policy
 
 
 @dataclass

@@ -22,6 +22,7 @@ from ray.data.expressions import col
 from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.core.errors import UserError
+from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
 from crowdselect.core.records import (
     ERROR,
     FILE,
@@ -29,8 +30,6 @@ from crowdselect.core.records import (
     LINE,
     READ_ERRORS,
     TEXT,
-    JsonLinesSource,
-    ParquetRowsSource,
     display_path,
     first_record,
     list_data_files,

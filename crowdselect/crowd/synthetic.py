@@ -1,6 +1,6 @@
 """Synthetic crowds for tests, benchmarks and the offline example: real instructions, simulated rewards.
 
-The paper's crowd layout (19 generators in 6 families, SPEC.md) with rewards drawn as
+The paper's crowd layout (19 generators in 6 families, arXiv 2503.01836) with rewards drawn as
     reward[i, g] = skill(size_g) - hardness_i + noise,    skill = log(size_b)
 so bigger siblings tend to answer better and instructions differ in difficulty. Responses are short
 placeholder texts naming the generator: these crowds exercise the engine, they are not training data.

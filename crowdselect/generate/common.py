@@ -4,7 +4,7 @@ A backend stage maps rows `{id, instruction, shard}` to rows
 `{id, instruction, shard, response, error, prompt_tokens, output_tokens}`: exactly one output row per
 input row (the instruction rides along so the reward stage can read generation shards directly).
 A row that fails (prompt too long, engine error, HTTP error after retries) has `response` None and the
-reason in `error`; it is never dropped. This module imports neither Ray nor a model library.
+reason in `error` (scrubbed of API keys); it is never dropped. This module imports neither Ray nor a model library.
 """
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ import json
 from typing import Any
 
 from crowdselect.core import columns as C
+from crowdselect.core.secrets import Secret, scrub_secrets
 from crowdselect.generate.spec import GeneratorSpec
+
+__all__ = ["Secret", "chat_messages", "check_input", "columns_of", "output_row", "row_seed", "sampling_json",
+           "sampling_settings"]
 
 INPUT_COLUMNS = (C.ID, C.INSTRUCTION, C.SHARD)
 OUTPUT_COLUMNS = (C.ID, C.INSTRUCTION, C.SHARD, C.RESPONSE, C.ERROR, C.PROMPT_TOKENS, C.OUTPUT_TOKENS)
@@ -50,8 +54,9 @@ def sampling_json(spec: GeneratorSpec) -> str:
 
 def output_row(row_id: str, instruction: str, shard: str, response: str | None = None,
                error: str | None = None, prompt_tokens: int = 0, output_tokens: int = 0) -> dict[str, Any]:
-    """One output row in the shared schema."""
-    return {C.ID: row_id, C.INSTRUCTION: instruction, C.SHARD: shard, C.RESPONSE: response, C.ERROR: error,
+    """One output row in the shared schema; the error text is scrubbed of secrets (`scrub_secrets`)."""
+    return {C.ID: row_id, C.INSTRUCTION: instruction, C.SHARD: shard, C.RESPONSE: response,
+            C.ERROR: scrub_secrets(error),
             C.PROMPT_TOKENS: int(prompt_tokens), C.OUTPUT_TOKENS: int(output_tokens)}
 
 
@@ -65,18 +70,3 @@ def check_input(batch: dict[str, Any], stage: str) -> None:
     missing = [c for c in INPUT_COLUMNS if c not in batch]
     if missing:
         raise ValueError(f"{stage}: input batch lacks column(s) {', '.join(missing)} (has {', '.join(batch)})")
-
-
-class Secret:
-    """A value that never shows itself in a repr, a log line or an exception message."""
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret(***)"
-
-    __str__ = __repr__

@@ -2,20 +2,30 @@
 
 `HFGenerator` is a Ray Data stage class (model loaded once in `__init__`, `__call__(batch)` per batch),
 wired by `build_hf_generate` into an actor pool of `spec.replicas` actors. Within a batch, prompts are
-sorted by length and cut into micro-batches of `spec.batch_size`, so padding stays small; an answer never
-depends on which rows share its micro-batch (see `_micro_batches`).
+sorted by length and cut into micro-batches of `spec.batch_size` (`crowdselect.runtime.causal_lm`), so padding
+stays small; an answer never depends on which rows share its micro-batch (see `_batch_lengths`).
 Greedy decoding (temperature 0 or unset) gives the same answer whatever the batch; with sampling, the
 generator is seeded per micro-batch (`seed` in sampling), which is reproducible for the same batches only.
 A prompt longer than the model's length limit, or a micro-batch that fails, is recorded per row.
+Prompts are rendered by `encode_chat` (a tokenizer without a chat template gets its plain layout);
+weights load as safetensors unless `allow_pickle_weights`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.generate.common import chat_messages, check_input, columns_of, output_row
 from crowdselect.generate.spec import GeneratorSpec
+from crowdselect.runtime.causal_lm import (
+    encode_chat,
+    load_model,
+    load_tokenizer,
+    pick_device,
+    run_microbatches,
+)
 
 HF_SAMPLING = {"temperature", "top_p", "top_k", "repetition_penalty", "min_p"}
 BATCHES_PER_CALL = 2  # Ray batch = this many micro-batches, so length sorting has rows to sort
@@ -26,19 +36,12 @@ class HFGenerator:
 
     def __init__(self, model_path: str, spec: GeneratorSpec):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec = spec
-        self.device = "cuda" if spec.gpus_per_replica > 0 and torch.cuda.is_available() else "cpu"
-        kw = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, **kw)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        if spec.chat_template:
-            self.tokenizer.chat_template = spec.chat_template
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=_dtype(spec.dtype, self.device), **kw)
-        self.model.to(self.device).eval()
+        self.device = pick_device(spec.gpus_per_replica)
+        source = dataclasses.replace(spec, model=model_path)
+        self.tokenizer = load_tokenizer(source, padding_side="left")
+        self.model = load_model(source, self.device)
         self.max_len = spec.max_model_len or _model_max_len(self.model.config)
         self.torch = torch
 
@@ -57,36 +60,29 @@ class HFGenerator:
                     f"prompt too long: {len(p)} tokens, the model's limit is {self.max_len}"))
             else:
                 todo.append(i)
-        for rows in self._micro_batches(todo, [len(p) for p in prompts]):
-            for i, res in zip(rows, self._generate_rows([prompts[i] for i in rows]), strict=True):
-                out[i] = output_row(ids[i], texts[i], shards[i], **res)
+        lengths = self._batch_lengths([len(prompts[i]) for i in todo])
+        results, errors = run_microbatches([prompts[i] for i in todo], lengths, self.spec.batch_size,
+                                           self.spec.batch_size * self.max_len, self._generate,
+                                           stage="generation failed")
+        for i, res, err in zip(todo, results, errors, strict=True):
+            out[i] = output_row(ids[i], texts[i], shards[i], **res) if err is None else \
+                output_row(ids[i], texts[i], shards[i], error=err, prompt_tokens=len(prompts[i]))
         return columns_of(out)  # type: ignore[arg-type]
 
-    def _micro_batches(self, rows: list[int], lengths: list[int]) -> list[list[int]]:
-        """Length-sorted groups of `batch_size`. A row too close to the length limit for the full
-        `max_tokens` goes alone, so the padded width never cuts an answer short: answers do not depend
-        on which rows share a batch."""
-        roomy = sorted((i for i in rows if lengths[i] + self.spec.max_tokens <= self.max_len), key=lambda i: lengths[i])
-        tight = [[i] for i in rows if lengths[i] + self.spec.max_tokens > self.max_len]
-        size = self.spec.batch_size
-        return [roomy[k:k + size] for k in range(0, len(roomy), size)] + tight
+    def _batch_lengths(self, prompt_lengths: list[int]) -> list[int]:
+        """Lengths for `run_microbatches`: prompt + max_tokens, so rows of a micro-batch are of similar length.
+        A row too close to the length limit for the full `max_tokens` counts as longer than a whole batch's
+        budget and goes alone, so the padded width never cuts an answer short: answers do not depend on
+        which rows share a batch."""
+        alone = self.spec.batch_size * self.max_len + 1
+        return [n + self.spec.max_tokens if n + self.spec.max_tokens <= self.max_len else alone
+                for n in prompt_lengths]
 
     def _prompt_ids(self, instruction: str) -> list[int] | str:
         try:
-            text = self.tokenizer.apply_chat_template(chat_messages(instruction), tokenize=False,
-                                                      add_generation_prompt=True)
-        except Exception as e:  # a template that rejects the row (e.g. a missing chat template)
+            return encode_chat(self.tokenizer, chat_messages(instruction), add_generation_prompt=True)
+        except Exception as e:  # a template that rejects the row
             return f"chat template failed: {type(e).__name__}: {e}"
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def _generate_rows(self, prompts: list[list[int]]) -> list[dict[str, Any]]:
-        """Generate a micro-batch; if it fails, each row alone, so one bad row fails only itself."""
-        try:
-            return self._generate(prompts)
-        except Exception as e:
-            if len(prompts) == 1:
-                return [{"error": f"generation failed: {type(e).__name__}: {e}", "prompt_tokens": len(prompts[0])}]
-            return [r for p in prompts for r in self._generate_rows([p])]
 
     def _generate(self, prompts: list[list[int]]) -> list[dict[str, Any]]:
         torch = self.torch
@@ -131,14 +127,6 @@ def _eos_ids(gen_config: Any, tokenizer: Any) -> set[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return ids
-
-
-def _dtype(name: str, device: str) -> Any:
-    import torch
-
-    if name == "auto":  # fp32 on CPU (bf16 matmuls are slow without AMX), bf16 on GPU
-        return torch.float32 if device == "cpu" else torch.bfloat16
-    return getattr(torch, name)
 
 
 def _model_max_len(config: Any) -> int:

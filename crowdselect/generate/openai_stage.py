@@ -3,7 +3,9 @@
 `OpenAIGenerator` is a Ray Data stage class: each actor keeps one aiohttp session and sends a batch's
 requests concurrently (at most `max_in_flight` at a time) to `{base_url}/chat/completions`.
 - Key: read on the driver from the env var named by `api_key_env`, carried to the actors as a `Secret`
-  (never in a repr, log line or error message), sent as `Authorization: Bearer ...`.
+  (never in a repr, log line or error message), sent as `Authorization: Bearer ...`. A failed answer keeps
+  at most 300 characters of the server's body, scrubbed of the key first (`scrub_secrets`): a server that
+  echoes the request headers must not put the key into the generate/ shards or crowd_excluded/.
 - Rate limit: `requests_per_minute` for the whole generator, shared evenly by its `replicas` actors.
 - Retries: 408/409/429/5xx answers and connection errors or timeouts are retried with exponential
   backoff and jitter (honouring `Retry-After`), up to `max_retries`; then the row is recorded as failed
@@ -22,6 +24,7 @@ from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
+from crowdselect.core.secrets import scrub_secrets
 from crowdselect.generate.common import Secret, chat_messages, check_input, columns_of, output_row, row_seed
 from crowdselect.generate.spec import GeneratorSpec
 
@@ -124,14 +127,20 @@ class OpenAIGenerator:
                     text = await resp.text()
                     if resp.status == 200:
                         return _parse_reply(row_id, instruction, shard, text)
-                    error = f"HTTP {resp.status}: {text[:300]}"
+                    error = f"HTTP {resp.status}: {excerpt(text)}"
                     if resp.status not in RETRY_STATUS:
                         return output_row(row_id, instruction, shard, error=error)
                     retry_after = resp.headers.get("Retry-After")
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-                error = f"{type(e).__name__}: {e}"[:300]
+                error = excerpt(f"{type(e).__name__}: {e}")
             wait = backoff_s(attempt, self.backoff_base_s, retry_after)
         return output_row(row_id, instruction, shard, error=f"{error} (after {self.spec.max_retries} retries)")
+
+
+def excerpt(text: str, limit: int = 300) -> str:
+    """The first `limit` characters of a server's answer or an exception, secrets scrubbed first (so a cut
+    never leaves half a key behind)."""
+    return (scrub_secrets(text) or "")[:limit]
 
 
 def _parse_reply(row_id: str, instruction: str, shard: str, text: str) -> dict[str, Any]:
@@ -141,7 +150,7 @@ def _parse_reply(row_id: str, instruction: str, shard: str, text: str) -> dict[s
         reply = json.loads(text)
         content = reply["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
-        return output_row(row_id, instruction, shard, error=f"unexpected reply: {text[:300]}")
+        return output_row(row_id, instruction, shard, error=f"unexpected reply: {excerpt(text)}")
     usage = reply.get("usage") or {}
     return output_row(row_id, instruction, shard, response=content or "", prompt_tokens=usage.get("prompt_tokens") or 0,
                       output_tokens=usage.get("completion_tokens") or 0)

@@ -30,6 +30,7 @@ class GeneratorSpec:
     accelerator_type: str | None = None  # e.g. "H100"; Ray schedules replicas on that node type
     batch_size: int = 16
     trust_remote_code: bool = False
+    allow_pickle_weights: bool = False  # hf: also load pytorch_model.bin (pickle: can run code); safetensors only
     # hf/vllm: prompt + answer token limit (None: vLLM's engine_kwargs or the model's own); a longer prompt
     # is recorded as a failed row, never truncated
     max_model_len: int | None = None

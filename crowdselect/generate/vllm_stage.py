@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from crowdselect.core import columns as C
+from crowdselect.core.secrets import scrub_secrets
 from crowdselect.generate.common import OUTPUT_COLUMNS, chat_messages, row_seed
 from crowdselect.generate.spec import GeneratorSpec
 
@@ -32,6 +33,8 @@ def engine_kwargs(spec: GeneratorSpec) -> dict[str, Any]:
         kw["revision"] = spec.revision
     if spec.trust_remote_code:
         kw["trust_remote_code"] = True
+    if not spec.allow_pickle_weights:  # pickle weights (pytorch_model.bin) can run code when loaded
+        kw["load_format"] = "safetensors"
     kw.update(spec.engine_kwargs)
     return kw
 
@@ -90,7 +93,7 @@ def normalize(batch):
     out = pd.DataFrame({c: batch[c] if c in batch else None for c in OUTPUT_COLUMNS}, index=batch.index)
     if failed.any():
         out.loc[failed, C.RESPONSE] = None
-        out.loc[failed, C.ERROR] = batch.loc[failed, ERROR_FIELD].astype(str)
+        out.loc[failed, C.ERROR] = batch.loc[failed, ERROR_FIELD].astype(str).map(scrub_secrets)
         for c in (C.PROMPT_TOKENS, C.OUTPUT_TOKENS):
             out.loc[failed, c] = 0
     for c in (C.PROMPT_TOKENS, C.OUTPUT_TOKENS):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crowdselect.core.config import ConfigError, build, load_config
-from crowdselect.core.records import bad_rows_policy
+from crowdselect.core.rejects import bad_rows_policy
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.reward.config import RewardSpec, check_reward_specs, primary_reward
 from crowdselect.runtime.ray_setup import RayConfig

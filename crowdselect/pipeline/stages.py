@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.core.config import to_dict
-from crowdselect.core.records import REJECTS_FILE, write_rejects
+from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.pipeline.config import RunConfig
 from crowdselect.pipeline.store import StageStore, shard_name

@@ -31,15 +31,8 @@ from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
-from crowdselect.core.records import (
-    BadRecord,
-    Listing,
-    Reject,
-    fail_on_rejects,
-    iter_records,
-    kind_of,
-    list_data_files,
-)
+from crowdselect.core.records import Listing, iter_records, kind_of, list_data_files
+from crowdselect.core.rejects import BadRecord, Reject, fail_on_rejects
 
 FORMATS = ("auto", "plain", "sharegpt", "alpaca", "messages")
 USER_ROLES = ("user", "human")

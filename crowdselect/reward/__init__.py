@@ -6,8 +6,8 @@
     judge.py       JudgeScorer stage (probability-weighted rating from next-token logprobs; HF or vLLM)
     scoring.py     pure math of the judge score (label trie, expected rating)
     tokens.py      pure token-budget helpers (truncation split, length-sorted micro-batches)
-    rows.py        row plumbing: column checks, truncating encoder, per-row error capture
-    lm.py          causal-LM backends (HF, vLLM): next-token probabilities, generation, response NLL
+    rows.py        row plumbing: column checks, truncating encoder, encode-then-score rows (RowError)
+    lm.py          causal-LM backends (HF, vLLM) on crowdselect.runtime.causal_lm: label probabilities, generation, NLL
     prompts.py     judge prompt templates
 
 Import the stages from their modules (`from crowdselect.reward.stages import add_rewards`): this package

@@ -16,7 +16,6 @@ import numpy as np
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.lm import encode_chat, load_tokenizer, pick_device, pick_dtype
 from crowdselect.reward.rows import (
     PairEncoder,
     check_columns,
@@ -25,7 +24,7 @@ from crowdselect.reward.rows import (
     score_rows,
     text_cell,
 )
-from crowdselect.runtime.models import resolve_model
+from crowdselect.runtime.causal_lm import encode_chat, load_model, load_tokenizer, pick_device
 
 
 class RewardClassifier:
@@ -38,9 +37,7 @@ class RewardClassifier:
         self.spec, self.output_column = spec, output_column
         self.device = pick_device()
         self.tokenizer = load_tokenizer(spec)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model(spec.model), revision=spec.revision, dtype=pick_dtype(spec.dtype, self.device),
-            trust_remote_code=spec.trust_remote_code, **spec.model_kwargs).to(self.device).eval()
+        self.model = load_model(spec, self.device, auto_class=AutoModelForSequenceClassification)
         if self.model.config.pad_token_id is None:  # needed to find each row's last token in a padded batch
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.encoder = PairEncoder(self.tokenizer, self._render, spec.max_length, spec.truncation,

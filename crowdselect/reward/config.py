@@ -58,6 +58,7 @@ class RewardSpec:
     max_new_tokens: int = 48  # generating judges (tags): answer length
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     trust_remote_code: bool = False  # ArmoRM-style models need it; never set unless the config says so
+    allow_pickle_weights: bool = False  # also load pytorch_model.bin (pickle can run code); else safetensors only
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to from_pretrained
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to vllm.LLM (backend: vllm)
     # Ray scheduling

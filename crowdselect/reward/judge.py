@@ -23,7 +23,7 @@ import numpy as np
 from crowdselect.core import columns as C
 from crowdselect.core.config import ConfigError
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.lm import encode_chat, load_causal_lm
+from crowdselect.reward.lm import load_causal_lm
 from crowdselect.reward.prompts import REWARD_PREFIX, REWARD_PROMPT
 from crowdselect.reward.rows import (
     PairEncoder,
@@ -35,6 +35,7 @@ from crowdselect.reward.rows import (
     text_cell,
 )
 from crowdselect.reward.scoring import LabelTrie, expected_score, label_probs
+from crowdselect.runtime.causal_lm import encode_chat
 
 
 def template_fields(template: str) -> list[str]:
@@ -117,10 +118,6 @@ class JudgeScorer:
     def encoder(self) -> PairEncoder:
         """The truncating encoder of the fixed prompt template (not of per-row templates)."""
         return self._encoder(self.template, self.system_prompt)[0]
-
-    def encode(self, instruction: str, response: str, **extras: str) -> list[int]:
-        """Token ids the judge reads for one row with the fixed template (answer prefix included)."""
-        return self.encoder.encode(instruction, response, **extras)
 
     def _render(self, template: str, system: str | None, instruction: str, response: str,
                 **extras: str) -> list[int]:

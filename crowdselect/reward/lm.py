@@ -7,10 +7,9 @@
 and, on HF only, `response_nll(prompts, responses) -> (n,)` (mean NLL of the response tokens; used by IFD).
 Prompts are token-id lists, already rendered with the chat template (`encode_chat`). `spec` is any object
 with the fields model, revision, dtype, trust_remote_code, model_kwargs, engine_kwargs, chat_template,
-max_length, max_new_tokens (RewardSpec, the eval's model config). This module knows nothing of Ray or rows.
-
-A tokenizer without a chat template (base models such as Gemma 3 270M) gets a plain
-"### User: ... ### Assistant:" layout, with the tokenizer's own special tokens (BOS).
+max_length, max_new_tokens, and optionally allow_pickle_weights (RewardSpec, the eval's model config).
+Loading, chat encoding and padding come from `crowdselect.runtime.causal_lm` (re-exported here:
+encode_chat, load_tokenizer, pick_device, pick_dtype). This module knows nothing of Ray or rows.
 """
 
 from __future__ import annotations
@@ -22,47 +21,20 @@ from typing import Any
 import numpy as np
 
 from crowdselect.reward.scoring import LabelTrie, Prefix
+from crowdselect.runtime.causal_lm import (
+    encode_chat,
+    left_pad,
+    load_model,
+    load_tokenizer,
+    pick_device,
+    pick_dtype,
+)
 from crowdselect.runtime.models import resolve_model
 
 VLLM_TOP_LOGPROBS = 20  # vLLM's default max_logprobs; a label outside the top 20 counts as probability 0
 
-
-def pick_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def pick_dtype(name: str, device: str) -> Any:
-    """`auto` is bfloat16 on CUDA and float32 on CPU (CPU bf16 matmuls are slow on most machines)."""
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
-    return getattr(torch, name)
-
-
-def load_tokenizer(spec: Any) -> Any:
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(resolve_model(spec.model), revision=spec.revision,
-                                        trust_remote_code=spec.trust_remote_code)
-    if spec.chat_template:
-        tok.chat_template = spec.chat_template
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def encode_chat(tok: Any, messages: list[dict[str, str]], add_generation_prompt: bool, suffix: str = "") -> list[int]:
-    """Token ids of a chat rendered with the tokenizer's template, plus `suffix` (a forced answer start)."""
-    if tok.chat_template:
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-        return tok.encode(text + suffix, add_special_tokens=False)
-    text = "".join(f"### {m['role'].title()}:\n{m['content']}\n\n" for m in messages)
-    if add_generation_prompt:
-        text += "### Assistant:\n"
-    return tok.encode(text + suffix, add_special_tokens=True)
+__all__ = ["HFCausalLM", "VllmCausalLM", "encode_chat", "load_causal_lm", "load_tokenizer", "pick_device",
+           "pick_dtype"]
 
 
 def load_causal_lm(spec: Any, backend: str | None = None) -> HFCausalLM | VllmCausalLM:
@@ -76,22 +48,14 @@ class HFCausalLM:
 
     def __init__(self, spec: Any):
         import torch
-        from transformers import AutoModelForCausalLM
 
         self.device = pick_device()
         self.tokenizer = load_tokenizer(spec)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            resolve_model(spec.model), revision=spec.revision, dtype=pick_dtype(spec.dtype, self.device),
-            trust_remote_code=spec.trust_remote_code, **spec.model_kwargs).to(self.device).eval()
+        self.model = load_model(spec, self.device)
         self._torch = torch
 
     def _pad(self, seqs: list[list[int]]) -> tuple[Any, Any, Any]:
-        torch = self._torch
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], device=self.device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-        return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+        return left_pad(seqs, self.tokenizer.pad_token_id, self.device)
 
     def _last_probs(self, out: Any, children: list[int]) -> np.ndarray:
         probs = self._torch.softmax(out.logits[:, -1].float(), dim=-1)
@@ -171,6 +135,8 @@ class VllmCausalLM:
             "trust_remote_code": spec.trust_remote_code, "max_model_len": spec.max_length + spec.max_new_tokens,
             "max_logprobs": VLLM_TOP_LOGPROBS,
         }
+        if not getattr(spec, "allow_pickle_weights", False):  # as load_model: pickle weights can run code
+            kwargs["load_format"] = "safetensors"
         kwargs.update(spec.engine_kwargs)
         self.llm = LLM(**kwargs)
 

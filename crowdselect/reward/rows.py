@@ -1,21 +1,24 @@
 """Row plumbing shared by the scoring stages: column checks, text cells, truncating encoders, and running a
 model over length-sorted micro-batches so that one failing row costs only that row.
 
-A failing row is never dropped: its output cell is NaN/empty and its error column says why.
+A failing row is never dropped: its output cell is NaN/empty and its error column says why. The
+micro-batching itself (`run_microbatches`) and `object_column` live in `crowdselect.runtime.causal_lm`
+and are re-exported here.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from crowdselect.reward.tokens import head, length_batches, split_budget, tail
+from crowdselect.reward.tokens import head, split_budget, tail
+from crowdselect.runtime.causal_lm import object_column, run_microbatches
 
-log = logging.getLogger(__name__)
+__all__ = ["PairEncoder", "RowError", "check_columns", "float_column", "object_column", "run_microbatches",
+           "score_rows", "text_cell"]
 
 
 class RowError(ValueError):
@@ -38,13 +41,6 @@ def text_cell(batch: Mapping[str, Any], column: str, i: int) -> str:
     if not isinstance(value, str):
         raise RowError(f"{column} is {type(value).__name__}, not text")
     return value
-
-
-def object_column(values: Sequence[Any]) -> np.ndarray:
-    """A 1-D object array (strings with None, lists), safe for Ray Data batches."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = list(values)
-    return out
 
 
 class PairEncoder:
@@ -82,34 +78,6 @@ class PairEncoder:
                 return ids
             budget -= len(ids) - self.limit
         raise RowError(f"too long: the template and fixed fields alone exceed max_length {self.limit}")
-
-
-def run_microbatches(items: Sequence[Any], lengths: Sequence[int], max_rows: int, max_tokens: int,
-                     fn: Callable[[list[Any]], Sequence[Any]], stage: str) -> tuple[list[Any], list[str | None]]:
-    """Apply `fn` (a list of items -> one result per item) over length-sorted micro-batches.
-
-    Returns (results, errors) aligned with `items`; a micro-batch that raises is retried row by row, and
-    a row that still raises gets result None and its error text.
-    """
-    results: list[Any] = [None] * len(items)
-    errors: list[str | None] = [None] * len(items)
-    for group in length_batches(list(lengths), max_rows, max_tokens):
-        try:
-            for i, r in zip(group, fn([items[i] for i in group]), strict=True):
-                results[i] = r
-            continue
-        except Exception as e:  # isolate the failing row(s); the rest of the micro-batch is still scored
-            if len(group) == 1:
-                errors[group[0]] = f"{stage}: {type(e).__name__}: {e}"
-                log.warning("%s: row failed: %s", stage, e)
-                continue
-            log.warning("%s: micro-batch of %d failed (%s); retrying row by row", stage, len(group), e)
-        for i in group:
-            try:
-                results[i] = fn([items[i]])[0]
-            except Exception as e:  # recorded in the row's error column
-                errors[i] = f"{stage}: {type(e).__name__}: {e}"
-    return results, errors
 
 
 def score_rows(n: int, encode: Callable[[int], Any], length: Callable[[Any], int],

@@ -24,7 +24,8 @@ from crowdselect.core import log, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.errors import UserError
 from crowdselect.core.paths import OutDirLock, remove_outputs
-from crowdselect.core.records import FILE, LINE, REJECTS_FILE, Reject, write_rejects
+from crowdselect.core.records import FILE, LINE
+from crowdselect.core.rejects import REJECTS_FILE, Reject, write_rejects
 from crowdselect.crowd.read import accepted, count_input_rows, read_crowd, rejected
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import for_spec, plan

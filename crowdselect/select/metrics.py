@@ -3,7 +3,7 @@
 Pure numpy: no Ray, no torch. `rewards` is always `(n_instructions, n_generators)` float64 with NaN where a
 generator did not answer (or its reward is missing); generator columns follow the crowd config's order.
 
-Conventions (SPEC.md, "Known ambiguities"):
+Conventions where the paper (arXiv 2503.01836) leaves a choice open:
 - difficulty   D = -mean(r): higher = the crowd does worse.
 - separability S = population variance of r (ddof 0).
 - stability    T = mean over families with >= 2 answering members of Spearman(reward, size) in the family,

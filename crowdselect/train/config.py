@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crowdselect.core.config import ConfigError, load_config
-from crowdselect.core.records import bad_rows_policy
+from crowdselect.core.rejects import bad_rows_policy
 from crowdselect.runtime.ray_setup import RayConfig
 
 
@@ -40,6 +42,7 @@ class ModelConfig:
     revision: str | None = None
     chat_template: str | None = None  # Jinja text that replaces the tokenizer's template
     trust_remote_code: bool = False
+    allow_pickle_weights: bool = False  # also load pytorch_model.bin (pickle can run code); else safetensors only
     attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None: transformers' choice
 
 
@@ -117,7 +120,10 @@ class CheckpointSettings:
     every_steps: int = 0  # also checkpoint every N optimizer steps; 0: at the end of each epoch and of the run
     keep: int | None = 2  # checkpoints kept in storage (the latest ones)
     storage_path: str | None = None  # Ray Train storage (local dir, s3://, gs://); default OUT/checkpoints
-    resume_from: str | None = None  # a checkpoint folder to start from (weights, optimizer, schedule, step)
+    # a checkpoint folder to start from (weights, optimizer, schedule, step). DeepSpeed loads it with
+    # torch.load(weights_only=False), which runs any code a crafted file carries: only trusted checkpoints.
+    resume_from: str | None = None
+    trust_external: bool = False  # allow resume_from outside this run's own storage (out, storage_path)
     max_failures: int = 0  # worker-group restarts, each resumes from the last checkpoint
 
 
@@ -164,6 +170,41 @@ class TrainConfig:
             raise ConfigError("out: give a run directory (out: DIR in the YAML or --out DIR)")
         if self.deepspeed.precision == "fp16" and not self.scaling.use_gpu:
             raise ConfigError("deepspeed.precision: fp16 needs scaling.use_gpu: true (use bf16 or fp32 on CPU)")
+        check_resume_from(self)
+
+
+def checkpoint_root(cfg: TrainConfig) -> str:
+    """Where Ray Train keeps checkpoints: checkpoint.storage_path, else OUT/checkpoints (absolute if local)."""
+    path = cfg.checkpoint.storage_path or posixpath.join(str(cfg.out).rstrip("/"), "checkpoints")
+    return path if _is_uri(path) else os.path.abspath(path)
+
+
+def check_resume_from(cfg: TrainConfig) -> None:
+    """`checkpoint.resume_from` must lie inside this run's own storage (OUT or checkpoint.storage_path)
+    unless `checkpoint.trust_external: true`: DeepSpeed unpickles checkpoints, so a foreign one can run
+    code on every worker. ConfigError naming the key."""
+    ck = cfg.checkpoint
+    if not ck.resume_from or ck.trust_external:
+        return
+    roots = [r for r in (cfg.out, checkpoint_root(cfg)) if r]
+    if not any(_inside(ck.resume_from, root) for root in roots):
+        raise ConfigError(
+            f"checkpoint.resume_from: {ck.resume_from} is outside this run's storage ({', '.join(roots)}); "
+            "DeepSpeed loads checkpoints with pickle, which can run code. Copy a checkpoint you trust into "
+            "the run, or set checkpoint.trust_external: true")
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")  # as core.storage.is_remote
+
+
+def _inside(path: str, root: str) -> bool:
+    if _is_uri(path) != _is_uri(root):
+        return False
+    if _is_uri(path):
+        return path.rstrip("/").startswith(root.rstrip("/") + "/")
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([path, root]) == root
 
 
 def load_train_config(path: str | None, out: str | None = None, overrides: list[str] | None = None) -> TrainConfig:

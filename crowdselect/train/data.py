@@ -15,23 +15,18 @@ A row that cannot be used (no assistant turn, empty text, unknown role, not JSON
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
-from crowdselect.core.records import (
-    JSON_SUFFIXES,
-    TABLE_SUFFIXES,
-    BadRecord,
-    Listing,
-    Reject,
-    iter_records,
-    list_data_files,
-)
+from crowdselect.core.rejects import BadRecord, Reject
+
+if TYPE_CHECKING:
+    from crowdselect.core.records import Listing
 
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
                   "assistant": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
-SUFFIXES = JSON_SUFFIXES + TABLE_SUFFIXES
 
 
 @dataclass
@@ -42,7 +37,10 @@ class Conversation:
 
 def list_files(paths: list[str]) -> Listing:
     """Files, folders (recursive; only data files), globs, s3:// gs:// URIs: see `crowdselect.core.records`."""
-    return list_data_files(paths, SUFFIXES, what="training data")
+    # imported here: core.records needs pyarrow, and the training loop imports this module without it
+    from crowdselect.core.records import JSON_SUFFIXES, TABLE_SUFFIXES, list_data_files
+
+    return list_data_files(paths, JSON_SUFFIXES + TABLE_SUFFIXES, what="training data")
 
 
 def to_messages(row: dict, fmt: str = "auto", system_prompt: str | None = None) -> list[dict[str, str]]:
@@ -126,6 +124,8 @@ def read_conversations(paths: list[str], fmt: str = "auto",
     """All rows of all files: (usable conversations, rejected rows with reasons). Every row lands in one list."""
     if not paths:
         raise UserError("data.path: give at least one training data file or folder")
+    from crowdselect.core.records import iter_records
+
     listing = list_files(paths)
     if listing.skipped:
         print(f"[train] data.path: {listing.skipped_message()}", flush=True)

@@ -21,9 +21,10 @@ import tempfile
 from typing import Any
 
 from crowdselect.core import storage
+from crowdselect.runtime.causal_lm import load_model, load_tokenizer, pick_dtype
 from crowdselect.train.config import TrainConfig
 from crowdselect.train.loop import STATE_FILE
-from crowdselect.train.student import is_adapter_key, load_causal_lm, load_tokenizer, peft_config, torch_dtype
+from crowdselect.train.student import is_adapter_key, model_source, peft_config
 
 EXPORT_INFO = "crowdselect_export.json"
 
@@ -56,7 +57,7 @@ def export_model(checkpoint: str, cfg: TrainConfig, model_path: str, out: str,
     merge = cfg.lora.merge if merge is None else merge
     with local_checkpoint(checkpoint) as folder:
         weights, state = consolidated_weights(folder)
-    base = load_causal_lm(cfg, model_path, "float32")
+    base = load_model(model_source(cfg, model_path, "float32"))
     dtype = _export_dtype(cfg, base)
     if cfg.lora.enabled:
         model = with_adapter(base, cfg, weights)
@@ -65,11 +66,11 @@ def export_model(checkpoint: str, cfg: TrainConfig, model_path: str, out: str,
     else:
         load_full(base, weights)
         model = base
-    model = model.to(torch_dtype(dtype))
+    model = model.to(pick_dtype(dtype, "cpu"))
     info = {"base_model": cfg.model.name, "base_path": model_path, "checkpoint": checkpoint,
             "step": state["step"], "lora": cfg.lora.enabled, "merged": bool(cfg.lora.enabled and merge),
             "dtype": dtype}
-    _write_folder(out, model, load_tokenizer(cfg, model_path), info)
+    _write_folder(out, model, load_tokenizer(model_source(cfg, model_path)), info)
     return info
 
 

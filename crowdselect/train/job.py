@@ -26,14 +26,14 @@ import yaml
 
 from crowdselect.core import storage
 from crowdselect.core.config import ConfigError, to_dict
-from crowdselect.core.records import REJECTS_FILE, write_rejects
+from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.runtime.models import resolve_model
 from crowdselect.runtime.ray_setup import ensure_ray
 from crowdselect.train.config import TrainConfig, load_train_config
 from crowdselect.train.export import export_model
 from crowdselect.train.launch import build_trainer, storage_path
 from crowdselect.train.loop import LOG_FILE
-from crowdselect.train.prepare import plan, prepare
+from crowdselect.train.prepare import plan_steps, prepare
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     prepared = prepare(cfg, model_path)
     if prepared.bad:
         write_rejects(prepared.bad, storage.join(cfg.out, REJECTS_FILE))
-    steps = plan(len(prepared.rows), cfg)
+    steps = plan_steps(len(prepared.rows), cfg)
     report = {**prepared.report, **steps}
     storage.write_text(storage.join(cfg.out, "data_report.json"), json.dumps(report, indent=2))
     print(f"[train] {report['rows_used']}/{report['rows_read']} rows used ({report['rows_rejected']} rejected), "

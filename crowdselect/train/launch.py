@@ -7,19 +7,17 @@ from `cfg.scaling`, checkpoint storage and retries from `cfg.checkpoint`. Ray mu
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from crowdselect.core import storage
 from crowdselect.core.config import to_dict
-from crowdselect.train.config import TrainConfig
+from crowdselect.train.config import TrainConfig, checkpoint_root
 from crowdselect.train.loop import LOG_FILE, train_loop_per_worker
 
 
 def storage_path(cfg: TrainConfig) -> str:
     """Where Ray Train keeps checkpoints: checkpoint.storage_path, else OUT/checkpoints (absolute if local)."""
-    path = cfg.checkpoint.storage_path or storage.join(cfg.out, "checkpoints")
-    return path if storage.is_remote(path) else os.path.abspath(path)
+    return checkpoint_root(cfg)
 
 
 def scaling_config(cfg: TrainConfig):

@@ -2,7 +2,7 @@
 
 Runs before any worker starts, so a bad dataset fails fast with FILE:LINE: reason. With
 `data.on_bad_rows: quarantine` bad rows are counted by reason and written to OUT/rejected.jsonl; every input
-row is accounted for in the report: used + rejected == read. `plan()` turns the row count into the number of
+row is accounted for in the report: used + rejected == read. `plan_steps()` turns the row count into the number of
 micro-batches per worker and optimizer steps.
 """
 
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
-from crowdselect.core.records import BadRecord, Reject, fail_on_rejects
+from crowdselect.core.rejects import BadRecord, Reject, fail_on_rejects
 from crowdselect.train.config import TrainConfig
 from crowdselect.train.data import read_conversations
 from crowdselect.train.tokenize import ChatTokenizer, pack, pad_to_multiple
@@ -73,7 +73,7 @@ def check_bad_rows(bad: list[Reject], mode: str, n_read: int) -> None:
         fail_on_rejects(bad, "training", "data.on_bad_rows", n_read=n_read)
 
 
-def plan(n_sequences: int, cfg: TrainConfig) -> dict[str, int]:
+def plan_steps(n_sequences: int, cfg: TrainConfig) -> dict[str, int]:
     """Micro-batches per worker per epoch and optimizer steps (whole run, and this launch after max_steps)."""
     o = cfg.optim
     per_epoch = n_sequences // (cfg.scaling.workers * o.per_device_batch)

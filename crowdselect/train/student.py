@@ -1,6 +1,6 @@
-"""Load the student: tokenizer with its chat template, the causal LM, and the PEFT LoRA wrapper.
+"""Load the student for training: the causal LM (through `crowdselect.runtime.causal_lm`), the PEFT LoRA wrapper.
 
-Shared by the training loop (inside Ray Train workers), the export and the benchmark. Nothing here knows
+Shared by the training loop (inside Ray Train workers), the export and the benchmarks. Nothing here knows
 about Ray; DeepSpeed only through transformers' `HfDeepSpeedConfig`, which must stay alive while a ZeRO-3
 model is built so that its weights are partitioned as they load.
 """
@@ -9,37 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from crowdselect.runtime.causal_lm import ModelSource, load_model
 from crowdselect.train.config import LoraConfig, TrainConfig
 
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
-
-def torch_dtype(name: str):
-    """"bf16" / "bfloat16" / "fp32" ... -> torch dtype."""
-    import torch
-
-    return getattr(torch, DTYPES.get(name, name))
-
-
-def load_tokenizer(cfg: TrainConfig, model_path: str):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_path, revision=cfg.model.revision,
-                                        trust_remote_code=cfg.model.trust_remote_code)
-    if cfg.model.chat_template:
-        tok.chat_template = cfg.model.chat_template
-    return tok
-
-
-def load_causal_lm(cfg: TrainConfig, model_path: str, dtype: str):
-    """The base model from a hub id or folder, in `dtype` ("bf16", "fp32", "float32", ...)."""
-    from transformers import AutoModelForCausalLM
-
-    kwargs: dict[str, Any] = {"revision": cfg.model.revision, "dtype": torch_dtype(dtype),
-                              "trust_remote_code": cfg.model.trust_remote_code}
-    if cfg.model.attn_implementation:
-        kwargs["attn_implementation"] = cfg.model.attn_implementation
-    return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+def model_source(cfg: TrainConfig, model_path: str, dtype: str = "auto") -> ModelSource:
+    """The student's loading fields for `crowdselect.runtime.causal_lm` (load_model, load_tokenizer);
+    `model_path` is the resolved hub id or folder, `dtype` e.g. "bf16", "fp32", "float32"."""
+    m = cfg.model
+    kwargs = {"attn_implementation": m.attn_implementation} if m.attn_implementation else {}
+    return ModelSource(model=model_path, revision=m.revision, trust_remote_code=m.trust_remote_code,
+                       chat_template=m.chat_template, dtype=dtype, allow_pickle_weights=m.allow_pickle_weights,
+                       model_kwargs=kwargs)
 
 
 def peft_config(lora: LoraConfig):
@@ -61,7 +42,7 @@ def load_student(cfg: TrainConfig, model_path: str, ds_config: dict) -> tuple[An
         from transformers.integrations import HfDeepSpeedConfig
 
         keep_alive = HfDeepSpeedConfig(ds_config)
-    model = load_causal_lm(cfg, model_path, cfg.deepspeed.precision)
+    model = load_model(model_source(cfg, model_path, cfg.deepspeed.precision))
     model.config.use_cache = False
     if cfg.deepspeed.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -15,8 +15,6 @@ import os
 import time
 from typing import Any
 
-from crowdselect.core import storage
-
 log = logging.getLogger(__name__)
 
 # dense (non-sparse) bf16 tensor-core peaks, TFLOP/s, from NVIDIA datasheets
@@ -81,6 +79,8 @@ class StepLog:
 
     def __init__(self, uri: str, tracking: dict[str, Any], run_config: dict[str, Any], resume_step: int = 0,
                  checkpoint_lines: list[str] | None = None):
+        from crowdselect.core import storage  # pyarrow: only where a log is written, not to import the module
+
         self.uri = uri
         # a resumed run keeps the steps up to its checkpoint (from this log, else the checkpoint's copy)
         old = storage.read_text(uri).splitlines() if storage.exists(uri) else list(checkpoint_lines or [])
@@ -89,6 +89,8 @@ class StepLog:
         self.tracker = _open_tracker(tracking, run_config)
 
     def write(self, record: dict[str, Any]) -> None:
+        from crowdselect.core import storage
+
         line = json.dumps(record)
         self.lines.append(line)
         if not storage.is_remote(self.uri):
@@ -98,10 +100,14 @@ class StepLog:
             self.tracker(record)
 
     def flush(self) -> None:
+        from crowdselect.core import storage
+
         if storage.is_remote(self.uri):
             self._flush_all()
 
     def _flush_all(self) -> None:
+        from crowdselect.core import storage
+
         if not storage.is_remote(self.uri):
             os.makedirs(os.path.dirname(os.path.abspath(self.uri)), exist_ok=True)
         storage.write_text(self.uri, "".join(ln + "\n" for ln in self.lines))

@@ -19,7 +19,7 @@ from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
-from crowdselect.core.records import BadRecord
+from crowdselect.core.rejects import BadRecord
 
 IGNORE = -100
 
@@ -29,12 +29,9 @@ class ChatTokenizer:
 
     def __init__(self, model_path: str, max_length: int, chat_template: str | None = None,
                  revision: str | None = None, trust_remote_code: bool = False):
-        from transformers import AutoTokenizer
+        from crowdselect.runtime.causal_lm import ModelSource, load_tokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision,
-                                                       trust_remote_code=trust_remote_code)
-        if chat_template:
-            self.tokenizer.chat_template = chat_template
+        self.tokenizer = load_tokenizer(ModelSource(model_path, revision, trust_remote_code, chat_template))
         if not self.tokenizer.chat_template:
             raise UserError(f"model {model_path}: the tokenizer has no chat template; set model.chat_template")
         self.max_length = max_length

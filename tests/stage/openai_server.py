@@ -1,10 +1,12 @@
 """A small OpenAI-compatible chat server around a real HF model, for the openai backend's tests.
 
-    python tests/stage/openai_server.py --port 8123 --model DIR --key SECRET
+    python tests/stage/openai_server.py --port 8123 --model DIR --key SECRET [--echo-headers]
 
 POST /v1/chat/completions answers greedily with the model (the answers are real). Test hooks in the user
 message: `FLAKY` -> 503 on the first two attempts of that message; `ALWAYS503` -> 503 every time;
-`REJECT` -> 400. GET /stats: attempts per message and the arrival times. Listens on 127.0.0.1 only.
+`REJECT` -> 400. With `--echo-headers` every error body echoes the request's headers and the bearer token
+it carried (as a careless server might). GET /stats: attempts per message and the arrival times.
+Listens on 127.0.0.1 only.
 """
 
 import argparse
@@ -16,7 +18,7 @@ from aiohttp import web
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
-def make_app(model_dir: str, key: str) -> web.Application:
+def make_app(model_dir: str, key: str, echo_headers: bool = False) -> web.Application:
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     attempts: dict[str, int] = {}
@@ -30,17 +32,25 @@ def make_app(model_dir: str, key: str) -> web.Application:
         new = out[0, ids["input_ids"].shape[1]:]
         return tok.decode(new, skip_special_tokens=True), ids["input_ids"].shape[1], len(new)
 
+    def error(request: web.Request, message: str, status: int) -> web.Response:
+        body: dict = {"error": {"message": message}}
+        if echo_headers:
+            auth = request.headers.get("Authorization", "")
+            body["token"] = auth.split(" ", 1)[-1]
+            body["request_headers"] = dict(request.headers)
+        return web.json_response(body, status=status)
+
     async def chat(request: web.Request) -> web.Response:
         arrivals.append(time.monotonic())
         if request.headers.get("Authorization") != f"Bearer {key}":
-            return web.json_response({"error": {"message": "invalid api key"}}, status=401)
+            return error(request, "invalid api key", 401)
         body = await request.json()
         text = body["messages"][-1]["content"]
         attempts[text] = attempts.get(text, 0) + 1
         if "ALWAYS503" in text or ("FLAKY" in text and attempts[text] <= 2):
-            return web.json_response({"error": {"message": "overloaded"}}, status=503)
+            return error(request, "overloaded", 503)
         if "REJECT" in text:
-            return web.json_response({"error": {"message": "prompt too long"}}, status=400)
+            return error(request, "prompt too long", 400)
         async with lock:  # one generation at a time: the model is not thread-safe
             reply, n_in, n_out = await asyncio.to_thread(generate, body["messages"], int(body.get("max_tokens", 16)))
         return web.json_response({
@@ -64,5 +74,6 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--key", required=True)
+    p.add_argument("--echo-headers", action="store_true", help="echo the request headers in error bodies")
     a = p.parse_args()
-    web.run_app(make_app(a.model, a.key), host="127.0.0.1", port=a.port, print=None)
+    web.run_app(make_app(a.model, a.key, a.echo_headers), host="127.0.0.1", port=a.port, print=None)

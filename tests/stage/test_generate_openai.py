@@ -2,11 +2,13 @@
 
 Proves: answers come back through Ray Data; 503s are retried with backoff; a row that keeps failing, or
 that the server rejects (400), is recorded with its error and not dropped; the rate limit spaces requests;
-the key comes from the env var the config names and never shows in outputs.
+the key comes from the env var the config names and never shows in outputs, even when the server echoes
+the request headers into its error bodies.
 """
 
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -18,11 +20,12 @@ import pytest
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
-from crowdselect.generate.openai_stage import build_openai_generate, read_api_key
+from crowdselect.generate.openai_stage import OpenAIGenerator, build_openai_generate, read_api_key
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.models import resolve_model
 
 KEY = "sk-test-not-a-real-key-93f1"
+PLAIN_KEY = "plain-secret-value-5c2e"  # not shaped like a key: only its exact value can find it
 pytestmark = pytest.mark.slow
 
 
@@ -34,10 +37,19 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server():
+    yield from start_server(KEY)
+
+
+@pytest.fixture(scope="module")
+def echo_server():
+    yield from start_server(PLAIN_KEY, "--echo-headers")
+
+
+def start_server(key, *flags):
     port = free_port()
     script = Path(__file__).with_name("openai_server.py")
-    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port), "--key", KEY,
-                             "--model", resolve_model("pkg:smollm2-135m-instruct")])
+    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port), "--key", key,
+                             "--model", resolve_model("pkg:smollm2-135m-instruct"), *flags])
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -106,3 +118,20 @@ def test_key_from_env_never_shown(server, ray_local, monkeypatch):
     key = read_api_key(spec_for(server))
     assert KEY not in repr(key) and KEY not in str(key) and key.get() == KEY
     assert os.environ["CS_TEST_OPENAI_KEY"] == KEY
+
+
+def test_key_echoed_by_the_server_is_scrubbed(echo_server, monkeypatch):
+    """The stage on a dict batch (its output rows are what generate/ shards and crowd_excluded/ keep)."""
+    monkeypatch.setenv("CS_TEST_OPENAI_KEY", PLAIN_KEY)
+    spec = spec_for(echo_server, max_retries=1)
+    stage = OpenAIGenerator(spec, pickle.loads(pickle.dumps(read_api_key(spec))), backoff_base_s=0.05)
+    got = stage({C.ID: ["r0", "r1"], C.INSTRUCTION: ["REJECT this", "ALWAYS503 again"], C.SHARD: ["s0"] * 2})
+    rejected, overloaded = got[C.ERROR]
+    assert rejected.startswith("HTTP 400") and "prompt too long" in rejected and "request_headers" in rejected
+    assert overloaded.startswith("HTTP 503") and overloaded.endswith("(after 1 retries)")
+    assert "Bearer ***" in rejected and '"token": "***"' in rejected  # the echoed header and the bare value
+    assert PLAIN_KEY not in json.dumps(got, default=str)
+    monkeypatch.setenv("CS_TEST_OPENAI_KEY", "sk-wrong-but-key-shaped-77a1")  # a 401, echoed too
+    spec = spec_for(echo_server)
+    wrong = OpenAIGenerator(spec, read_api_key(spec))({C.ID: ["r0"], C.INSTRUCTION: ["Hi."], C.SHARD: ["s0"]})
+    assert wrong[C.ERROR][0].startswith("HTTP 401") and "key-shaped" not in wrong[C.ERROR][0]

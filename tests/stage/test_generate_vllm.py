@@ -25,7 +25,8 @@ def test_engine_settings_from_config():
     s = spec(tensor_parallel_size=2, revision="abc", engine_kwargs={"enforce_eager": True, "dtype": "float16"})
     kw = engine_kwargs(s)
     assert kw == {"tensor_parallel_size": 2, "pipeline_parallel_size": 1, "max_model_len": 256,
-                  "dtype": "float16", "revision": "abc", "enforce_eager": True}
+                  "dtype": "float16", "revision": "abc", "load_format": "safetensors", "enforce_eager": True}
+    assert "load_format" not in engine_kwargs(spec(allow_pickle_weights=True))
     assert placement(s) == {"bundles": [{"CPU": 1.0}]}
     assert placement(spec(gpus_per_replica=1.0)) is None  # ray.data.llm's GPU bundles per tp*pp worker
 

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from crowdselect.core.records import ERROR, FILE, LINE, TEXT, JsonLinesSource, ParquetRowsSource
+from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
+from crowdselect.core.records import ERROR, FILE, LINE, TEXT
 from crowdselect.crowd.config import InputConfig
 from crowdselect.crowd.read import read_crowd, rejected
 

@@ -13,7 +13,8 @@ import pytest
 
 from crowdselect.core.config import ConfigError
 from crowdselect.core.errors import UserError
-from crowdselect.core.records import bad_rows_policy, iter_records, list_data_files
+from crowdselect.core.records import iter_records, list_data_files
+from crowdselect.core.rejects import bad_rows_policy
 from crowdselect.crowd.config import InputConfig
 from crowdselect.crowd.read import read_crowd
 from crowdselect.pipeline.config import load_run_config
@@ -155,7 +156,7 @@ def test_run_and_train_write_the_same_rejects_file(tmp_path):
     run_rejects = [json.loads(x) for x in (tmp_path / "run" / "ingest" / "rejected.jsonl").read_text().splitlines()]
     assert [(r["source"], r["reason"][:14]) for r in run_rejects] == [(f"{pool}:2", "not valid JSON"),
                                                                     (f"{pool}:3", "invalid UTF-8 ")]
-    from crowdselect.core.records import write_rejects
+    from crowdselect.core.rejects import write_rejects
 
     _, bad = read_conversations([str(pool)])
     write_rejects(bad, str(tmp_path / "train" / "rejected.jsonl"))

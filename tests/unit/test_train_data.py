@@ -13,12 +13,12 @@ from crowdselect.cli import main as cli_main
 from crowdselect.core import columns as C
 from crowdselect.core.config import ConfigError
 from crowdselect.core.errors import UserError
-from crowdselect.core.records import BadRecord, write_rejects
+from crowdselect.core.rejects import BadRecord, write_rejects
 from crowdselect.runtime.models import resolve_model
 from crowdselect.train.config import TrainConfig, deepspeed_config, load_train_config
 from crowdselect.train.data import read_conversations, to_messages
 from crowdselect.train.loop import TrainerState, checkpoint_due
-from crowdselect.train.prepare import plan, prepare
+from crowdselect.train.prepare import plan_steps, prepare
 from crowdselect.train.telemetry import flops_per_token
 from crowdselect.train.tokenize import IGNORE, ChatTokenizer, collate, pack, pad_to_multiple
 
@@ -230,11 +230,11 @@ def test_cli_reports_bad_data_without_traceback(tmp_path, capsys):
 
 def test_plan_counts_steps(tmp_path):
     cfg = _cfg(tmp_path, "x", scaling__workers=2, optim__grad_accum=2, optim__epochs=3)
-    assert plan(8, cfg) == {"micro_per_epoch": 4, "total_steps": 6, "steps": 6, "micro_batches_unused_at_end": 0}
+    assert plan_steps(8, cfg) == {"micro_per_epoch": 4, "total_steps": 6, "steps": 6, "micro_batches_unused_at_end": 0}
     cfg.optim.max_steps = 2
-    assert plan(8, cfg)["steps"] == 2 and plan(8, cfg)["total_steps"] == 6
+    assert plan_steps(8, cfg)["steps"] == 2 and plan_steps(8, cfg)["total_steps"] == 6
     with pytest.raises(UserError, match="no optimizer step"):
-        plan(1, cfg)
+        plan_steps(1, cfg)
 
 
 def test_checkpoint_due():

@@ -1,0 +1,87 @@
+"""Ray Data sources that keep where every row came from: `_file`, `_line` (and `_text`, `_error` for lines).
+
+Reading errors never escape a read task: they become `_error` rows, turned into rejects by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ray.data.datasource import FileBasedDatasource
+
+from crowdselect.core.records import (
+    ERROR,
+    FILE,
+    JSON_EXTENSIONS,
+    LINE,
+    PARQUET_EXTENSIONS,
+    READ_ERRORS,
+    TEXT,
+    decode_line,
+    display_path,
+    iter_lines,
+)
+
+
+class JsonLinesSource(FileBasedDatasource):
+    """JSON lines (optionally compressed) streamed in blocks of `lines_per_block` lines: `_file`, `_line`,
+    `_text` (the raw line; null when it cannot be read) and `_error` (null, or the reason). Memory per read
+    task is bounded by the block size. Reading errors never escape the task: they become `_error` rows."""
+
+    _FILE_EXTENSIONS = list(JSON_EXTENSIONS)
+
+    def __init__(self, paths, lines_per_block: int = 4096, **kwargs):
+        super().__init__(paths, **kwargs)
+        self.lines_per_block = lines_per_block
+
+    def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
+        name = display_path(path)
+        numbers, texts, errors = [], [], []
+        for lineno, raw, error in iter_lines(f):
+            text = None
+            if raw is not None:
+                text, error = decode_line(raw)
+            numbers.append(lineno)
+            texts.append(text)
+            errors.append(error)
+            if len(numbers) >= self.lines_per_block:
+                yield _line_block(name, numbers, texts, errors)
+                numbers, texts, errors = [], [], []
+        if numbers:
+            yield _line_block(name, numbers, texts, errors)
+
+
+def _line_block(name: str, numbers: list[int], texts: list[str | None], errors: list[str | None]) -> pa.Table:
+    return pa.table({FILE: pa.array([name] * len(numbers), pa.string()), LINE: pa.array(numbers, pa.int64()),
+                     TEXT: pa.array(texts, pa.string()), ERROR: pa.array(errors, pa.string())})
+
+
+class ParquetRowsSource(FileBasedDatasource):
+    """Parquet files batch by batch: the file's own columns plus `_file` and `_line` (1-based row). A file
+    that cannot be read on gives one block of `_file`, `_line`, `_error` instead of a failed task."""
+
+    _FILE_EXTENSIONS = list(PARQUET_EXTENSIONS)
+
+    def __init__(self, paths, lines_per_block: int = 4096, **kwargs):
+        super().__init__(paths, **kwargs)
+        self.lines_per_block = lines_per_block
+
+    def _open_input_source(self, filesystem, path: str, **open_args):
+        return filesystem.open_input_file(path)  # Parquet needs random access
+
+    def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
+        name = display_path(path)
+        start = 1
+        try:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=self.lines_per_block):
+                n = batch.num_rows
+                table = pa.Table.from_batches([batch])
+                table = table.append_column(FILE, pa.array([name] * n, pa.string()))
+                table = table.append_column(LINE, pa.array(range(start, start + n), pa.int64()))
+                start += n
+                yield table
+        except READ_ERRORS as e:
+            yield pa.table({FILE: pa.array([name], pa.string()), LINE: pa.array([start], pa.int64()),
+                            ERROR: pa.array([f"cannot read the parquet file ({e})"], pa.string())})
