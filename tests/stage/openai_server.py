@@ -4,7 +4,8 @@
 
 POST /v1/chat/completions answers greedily with the model (the answers are real). Test hooks in the user
 message: `FLAKY` -> 503 on the first two attempts of that message; `ALWAYS503` -> 503 every time;
-`REJECT` -> 400. GET /stats: attempts per message and the arrival times. Listens on 127.0.0.1 only.
+`REJECT` -> 400; `SAY:text` -> replies `text` verbatim (to the end of that line; a scripted judge's
+verdict, so rating parsing is checked through the HTTP path). GET /stats: attempts per message and the arrival times. Listens on 127.0.0.1 only.
 """
 
 import argparse
@@ -41,6 +42,11 @@ def make_app(model_dir: str, key: str) -> web.Application:
             return web.json_response({"error": {"message": "overloaded"}}, status=503)
         if "REJECT" in text:
             return web.json_response({"error": {"message": "prompt too long"}}, status=400)
+        if "SAY:" in text:
+            reply = text.split("SAY:", 1)[1].split("\n", 1)[0]
+            return web.json_response({"id": "chatcmpl-test", "object": "chat.completion", "model": body["model"],
+                                      "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                                                   "finish_reason": "stop"}]})
         async with lock:  # one generation at a time: the model is not thread-safe
             reply, n_in, n_out = await asyncio.to_thread(generate, body["messages"], int(body.get("max_tokens", 16)))
         return web.json_response({
