@@ -27,6 +27,7 @@ from crowdselect.core.config import to_dict
 from crowdselect.core.errors import UserError
 from crowdselect.core.records import FILE, LINE
 from crowdselect.crowd.read import accepted, count_input_rows, read_crowd, rejected
+from crowdselect.report.html import write_report
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.select.config import SelectConfig
 from crowdselect.select.embed import Embedder
@@ -124,6 +125,7 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
            "selected": len(records), "decisions": decisions, "kmeans": kinfo,
            "metric_defined_rows": defined, "timings_s": dict(timer), "versions": versions(), "outputs": written}
     write_json(storage.join(cfg.out, "run.json"), run)
+    write_report(cfg.out)
     print(summary)
     return 0
 
