@@ -49,7 +49,7 @@ def test_eval_mtbench_two_turns_end_to_end(ray_local, tmp_path, capsys):
     out = tmp_path / "eval"
     path = write_config(tmp_path, turns=2, limit=1, categories="[math]", rating="logprob")
     assert cli.main(["eval", path, "--out", str(out)]) == 0
-    assert "eval: pkg:smollm2-135m-instruct: mean" in capsys.readouterr().out
+    assert "eval: pkg:smollm2-135m-instruct: MT-bench mean" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     scores = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]

@@ -25,7 +25,7 @@ def write_config(tmp_path) -> str:
                        {"name": "ifd", "cluster": False}],
         "k": 4, "clusters": 1, "seeds": [0],
         "students": [{"name": "smol", "model": SMOL}],
-        "train": {"data": {"max_length": 64}, "optim": {"epochs": 1, "grad_accum": 1, "warmup_steps": 0, "lr": 1e-4},
+        "train": {"data": {"max_length": 384, "on_bad_rows": "skip"}, "optim": {"epochs": 1, "grad_accum": 1, "warmup_steps": 0, "lr": 1e-4},
                   "deepspeed": {"precision": "fp32"}, "scaling": {"workers": 2}},
         "eval": {"model": {"max_new_tokens": 4, "batch_size": 2}, "mtbench": False,
                  "proxy": {"instructions": str(held), "rewards": [
