@@ -4,6 +4,7 @@
     crowdselect run CONFIG.yaml [--out DIR] [key=value ...]
     crowdselect train CONFIG.yaml [key=value ...]
     crowdselect eval CONFIG.yaml [key=value ...]
+    crowdselect experiment CONFIG.yaml [--out DIR] [key=value ...]
 
 Arguments, config and files are checked before Ray starts. A user error (bad config, bad input rows, an
 output folder in use) exits with code 2 and a clear message, never a traceback; Ray failing to start (after
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _phase_parser(sub, "run", "generate, reward, score and select end to end (resumable)")
     _phase_parser(sub, "train", "fine-tune a student on the selection (Ray Train + DeepSpeed / LoRA)")
     _phase_parser(sub, "eval", "evaluate a model with an LLM judge (MT-bench style)")
+    _phase_parser(sub, "experiment", "compare selection strategies by the students they train (select, train, eval)")
     return parser
 
 
@@ -87,6 +89,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from crowdselect.eval.job import main as eval_main
 
         return eval_main(args.config, out=args.out, overrides=args.overrides)
+    if args.command == "experiment":
+        from crowdselect.pipeline.experiment import main as experiment_main
+
+        return experiment_main(args.config, out=args.out, overrides=args.overrides)
     raise AssertionError(args.command)
 
 

@@ -5,8 +5,11 @@ files in the same formats. Also builds the rows the judge scores. No Ray, no mod
 Judge prompts: `single-v1` (turn 1), `single-v1-multi-turn` (turn 2), and their `-math-` variants with a
 reference answer for the categories FastChat grades against one (math, reasoning, coding). Their fields are
 renamed to the judge stage's: the judged question becomes {instruction}, the judged answer {response}.
-Because the judge's rating is read from its next-token distribution right after `Rating: [[`, the sentences
-that ask for an explanation first are dropped from the prompts (`for_logprob_judge`).
+With `rating: judgment` (FastChat's single-answer grading) the prompts are used as they are: the judge explains,
+then writes `[[N]]`. With `rating: logprob` the rating is read from the judge's next-token distribution right
+after `Rating: [[`, so the sentences that ask for an explanation first are dropped (`for_logprob_judge`).
+Pairwise prompts: `pair-v2` and `pair-math-v1` (reference-guided), verdicts [[A]] / [[B]] / [[C]] (tie).
+Question files may also be Arena-Hard's (`turns: [{content}]`, or `uid` + `prompt`).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def load_questions(path: str | None = None, categories: list[str] | None = None,
     """Questions `{question_id, category, turns: [str, ...]}` in file order: filtered by category, then the
     first `per_category` of each category, then the first `limit`."""
     file = Path(path) if path else data_dir() / "mt_bench" / "question.jsonl"
-    rows = _read_jsonl(file)
+    rows = [_normalize_question(r) for r in _read_jsonl(file)]
     for n, row in enumerate(rows, 1):
         turns = row.get("turns")
         if "question_id" not in row or not isinstance(turns, list) or not turns \
@@ -84,6 +87,32 @@ def load_questions(path: str | None = None, categories: list[str] | None = None,
     return rows[:limit] if limit is not None else rows
 
 
+def _normalize_question(row: dict[str, Any]) -> dict[str, Any]:
+    """Arena-Hard's shapes as FastChat's: `uid` -> question_id, `prompt` or `turns: [{content}]` -> turns."""
+    row = dict(row)
+    if "question_id" not in row and "uid" in row:
+        row["question_id"] = row["uid"]
+    if "turns" not in row and isinstance(row.get("prompt"), str):
+        row["turns"] = [row["prompt"]]
+    if isinstance(row.get("turns"), list):
+        row["turns"] = [t.get("content") if isinstance(t, dict) else t for t in row["turns"]]
+    return row
+
+
+def load_model_answers(path: str) -> dict[Any, list[str]]:
+    """question_id -> answer per turn from a FastChat / Arena-Hard model_answer jsonl (`choices[0].turns`,
+    each a text or {content})."""
+    out = {}
+    for n, row in enumerate(_read_jsonl(Path(path)), 1):
+        try:
+            turns = row["choices"][0]["turns"]
+            out[row.get("question_id", row.get("uid"))] = [t["content"] if isinstance(t, dict) else str(t)
+                                                           for t in turns]
+        except (KeyError, IndexError, TypeError):
+            raise UserError(f"{path}:{n}: needs question_id and choices[0].turns") from None
+    return out
+
+
 def load_reference_answers(path: str | None = None) -> dict[Any, list[str]]:
     """question_id -> reference answer per turn (FastChat's `choices[0].turns`); default: the GPT-4 answers."""
     file = Path(path) if path else data_dir() / "mt_bench" / "reference_answer" / "gpt-4.jsonl"
@@ -103,8 +132,9 @@ def for_logprob_judge(text: str) -> str:
     return text
 
 
-def load_judge_prompts(path: str | None = None) -> dict[tuple[int, bool], dict[str, str]]:
-    """(turn, with reference) -> {"system": ..., "prompt": ...} in the judge stage's field names."""
+def load_judge_prompts(path: str | None = None, for_logprob: bool = True) -> dict[tuple[int, bool], dict[str, str]]:
+    """(turn, with reference) -> {"system": ..., "prompt": ...} in the judge stage's field names; with
+    `for_logprob` the request to explain first is dropped."""
     file = Path(path) if path else data_dir() / "judge_prompts.jsonl"
     by_name = {r.get("name"): r for r in _read_jsonl(file)}
     out = {}
@@ -114,9 +144,32 @@ def load_judge_prompts(path: str | None = None) -> dict[tuple[int, bool], dict[s
         prompt = by_name[name]["prompt_template"]
         for old, new in _RENAMES[turn].items():
             prompt = prompt.replace(old, new)
-        out[(turn, ref)] = {"system": for_logprob_judge(by_name[name].get("system_prompt", "")),
-                            "prompt": for_logprob_judge(prompt)}
+        system = by_name[name].get("system_prompt", "")
+        out[(turn, ref)] = {"system": for_logprob_judge(system) if for_logprob else system,
+                            "prompt": for_logprob_judge(prompt) if for_logprob else prompt}
     return out
+
+
+def load_pair_prompts(path: str | None = None) -> dict[bool, dict[str, str]]:
+    """with reference -> {"system", "prompt"}: FastChat's `pair-v2` / `pair-math-v1` (first turns)."""
+    file = Path(path) if path else data_dir() / "judge_prompts.jsonl"
+    by_name = {r.get("name"): r for r in _read_jsonl(file)}
+    out = {}
+    for ref, name in ((False, "pair-v2"), (True, "pair-math-v1")):
+        if name not in by_name:
+            raise UserError(f"{file}: judge prompt {name!r} is missing")
+        out[ref] = {"system": by_name[name].get("system_prompt", ""), "prompt": by_name[name]["prompt_template"]}
+    return out
+
+
+class _Fields(dict):
+    def __missing__(self, key: str) -> str:
+        raise UserError(f"judge prompt: field {{{key}}} has no value (known: {', '.join(sorted(self))})")
+
+
+def render_prompt(template: str, fields: dict[str, Any]) -> str:
+    """A FastChat prompt template filled with `fields` (values are inserted as they are)."""
+    return template.format_map(_Fields({k: "" if v is None else str(v) for k, v in fields.items()}))
 
 
 def reference_for(question: dict[str, Any], references: dict[Any, list[str]]) -> list[str] | None:

@@ -113,28 +113,38 @@ class OpenAIGenerator:
     async def _request(self, session, limiter: RateLimiter, row_id: str, instruction: str,
                        shard: str) -> dict[str, Any]:
         """One row: POST with retries; returns an output row (failed rows carry the last error)."""
-        import aiohttp
+        text, error = await post_json(session, self.url, self.payload(row_id, instruction), limiter,
+                                      self.spec.max_retries, self.backoff_base_s)
+        if text is None:
+            return output_row(row_id, instruction, shard, error=error)
+        return _parse_reply(row_id, instruction, shard, text)
 
-        body = self.payload(row_id, instruction)
-        error, wait = "no attempt made", 0.0
-        for attempt in range(self.spec.max_retries + 1):
-            if attempt:
-                await asyncio.sleep(wait)
-            await limiter.wait()
-            retry_after = None
-            try:
-                async with session.post(self.url, json=body) as resp:
-                    text = await resp.text()
-                    if resp.status == 200:
-                        return _parse_reply(row_id, instruction, shard, text)
-                    error = f"HTTP {resp.status}: {excerpt(text)}"
-                    if resp.status not in RETRY_STATUS:
-                        return output_row(row_id, instruction, shard, error=error)
-                    retry_after = resp.headers.get("Retry-After")
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-                error = excerpt(f"{type(e).__name__}: {e}")
-            wait = backoff_s(attempt, self.backoff_base_s, retry_after)
-        return output_row(row_id, instruction, shard, error=f"{error} (after {self.spec.max_retries} retries)")
+
+async def post_json(session, url: str, body: dict[str, Any], limiter: RateLimiter, max_retries: int,
+                    backoff_base_s: float) -> tuple[str | None, str | None]:
+    """POST `body` as JSON with the retry policy above: (reply text, None) on HTTP 200, else (None, the last
+    error). Retryable answers and connection errors are retried up to `max_retries` times."""
+    import aiohttp
+
+    error, wait = "no attempt made", 0.0
+    for attempt in range(max_retries + 1):
+        if attempt:
+            await asyncio.sleep(wait)
+        await limiter.wait()
+        retry_after = None
+        try:
+            async with session.post(url, json=body) as resp:
+                text = await resp.text()
+                if resp.status == 200:
+                    return text, None
+                error = f"HTTP {resp.status}: {excerpt(text)}"
+                if resp.status not in RETRY_STATUS:
+                    return None, error
+                retry_after = resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            error = excerpt(f"{type(e).__name__}: {e}")
+        wait = backoff_s(attempt, backoff_base_s, retry_after)
+    return None, f"{error} (after {max_retries} retries)"
 
 
 def excerpt(text: str, limit: int = 300) -> str:

@@ -23,6 +23,7 @@ from crowdselect.crowd.config import InputConfig
 from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
 from crowdselect.pipeline.stages import generate, ingest, output_settings, reward
 from crowdselect.pipeline.store import StageStore
+from crowdselect.report.html import write_report
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import plan_run
 from crowdselect.select.config import SelectConfig
@@ -59,6 +60,7 @@ def run_pipeline(cfg: RunConfig, config_path: str) -> int:
     select_dir = timed("select", select, cfg, crowd, config_path)
     trained = timed("train", train, cfg, config_path) if cfg.train is not None else None
     summary = write_run_json(cfg, pool, gens, rewards, crowd, excluded, select_dir, times, trained)
+    write_report(cfg.out)
     print_summary(summary)
     return 0
 

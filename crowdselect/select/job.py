@@ -27,6 +27,7 @@ from crowdselect.core.paths import OutDirLock, remove_outputs
 from crowdselect.core.records import FILE, LINE
 from crowdselect.core.rejects import REJECTS_FILE, Reject, write_rejects
 from crowdselect.crowd.read import accepted, count_input_rows, read_crowd, rejected
+from crowdselect.report.html import write_report
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import for_spec, plan
 from crowdselect.select.config import SelectConfig, check_paths
@@ -132,6 +133,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
            "selected": len(records), "decisions": decisions, "kmeans": kinfo,
            "metric_defined_rows": defined, "timings_s": dict(timer), "versions": versions(), "outputs": written}
     write_json(storage.join(cfg.out, "run.json"), run)
+    write_report(cfg.out)
     print(summary)
     return 0
 

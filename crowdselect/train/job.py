@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -34,6 +35,7 @@ from crowdselect.train.export import export_model
 from crowdselect.train.launch import build_trainer, storage_path
 from crowdselect.train.loop import LOG_FILE
 from crowdselect.train.prepare import plan_steps, prepare
+from crowdselect.train.schedule import check_schedule
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,12 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     if prepared.bad:
         write_rejects(prepared.bad, storage.join(cfg.out, REJECTS_FILE))
     steps = plan_steps(len(prepared.rows), cfg)
-    report = {**prepared.report, **steps}
+    schedule = check_schedule(cfg.optim.warmup_steps, steps["total_steps"], steps["steps"],
+                              max(1, steps["micro_per_epoch"] // cfg.optim.grad_accum), cfg.optim.max_steps)
+    if schedule.notice:
+        print(f"[train] {schedule.notice}", flush=True)
+    cfg = replace(cfg, optim=replace(cfg.optim, warmup_steps=schedule.warmup_steps))
+    report = {**prepared.report, **steps, "warmup_steps": schedule.warmup_steps, "schedule_notice": schedule.notice}
     storage.write_text(storage.join(cfg.out, "data_report.json"), json.dumps(report, indent=2))
     print(f"[train] {report['rows_used']}/{report['rows_read']} rows used ({report['rows_rejected']} rejected), "
           f"{report['tokens']} tokens; {steps['steps']} optimizer steps", flush=True)

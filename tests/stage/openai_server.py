@@ -5,7 +5,8 @@
 POST /v1/chat/completions answers greedily with the model (the answers are real). Test hooks in the user
 message: `FLAKY` -> 503 on the first two attempts of that message; `ALWAYS503` -> 503 every time;
 `REJECT` -> 400. With `--echo-headers` every error body echoes the request's headers and the bearer token
-it carried (as a careless server might). GET /stats: attempts per message and the arrival times.
+it carried (as a careless server might). GET /stats: attempts per message and the arrival times. `SAY:text` -> replies `text` verbatim (to the end of
+that line; a scripted judge's verdict, so rating parsing is checked through the HTTP path).
 Listens on 127.0.0.1 only.
 """
 
@@ -51,6 +52,11 @@ def make_app(model_dir: str, key: str, echo_headers: bool = False) -> web.Applic
             return error(request, "overloaded", 503)
         if "REJECT" in text:
             return error(request, "prompt too long", 400)
+        if "SAY:" in text:
+            reply = text.split("SAY:", 1)[1].split("\n", 1)[0]
+            return web.json_response({"id": "chatcmpl-test", "object": "chat.completion", "model": body["model"],
+                                      "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                                                   "finish_reason": "stop"}]})
         async with lock:  # one generation at a time: the model is not thread-safe
             reply, n_in, n_out = await asyncio.to_thread(generate, body["messages"], int(body.get("max_tokens", 16)))
         return web.json_response({

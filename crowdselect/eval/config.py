@@ -1,0 +1,158 @@
+"""The evaluation config: one YAML file fills `EvalConfig`; `key=value` overrides on the command line.
+
+    model:      the model under evaluation (a training export folder, HF id or pkg: alias) and how it answers
+    judge:      a local judge model (RewardSpec, kind: judge) — or —
+    judge_api:  an OpenAI-compatible endpoint (DeepSeek-V3, a GPT-4-class API, a local `vllm serve`)
+    rating:     judgment (FastChat single-answer grading: the judge explains, then writes [[N]]) |
+                logprob (the probability-weighted 1-10 rating read after `Rating: [[`, local judge only)
+    pairwise:   Arena-Hard-style A/B against a baseline model's answers (optional)
+    proxy:      judge-free proxy: reward models score the answers to held-out instructions (optional)
+
+Settings only; no Ray, no models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.reward.config import RewardSpec
+from crowdselect.runtime.ray_setup import RayConfig
+
+
+@dataclass
+class EvalModelSpec:
+    """The model under evaluation (or the pairwise baseline) and how it answers."""
+
+    model: str  # folder (e.g. a training export), HF id, or pkg: alias
+    name: str | None = None  # label in the report (default: the model path)
+    backend: Literal["hf", "vllm"] = "hf"
+    revision: str | None = None
+    chat_template: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    trust_remote_code: bool = False
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_length: int = 4096  # conversation tokens; a longer conversation is a failed row
+    max_new_tokens: int = 512
+    temperature: float = 0.0  # FastChat samples some categories at 0.7; greedy keeps reruns identical
+    seed: int = 0
+    batch_size: int = 8
+    concurrency: int = 1
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+    accelerator_type: str | None = None
+
+
+@dataclass
+class ApiJudgeSpec:
+    """A judge behind an OpenAI-compatible `/chat/completions` endpoint; requests and retries are the
+    openai generation backend's (crowdselect/generate/openai_stage.py)."""
+
+    model: str  # e.g. deepseek-chat, gpt-4o, or the name a local `vllm serve` gives its model
+    base_url: str  # e.g. https://api.deepseek.com/v1, http://127.0.0.1:8000/v1
+    name: str | None = None  # label in the report (default: the model)
+    api_key_env: str | None = None  # env var holding the key (read on the driver, never logged)
+    max_tokens: int = 1024  # FastChat's judge budget is 2048; 1024 covers an explanation and a verdict
+    temperature: float = 0.0
+    requests_per_minute: float | None = None  # shared by the replicas
+    max_retries: int = 5
+    max_in_flight: int = 8  # concurrent requests per replica
+    replicas: int = 1
+    batch_size: int = 16
+
+    def validate(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"base_url: must start with http:// or https://, got {self.base_url!r}")
+        if self.max_retries < 0 or self.replicas < 1 or self.max_in_flight < 1:
+            raise ConfigError("max_retries must be >= 0, replicas and max_in_flight >= 1")
+
+
+@dataclass
+class PairwiseConfig:
+    """Arena-Hard-style: each question judged twice (the student as A, then as B), ties allowed."""
+
+    baseline: EvalModelSpec | None = None  # answers generated here (e.g. the base model before training)
+    baseline_answers: str | None = None  # or a FastChat / Arena-Hard model_answer jsonl
+    questions: str | None = None  # Arena-Hard question.jsonl; default: the MT-bench questions of this eval
+    limit: int | None = None
+    bootstrap: int = 1000  # resamples for the confidence interval
+    seed: int = 0
+
+    def validate(self) -> None:
+        if (self.baseline is None) == (self.baseline_answers is None):
+            raise ConfigError("give one of baseline (a model) or baseline_answers (a file)")
+
+
+@dataclass
+class ProxyConfig:
+    """Judge-free proxy (for CPU runs): the reward models score the model's answers to held-out instructions."""
+
+    instructions: str  # JSONL with `instruction` (or `messages`) rows not in the training selection
+    rewards: list[RewardSpec] = field(default_factory=list)
+    limit: int | None = None
+
+
+@dataclass
+class EvalConfig:
+    model: EvalModelSpec
+    judge: RewardSpec | None = None
+    judge_api: ApiJudgeSpec | None = None
+    rating: Literal["judgment", "logprob"] = "judgment"
+    mtbench: bool = True  # false: only the proxy (and pairwise) are run
+    turns: int = 2
+    limit: int | None = None  # first N questions (after the filters below)
+    per_category: int | None = None  # first N questions of each category
+    categories: list[str] = field(default_factory=list)
+    questions: str | None = None  # FastChat question.jsonl format; default: MT-bench from the package
+    reference_answers: str | None = None  # FastChat reference-answer format; default: the package's GPT-4 ones
+    judge_prompts: str | None = None  # FastChat judge_prompts.jsonl format; default: the package's
+    pairwise: PairwiseConfig | None = None
+    proxy: ProxyConfig | None = None
+    out: str | None = None
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def validate(self) -> None:
+        if self.turns not in (1, 2):
+            raise ConfigError(f"turns: must be 1 or 2, got {self.turns}")
+        for key in ("limit", "per_category"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
+        if self.judge is not None and self.judge_api is not None:
+            raise ConfigError("judge, judge_api: give one judge, not both")
+        if self.judge is not None and self.judge.kind != "judge":
+            raise ConfigError("judge.kind: must be `judge` (an LLM that rates answers), got "
+                              f"{self.judge.kind!r}")
+        if self.rating == "logprob" and self.judge is None and self.needs_judge:
+            raise ConfigError("rating: logprob reads a local judge's next-token probabilities; set `judge:`")
+        if self.needs_judge and self.judge is None and self.judge_api is None:
+            raise ConfigError("judge: MT-bench and pairwise need a judge (judge: or judge_api:); "
+                              "for a judge-free run set mtbench: false and a proxy: section")
+        if not self.mtbench and self.proxy is None and self.pairwise is None:
+            raise ConfigError("mtbench: false leaves nothing to evaluate (add proxy: or pairwise:)")
+
+    @property
+    def needs_judge(self) -> bool:
+        return self.mtbench or self.pairwise is not None
+
+    @property
+    def judge_label(self) -> dict[str, Any]:
+        """Who judged, for summaries and lineage."""
+        if self.judge_api is not None:
+            j = self.judge_api
+            return {"name": j.name or j.model, "model": j.model, "endpoint": j.base_url, "rating": self.rating}
+        if self.judge is not None:
+            return {"name": self.judge.name, "model": self.judge.model, "rating": self.rating}
+        return {"name": None, "model": None, "rating": "proxy"}
+
+
+def load_eval_config(path: str, out: str | None = None, overrides: list[str] | None = None) -> EvalConfig:
+    """YAML file, then `--out`, then `key=value` overrides; validated before any work starts."""
+    data = apply_overrides(load_yaml(path), list(overrides or []))
+    if out:
+        data["out"] = out
+    cfg = build(EvalConfig, data, file=path)
+    if not cfg.out:
+        raise ConfigError(f"{path}: out: no output directory (set `out:` or pass --out)")
+    return cfg

@@ -1,0 +1,135 @@
+"""The config of `crowdselect experiment`: one crowd, the strategies to compare, the students, the seeds, and
+the training and evaluation settings every cell shares. Settings only; validated before any work starts
+(the shared `train:` and `eval:` sections are built into TrainConfig / EvalConfig for a sample cell).
+
+    crowd:      {run: runs/quickstart}                    # a finished `crowdselect run` folder, or
+                {input: [crowd.jsonl], config: crowd.yaml} # a crowd file and its crowd YAML (generators)
+    strategies: [{name: crowdselect, weights: [1, 1, 2]}, {name: random}, {name: ifd, strategy: ifd, ...}]
+    students:   [{name: smollm2, model: pkg:smollm2-135m-instruct}]
+    k, clusters, seeds, train: {...TrainConfig keys}, eval: {...EvalConfig keys but model}, parallel, out
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.select.config import STRATEGIES, EmbedderConfig
+
+
+@dataclass
+class CrowdSource:
+    run: str | None = None  # a finished `crowdselect run` folder (its config.yaml and run.json)
+    input: list[str] = field(default_factory=list)  # or crowd file(s): canonical / long / wide
+    config: str | None = None  # the crowd YAML naming the generators (with `input`)
+    format: str = "auto"
+
+    def validate(self) -> None:
+        if (self.run is None) == (not self.input):
+            raise ConfigError("give `run:` (a finished crowdselect run folder) or `input:` + `config:`")
+        if self.input and not self.config:
+            raise ConfigError("config: a crowd file needs its crowd YAML (the generators)")
+
+
+@dataclass
+class StrategySpec:
+    name: str  # row label in the results (e.g. crowdselect, random, difficulty-top-noquota)
+    strategy: str | None = None  # one of crowdselect's strategies; default: the name
+    weights: list[float] | None = None  # crowdselect's metric weights (difficulty, separability, stability)
+    cluster: bool = True  # the per-cluster quota
+    baselines: dict[str, Any] = field(default_factory=dict)  # ifd / direct-score / tags: the select config's
+
+    def validate(self) -> None:
+        if (self.strategy or self.name) not in STRATEGIES:
+            raise ConfigError(f"strategy: unknown {self.strategy or self.name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+@dataclass
+class StudentSpec:
+    name: str
+    model: str  # HF id, folder or pkg: alias
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of the shared `train:` (e.g. lora)
+
+
+@dataclass
+class ExperimentConfig:
+    crowd: CrowdSource
+    strategies: list[StrategySpec]
+    students: list[StudentSpec]
+    k: int = 1000
+    clusters: int = 10
+    seeds: list[int] = field(default_factory=lambda: [0])
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys shared by every cell
+    eval: dict[str, Any] = field(default_factory=dict)  # EvalConfig keys shared by every cell (no `model.model`)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    baseline: str = "random"  # the row every delta is taken against
+    parallel: int = 1  # cells at once (they are independent); 1 on a small machine
+    note: str | None = None  # printed at the top of results.md (e.g. what the scale means)
+    out: str | None = None
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def validate(self) -> None:
+        for key in ("strategies", "students", "seeds"):
+            names = [getattr(x, "name", x) for x in getattr(self, key)]
+            if not names:
+                raise ConfigError(f"{key}: list at least one")
+            if len(set(names)) != len(names):
+                raise ConfigError(f"{key}: names must be unique, got {names}")
+        if self.parallel < 1 or self.k < 1 or self.clusters < 1:
+            raise ConfigError("k, clusters and parallel must be >= 1")
+        if self.baseline not in [s.name for s in self.strategies]:
+            raise ConfigError(f"baseline: {self.baseline!r} is not one of the strategies")
+
+
+def cell_train_dict(cfg: ExperimentConfig, student: StudentSpec, data_path: str, out: str, seed: int) -> dict:
+    """The TrainConfig dict of one cell: shared settings, the student's overrides, its data and folder."""
+    data = copy.deepcopy(cfg.train)
+    for section, values in student.train.items():
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
+        else:
+            data[section] = values
+    data.setdefault("model", {})["name"] = student.model
+    data.setdefault("data", {}).update({"path": [data_path], "seed": seed})
+    data.update({"out": out, "seed": seed, "ray": {**data.get("ray", {}), **_ray(cfg)}})
+    return data
+
+
+def cell_eval_dict(cfg: ExperimentConfig, student: StudentSpec, model_dir: str, out: str) -> dict:
+    """The EvalConfig dict of one cell; a pairwise section without a baseline compares with the base student."""
+    data = copy.deepcopy(cfg.eval)
+    data["model"] = {**data.get("model", {}), "model": model_dir, "name": student.name}
+    pw = data.get("pairwise")
+    if isinstance(pw, dict) and not pw.get("baseline") and not pw.get("baseline_answers"):
+        answer = {k: v for k, v in data["model"].items() if k not in ("model", "name")}
+        pw["baseline"] = {**answer, "model": student.model, "name": f"{student.name} (base)"}
+    data.update({"out": out, "ray": {**data.get("ray", {}), **_ray(cfg)}})
+    return data
+
+
+def _ray(cfg: ExperimentConfig) -> dict:
+    return {k: v for k, v in {"address": cfg.ray.address, "num_cpus": cfg.ray.num_cpus,
+                              "temp_dir": cfg.ray.temp_dir}.items() if v is not None}
+
+
+def load_experiment_config(path: str, out: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """YAML, then `--out`, then `key=value` overrides; the shared train/eval sections are checked on a sample cell."""
+    from crowdselect.eval.config import EvalConfig
+    from crowdselect.train.config import TrainConfig
+
+    data = apply_overrides(load_yaml(path), list(overrides or []))
+    if out:
+        data["out"] = out
+    if isinstance(data.get("crowd"), dict) and isinstance(data["crowd"].get("input"), str):
+        data["crowd"]["input"] = [data["crowd"]["input"]]
+    cfg = build(ExperimentConfig, data, file=path)
+    if not cfg.out:
+        raise ConfigError(f"{path}: out: no output directory (set `out:` or pass --out)")
+    for student in cfg.students:
+        build(TrainConfig, cell_train_dict(cfg, student, "selected.jsonl", cfg.out, cfg.seeds[0]),
+              file=f"{path} (train:, student {student.name})")
+        build(EvalConfig, cell_eval_dict(cfg, student, "model", cfg.out), file=f"{path} (eval:)")
+    return cfg

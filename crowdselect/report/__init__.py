@@ -1,0 +1,1 @@
+"""report.html: one self-contained page for a select run, pipeline run or experiment."""

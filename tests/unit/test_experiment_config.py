@@ -1,0 +1,56 @@
+"""`crowdselect experiment` settings: the example configs load, per-cell train/eval configs, errors that name
+the key, and the Table-2 layout of the results (best bold, delta against random). Pure, fast."""
+
+from pathlib import Path
+
+import pytest
+
+from crowdselect.core.config import ConfigError
+from crowdselect.pipeline.experiment_config import cell_eval_dict, cell_train_dict, load_experiment_config
+from crowdselect.pipeline.experiment_results import aggregate, render_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_configs_load():
+    cpu = load_experiment_config(str(ROOT / "examples" / "experiment_cpu.yaml"))
+    assert [s.name for s in cpu.strategies] == ["crowdselect", "random", "difficulty-top"] and cpu.parallel == 1
+    paper = load_experiment_config(str(ROOT / "examples" / "experiment_paper.yaml"))
+    assert paper.k == 1000 and paper.clusters == 10 and len(paper.students) == 2
+
+
+def test_cell_configs_carry_student_data_seed_and_base_baseline():
+    cfg = load_experiment_config(str(ROOT / "examples" / "experiment_paper.yaml"))
+    student = cfg.students[1]
+    t = cell_train_dict(cfg, student, "sel/selected.jsonl", "cell/train", 2)
+    assert t["model"]["name"] == "Qwen/Qwen2.5-3B-Instruct" and t["data"]["path"] == ["sel/selected.jsonl"]
+    assert t["seed"] == 2 and t["data"]["seed"] == 2 and t["optim"]["warmup_steps"] == 150
+    e = cell_eval_dict(cfg, student, "cell/train/model", "cell/eval")
+    assert e["model"]["model"] == "cell/train/model"
+    assert e["pairwise"]["baseline"]["model"] == "Qwen/Qwen2.5-3B-Instruct"  # the untrained student
+    assert e["pairwise"]["baseline"]["backend"] == "vllm"  # answers the same way as the trained one
+
+
+def test_errors_name_the_key(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text("crowd: {run: r}\nstrategies: [{name: bogus}]\nstudents: [{name: s, model: m}]\nout: o\n")
+    with pytest.raises(ConfigError, match=r"e.yaml: strategies\[0\].strategy: unknown 'bogus'"):
+        load_experiment_config(str(path))
+    path.write_text("crowd: {run: r}\nstrategies: [{name: random}]\nstudents: [{name: s, model: m}]\nout: o\n"
+                    "train: {optim: {lr: -1}}\n")
+    with pytest.raises(ConfigError, match=r"optim.lr: must be > 0"):
+        load_experiment_config(str(path))
+
+
+def test_table_marks_best_and_delta_against_random():
+    cells = [{"status": "done", "strategy": {"name": n}, "student": {"name": "llama"},
+              "summary": {"mean": m, "by_turn": {"1": m + 1, "2": m - 1}}}
+             for n, m in (("random", 5.0), ("random", 5.5), ("crowdselect", 6.0), ("crowdselect", 6.4))]
+    cells.append({"status": "failed", "strategy": {"name": "ifd"}, "student": {"name": "llama"}})
+    rows = aggregate(cells, "random")
+    table = render_table(rows, "random")
+    lines = table.splitlines()
+    assert lines[0] == "| strategy | llama: MT-bench | llama: turn 1 | llama: turn 2 |"
+    assert lines[2].startswith("| random | 5.250 ± 0.354 |")
+    assert lines[3].startswith("| crowdselect | **6.200 ± 0.283** (+0.950) |")
+    assert len(lines) == 4  # the failed cell has no row
