@@ -5,6 +5,7 @@ batch, real small models), tests/e2e (local Ray, the CLI), tests/cluster (multi-
 """
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,14 +20,38 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "crow
 RAY_TMP = os.environ.setdefault("CROWDSELECT_RAY_TMP", "/tmp/rcs")
 
 
+def _layer(node) -> str:
+    return Path(str(node.fspath)).parent.name
+
+
 @pytest.fixture(scope="session")
 def ray_local():
-    """A local Ray cluster shared by the whole session (8 logical CPUs; may exceed the cores)."""
+    """A local Ray cluster shared by the whole session (8 logical CPUs; may exceed the cores).
+    Refused to tests/unit (see pytest_runtest_setup)."""
     import ray
 
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=8, _temp_dir=RAY_TMP, include_dashboard=False, log_to_driver=False)
     yield ray
+
+
+NO_RAY_IN_UNIT = "tests/unit must not start Ray: move this test to tests/stage or tests/e2e"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A unit test asking for the `ray_local` cluster errors before the cluster starts."""
+    if _layer(item) == "unit" and "ray_local" in item.fixturenames:
+        pytest.fail(f"{item.nodeid}: {NO_RAY_IN_UNIT}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_ray(request):
+    """A unit test that starts Ray by itself (ray.init, or Ray Data's implicit init) fails loudly."""
+    yield
+    if _layer(request.node) == "unit" and "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
+        pytest.fail(f"{request.node.nodeid}: {NO_RAY_IN_UNIT}", pytrace=False)
 
 
 @pytest.fixture
@@ -39,7 +64,7 @@ LAYERS = ("unit", "stage", "e2e", "cluster")
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        layer = Path(str(item.fspath)).parent.name
+        layer = _layer(item)
         if layer in LAYERS:
             item.add_marker(getattr(pytest.mark, layer))
     try:

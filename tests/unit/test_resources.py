@@ -1,6 +1,7 @@
-"""crowdselect.runtime.resources: config numbers -> Ray resource requests (pure), and Ray accepting them (local Ray).
+"""crowdselect.runtime.resources: config numbers -> Ray resource requests (pure; no cluster).
 
-tests/test_cluster_configs.py shows the autoscaler turning these requests into the right node types.
+tests/stage/test_resources_ray.py feeds them to a real local Ray; tests/unit/test_cluster_configs.py shows the
+autoscaler turning these requests into the right node types.
 """
 
 from __future__ import annotations
@@ -82,15 +83,3 @@ def test_plan_of_a_run_config():
     assert plan["reward:rm"] == {"CPU": 8.0, "GPU": 4.0, "accelerator_type:A100": 0.004}
     assert plan["embed"] == {"CPU": 2.0}
 
-
-def test_ray_data_accepts_the_kwargs(ray_local):
-    """The kwargs go straight into a real map_batches over an actor pool."""
-    import ray
-
-    class Double:
-        def __call__(self, batch):
-            return {"id": batch["id"] * 2}
-
-    res = R.for_actor_pool(replicas=2, num_cpus=1)
-    out = ray.data.range(20).map_batches(Double, batch_size=5, **res.map_batches_kwargs()).take_all()
-    assert sorted(r["id"] for r in out) == [2 * i for i in range(20)]
