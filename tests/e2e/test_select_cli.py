@@ -60,7 +60,15 @@ def test_clustered_selection_end_to_end_and_deterministic(ray_local, pool, tmp_p
     run = json.loads((out / "run.json").read_text())
     assert run["counts"]["input_rows"] == 2000 and run["counts"]["rejected_rows"] == 0
     assert run["kmeans"]["fit_rows"] == 2000
-    assert (out / "summary.txt").read_text().count("cluster") >= 1 and (out / "metrics.png").stat().st_size > 0
+    # summary.txt's cluster table: every cluster with its pool size and selected count, as scores.parquet has them
+    summary = (out / "summary.txt").read_text()
+    assert " ".join(summary.split()).count("input rows 2,000 = accepted 2,000 + rejected 0") == 1
+    assert "clusters (quota 10 each, remainder by score)" in summary
+    table = summary.split("  cluster      pool  selected\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    got = [tuple(int(x.replace(",", "")) for x in line.split()) for line in table]
+    assert got == [(int(c), int(sizes[c]), int(picked[c])) for c in sorted(sizes.index)]
+    assert len(got) == 6 and sum(n for _, n, _ in got) == 2000 and sum(p for _, _, p in got) == 60
+    assert (out / "metrics.png").stat().st_size > 0
     lf = json.loads((out / "exports/llamafactory/dataset_info.json").read_text())
     assert lf["crowdselect"]["formatting"] == "alpaca"
     assert pq.read_table(out / "exports/trl/train.parquet").num_rows == 60
