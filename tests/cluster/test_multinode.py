@@ -60,8 +60,11 @@ class LocalCluster:
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
         self.nodes: dict[str, subprocess.Popen] = {}
+        self.args: dict[str, list[str]] = {}
+        self.retried: set[str] = set()
 
     def _start(self, name: str, args: list[str]) -> None:
+        self.args[name] = args
         cmd = ["ray", "start", "--block", "--node-name", name, "--disable-usage-stats",
                "--dashboard-agent-listen-port", str(free_port()), *args]
         self.nodes[name] = subprocess.Popen(cmd, env=self.env, start_new_session=True,
@@ -78,6 +81,15 @@ class LocalCluster:
         # the same folder, each replacing it under the others' feet.
         self._start(name, ["--address", f"127.0.0.1:{self.gcs_port}", "--num-cpus", "2",
                            "--temp-dir", f"{self.tmp}_{name}", "--object-store-memory", str(200 * 1024**2)])
+
+    def restart_failed_starts(self) -> None:
+        """`ray start` gives up when its raylet takes over 30 s to register (a busy host): start such a node
+        once more, on the same ports."""
+        for name, proc in list(self.nodes.items()):
+            if proc.poll() is not None and name not in self.retried:
+                self.retried.add(name)
+                _signal_group(proc, signal.SIGKILL)  # whatever the failed start left in its process group
+                self._start(name, self.args[name])
 
     def alive(self) -> dict[str, str]:
         """node name -> node id of the nodes the GCS sees alive."""
@@ -96,6 +108,7 @@ class LocalCluster:
                     return seen
             except Exception as e:  # the state API can time out while the head is busy
                 seen = e
+            self.restart_failed_starts()
             if time.time() > deadline:
                 exits = {n: p.poll() for n, p in self.nodes.items()}
                 raise AssertionError(f"nodes {sorted(names)} not all up after {timeout}s: {seen!r}, exits {exits}")
@@ -138,7 +151,7 @@ def cluster():
     c = LocalCluster(tmp)
     try:
         c.start_head()
-        client = _wait_for_job_server(c.address)
+        client = _wait_for_job_server(c)
         c.add_worker("worker-1")
         c.add_worker("worker-2")
         c.wait_nodes({"head", "worker-1", "worker-2"})
@@ -147,19 +160,20 @@ def cluster():
         c.shutdown()
 
 
-def _wait_for_job_server(address: str, timeout: float = 180):
+def _wait_for_job_server(c: LocalCluster, timeout: float = 180):
     """The job server answers once the head's dashboard and its agent are up (slow on a busy host)."""
     from ray.job_submission import JobSubmissionClient
 
     deadline = time.time() + timeout * load_factor()
     while True:
         try:
-            client = JobSubmissionClient(address)
+            client = JobSubmissionClient(c.address)
             client.list_jobs()
             return client
         except Exception:
             if time.time() > deadline:
                 raise
+            c.restart_failed_starts()
             time.sleep(1)
 
 
