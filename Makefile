@@ -1,5 +1,8 @@
 # The README's quick start: `make quickstart` (set up + run the main job) and `make test` (set up + tests).
-.PHONY: venv quickstart select-example test bench
+.PHONY: venv quickstart select-example test test-fast bench
+
+# Extra pytest arguments, e.g. PYTEST_ARGS=--junitxml=report.xml (what .ci/run passes).
+PYTEST_ARGS ?=
 
 venv:
 	bash .ci/setup-venv
@@ -14,7 +17,12 @@ select-example: venv
 
 test: venv
 	.venv/bin/python -m ruff check crowdselect jobs tests bench
-	.venv/bin/python -m pytest tests
+	.venv/bin/python -m pytest tests $(PYTEST_ARGS)
+
+# The quick loop while editing: ruff + tests/unit (no Ray, no models; well under a minute).
+test-fast: venv
+	.venv/bin/python -m ruff check crowdselect jobs tests bench
+	.venv/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: venv
 	.venv/bin/python bench/select_bench.py --quick

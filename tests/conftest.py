@@ -5,6 +5,7 @@ batch, real small models), tests/e2e (local Ray, the CLI), tests/cluster (multi-
 """
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,14 +20,58 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "crow
 RAY_TMP = os.environ.setdefault("CROWDSELECT_RAY_TMP", "/tmp/rcs")
 
 
+def _layer(node) -> str:
+    return Path(str(node.fspath)).parent.name
+
+
 @pytest.fixture(scope="session")
 def ray_local():
-    """A local Ray cluster shared by the whole session (8 logical CPUs; may exceed the cores)."""
+    """A local Ray cluster shared by the whole session (8 logical CPUs; may exceed the cores).
+    Refused to tests/unit (see pytest_runtest_setup)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=8, _temp_dir=RAY_TMP, include_dashboard=False, log_to_driver=False)
+    # Ray gives a new raylet a fixed 30 s to register; on a busy host that can pass: try once more.
+    for attempt in (1, 2):
+        if ray.is_initialized():
+            break
+        try:
+            ray.init(address="local", num_cpus=8, _temp_dir=RAY_TMP, include_dashboard=False, log_to_driver=False)
+        except Exception as e:
+            if attempt == 2 or "timed out during startup" not in str(e):
+                raise
+            ray.shutdown()
+            _end_own_ray_processes()  # the failed start's GCS and raylet (children of this process)
     yield ray
+
+
+def _end_own_ray_processes() -> None:
+    import psutil
+
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if RAY_TMP in " ".join(proc.cmdline()):
+                proc.kill()
+        except psutil.Error:
+            continue
+
+
+NO_RAY_IN_UNIT = "tests/unit must not start Ray: move this test to tests/stage or tests/e2e"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A unit test asking for the `ray_local` cluster errors before the cluster starts."""
+    if _layer(item) == "unit" and "ray_local" in item.fixturenames:
+        pytest.fail(f"{item.nodeid}: {NO_RAY_IN_UNIT}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_ray(request):
+    """A unit test that starts Ray by itself (ray.init, or Ray Data's implicit init) fails loudly."""
+    yield
+    if _layer(request.node) == "unit" and "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
+        pytest.fail(f"{request.node.nodeid}: {NO_RAY_IN_UNIT}", pytrace=False)
 
 
 @pytest.fixture
@@ -39,7 +84,7 @@ LAYERS = ("unit", "stage", "e2e", "cluster")
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        layer = Path(str(item.fspath)).parent.name
+        layer = _layer(item)
         if layer in LAYERS:
             item.add_marker(getattr(pytest.mark, layer))
     try:

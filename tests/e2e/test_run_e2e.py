@@ -2,7 +2,7 @@
 
 The resume test kills the driver (SIGKILL, its whole process group) once the first generator's shards are
 written, reruns the same command, and checks: the selection equals an uninterrupted run's, no shard holds a
-row twice, the first generator's shards were not redone, and a failing row (a prompt over the second
+row twice, the first generator was not asked again (no engine built for it, no shard rewritten), and a failing row (a prompt over the second
 generator's max_model_len) is recorded with its error and counted, not lost.
 """
 
@@ -88,7 +88,7 @@ def test_uninterrupted_run_outputs_and_lineage(reference):
     assert len(selected) == 3 and run["crowd"] == {**run["crowd"], "instructions": 5, "excluded": 1}
 
 
-def test_killed_driver_resumes_to_the_same_selection(config, reference, tmp_path):
+def test_killed_driver_resumes_to_the_same_selection(config, reference, tmp_path, monkeypatch):
     out = tmp_path / "resumed"
     cmd = [sys.executable, "-m", "crowdselect.cli", "run", str(config), "--out", str(out)]
     env = {**os.environ, "CROWDSELECT_RAY_TMP": os.environ.get("CROWDSELECT_RAY_TMP", "/tmp/rcs") + "k"}
@@ -105,8 +105,20 @@ def test_killed_driver_resumes_to_the_same_selection(config, reference, tmp_path
     first = manifest(out, "generate/smol-short")
     assert not manifest(out, "generate/smol-long").get("complete") and not (out / "select").exists()
 
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "generate/smol-short").glob("shard-*.parquet")}
+    import crowdselect.generate as generate_pkg
+
+    asked, real_build = [], generate_pkg.build_generate
+
+    def build_generate(spec):  # the real engine, and a note of which generator it was built for
+        asked.append(spec.name)
+        return real_build(spec)
+
+    monkeypatch.setattr(generate_pkg, "build_generate", build_generate)
     assert cli.main(["run", str(config), "--out", str(out)]) == 0
+    assert asked == ["smol-long"], f"generators asked again on resume: {asked}"  # the finished one was not
     assert manifest(out, "generate/smol-short")["extra"]["written"] == first["extra"]["written"]  # not redone
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "generate/smol-short").glob("shard-*.parquet")} == kept
     assert (out / "select" / "selected.jsonl").read_text() == (reference / "select" / "selected.jsonl").read_text()
     for stage in ("generate/smol-short", "generate/smol-long", "reward/judge", "crowd"):
         keys = [(r[C.ID], r.get(C.MODEL)) for r in shard_rows(out, stage)]

@@ -15,12 +15,13 @@ from crowdselect.cli import main
 from crowdselect.crowd import synthetic
 
 SMALL_CROWD = [("a-1b", "a", 1), ("a-7b", "a", 7), ("b-2b", "b", 2), ("b-9b", "b", 9), ("c-3b", "c", 3)]
+N_POOL = 600  # 6 clusters of ~100: every quota of 10 is a real choice, and embedding stays seconds
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     d = tmp_path_factory.mktemp("pool")
-    rows = synthetic.canonical_rows(synthetic.sharegpt_instructions(2000), SMALL_CROWD, seed=3)
+    rows = synthetic.canonical_rows(synthetic.sharegpt_instructions(N_POOL), SMALL_CROWD, seed=3)
     synthetic.write_jsonl(d / "crowd.jsonl", rows)
     (d / "crowd.yaml").write_text(synthetic.crowd_yaml(SMALL_CROWD))
     return d, rows
@@ -49,7 +50,7 @@ def test_clustered_selection_end_to_end_and_deterministic(ray_local, pool, tmp_p
         assert s["messages"] == [{"role": "user", "content": s["instruction"]},
                                  {"role": "assistant", "content": s["response"]}]
     scores = pq.read_table(out / "scores.parquet").to_pandas()
-    assert len(scores) == 2000 and scores["selected"].sum() == 60
+    assert len(scores) == N_POOL and scores["selected"].sum() == 60
     assert set(scores.loc[scores.selected, "id"]) == {s["id"] for s in sel}
     sizes = scores.groupby("cluster").size()
     picked = scores[scores.selected].groupby("cluster").size().reindex(sizes.index, fill_value=0)
@@ -59,9 +60,17 @@ def test_clustered_selection_end_to_end_and_deterministic(ray_local, pool, tmp_p
         top = grp.sort_values(["score", "id"], ascending=[False, True]).head(10)
         assert top.selected.all()
     run = json.loads((out / "run.json").read_text())
-    assert run["counts"]["input_rows"] == 2000 and run["counts"]["rejected_rows"] == 0
-    assert run["kmeans"]["fit_rows"] == 2000
-    assert (out / "summary.txt").read_text().count("cluster") >= 1 and (out / "metrics.png").stat().st_size > 0
+    assert run["counts"]["input_rows"] == N_POOL and run["counts"]["rejected_rows"] == 0
+    assert run["kmeans"]["fit_rows"] == N_POOL
+    # summary.txt's cluster table: every cluster with its pool size and selected count, as scores.parquet has them
+    summary = (out / "summary.txt").read_text()
+    assert " ".join(summary.split()).count(f"input rows {N_POOL:,} = accepted {N_POOL:,} + rejected 0") == 1
+    assert "clusters (quota 10 each, remainder by score)" in summary
+    table = summary.split("  cluster      pool  selected\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    got = [tuple(int(x.replace(",", "")) for x in line.split()) for line in table]
+    assert got == [(int(c), int(sizes[c]), int(picked[c])) for c in sorted(sizes.index)]
+    assert len(got) == 6 and sum(n for _, n, _ in got) == N_POOL and sum(p for _, _, p in got) == 60
+    assert (out / "metrics.png").stat().st_size > 0
     lf = json.loads((out / "exports/llamafactory/dataset_info.json").read_text())
     assert lf["crowdselect"]["formatting"] == "alpaca"
     assert pq.read_table(out / "exports/trl/train.parquet").num_rows == 60

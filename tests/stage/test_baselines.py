@@ -77,27 +77,58 @@ def test_direct_score_is_a_0_to_5_rating():
     assert C.REWARD_MODEL not in out
 
 
-def test_tags_through_ray_actor_pool(ray_local):
+@pytest.fixture(scope="module")
+def reference_tags():
+    """What the Tags stage must give rows a and b, computed without it: each instruction alone (no batch, no
+    padding) in the TAGS_PROMPT chat template + "Tags:", greedy `model.generate` of plain transformers, its
+    new text parsed by `parse_tags` (whose rules tests/unit/test_reward_math.py and its doctests check)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from crowdselect.baselines.tags import parse_tags
+    from crowdselect.reward.prompts import TAGS_PREFIX, TAGS_PROMPT
+    from crowdselect.runtime.models import resolve_model
+
+    path = resolve_model(SMOL)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+    def expected(instruction: str, max_new_tokens: int) -> tuple[list[str], str]:
+        chat = [{"role": "user", "content": TAGS_PROMPT.format(instruction=instruction)}]
+        text = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) + TAGS_PREFIX
+        ids = torch.tensor([tok.encode(text, add_special_tokens=False)])
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
+        answer = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        return parse_tags(answer), answer
+
+    return expected
+
+
+def test_tags_through_ray_actor_pool(ray_local, reference_tags):
     import ray
 
     cfg = BaselinesConfig(tags=spec(max_new_tokens=16))
     rows = [{k: v[i] for k, v in ROWS.items()} for i in range(3)]
     got = {r[C.ID]: r for r in add_baseline(ray.data.from_items(rows), "tags", cfg).take_all()}
     assert sorted(got) == ["a", "b", "c"]
-    for rid in ("a", "b"):
+    for i, rid in enumerate(("a", "b")):
+        want, answer = reference_tags(ROWS[C.INSTRUCTION][i], 16)
         tags, err = list(got[rid][C.TAGS]), got[rid][C.error_column(C.TAGS)]
-        assert all(isinstance(t, str) and t == t.lower() and t.strip() for t in tags)
-        assert (err is None and 1 <= len(tags) <= 5) or (err and not tags)  # recorded, never dropped
+        assert tags == want, f"row {rid}: the judge answered {answer!r}"
+        # an answer with no usable tag is recorded with the answer quoted, never dropped
+        assert err == (None if want else f"no usable tag in the judge's answer {answer[:80]!r}")
     assert list(got["c"][C.TAGS]) == [] and got["c"][C.error_column(C.TAGS)] == "no instruction"
 
 
-def test_tagger_directly_matches_parse_of_its_generation():
+def test_tagger_directly_matches_an_independent_generation(reference_tags):
     tagger = Tagger(spec(max_new_tokens=10))
-    out = tagger({C.INSTRUCTION: ["Write a Python function that sorts a list."]})
-    text = tagger.tag_prompts([tagger.encoder.encode("Write a Python function that sorts a list.", "")])[0]
-    from crowdselect.baselines.tags import parse_tags
-
-    assert list(out[C.TAGS][0]) == parse_tags(text)
+    instruction = "Write a Python function that sorts a list."
+    out = tagger({C.INSTRUCTION: [instruction]})
+    want, answer = reference_tags(instruction, 10)
+    assert want, f"the judge gave no usable tag: {answer!r}"  # the case under test is a tagged row
+    assert list(out[C.TAGS][0]) == want and out[C.error_column(C.TAGS)][0] is None
 
 
 def test_missing_baseline_model_is_a_config_error():

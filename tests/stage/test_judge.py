@@ -86,18 +86,15 @@ def test_too_long_rows_are_recorded_or_truncated(judge):
     assert len(enc) <= 384 - 1 and judge.lm.tokenizer.decode(enc).endswith("Rating: [[")
 
 
-def test_bad_prompt_templates(judge):
+def test_bad_prompt_templates():
     with pytest.raises(ConfigError, match=r"lacks \{response\}"):
         JudgeScorer(judge_spec(judge_prompt="Rate this: {instruction}"))
     with pytest.raises(ConfigError, match=r"field \{0\} is not a name"):
         JudgeScorer(judge_spec(judge_prompt="{instruction} {response} {0}"))
-    # per-row templates: a bad one fails its row only
-    judge.prompt_column = "tpl"
-    try:
-        out = judge({C.INSTRUCTION: ["Q", "Q"], C.RESPONSE: ["A", "A"],
-                     "tpl": ["Q: {instruction} A: {response} Rate 1-10.", "{instruction} {response} {missing}"]})
-    finally:
-        judge.prompt_column = None
+    # per-row templates: a bad one fails its row only (a judge of its own: the shared fixture stays as it is)
+    per_row = JudgeScorer(judge_spec(), prompt_column="tpl")
+    out = per_row({C.INSTRUCTION: ["Q", "Q"], C.RESPONSE: ["A", "A"],
+                   "tpl": ["Q: {instruction} A: {response} Rate 1-10.", "{instruction} {response} {missing}"]})
     assert np.isfinite(out[C.REWARD][0]) and np.isnan(out[C.REWARD][1])
     assert out[C.REWARD_ERROR][1] == "prompt template field {missing} is not a column of the batch"
 

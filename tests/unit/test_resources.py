@@ -1,6 +1,7 @@
-"""crowdselect.runtime.resources: config numbers -> Ray resource requests (pure), and Ray accepting them (local Ray).
+"""crowdselect.runtime.resources: config numbers -> Ray resource requests (pure; no cluster).
 
-tests/test_cluster_configs.py shows the autoscaler turning these requests into the right node types.
+tests/stage/test_resources_ray.py feeds them to a real local Ray; tests/unit/test_cluster_configs.py shows the
+autoscaler turning these requests into the right node types.
 """
 
 from __future__ import annotations
@@ -103,15 +104,3 @@ def test_training_section_to_scaling_config_and_plan():
 
     assert R.plan_run(Cfg, s)["train"] == {"CPU": 32.0, "GPU": 4.0, "accelerator_type:H100": 0.004}
 
-
-def test_ray_data_accepts_the_kwargs(ray_local):
-    """The kwargs go straight into a real map_batches over an actor pool."""
-    import ray
-
-    class Double:
-        def __call__(self, batch):
-            return {"id": batch["id"] * 2}
-
-    res = R.for_actor_pool(replicas=2, num_cpus=1)
-    out = ray.data.range(20).map_batches(Double, batch_size=5, **res.map_batches_kwargs()).take_all()
-    assert sorted(r["id"] for r in out) == [2 * i for i in range(20)]
