@@ -16,7 +16,8 @@ minutes without a new log line or output file; the resubmit waits until the stop
 are gone, so the two jobs never overlap.
 
 The config is examples/quickstart.yaml made small (6 instructions, 8-token answers, k=3) so the three runs
-fit CI's time on a 2-core machine; the models, judge, embedder and code path are the quickstart's.
+fit CI's time on a 2-core machine; the pool, embedder and code path are the
+quickstart's, the crowd and judge are SmolLM2 (the quickstart's 1.5B models do not fit three raylets in 24 GB).
 """
 
 from __future__ import annotations
@@ -179,14 +180,22 @@ def _wait_for_job_server(c: LocalCluster, timeout: float = 180):
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> Path:
-    """examples/quickstart.yaml, small: same pool file, models, judge, embedder; fewer rows, shorter answers."""
+    """examples/quickstart.yaml, small: same pool file, embedder and code path; SmolLM2 crowd and judge."""
     cfg = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
     cfg["pool"]["path"] = str(ROOT / cfg["pool"]["path"])
     cfg["pool"].update(limit=6, shard_size=2)
+    # the quickstart's 1.5B models need ~6 GB each in fp32: three raylets on one 24 GB machine cannot hold
+    # them, so the crowd here is SmolLM2 in two roles (two "sizes" of one family) and it judges itself
+    smol = "pkg:smollm2-135m-instruct"
+    cfg["generators"] = [
+        {"name": "smol-a", "family": "smol", "size_b": 0.1, "model": smol, "backend": "hf"},
+        {"name": "smol-b", "family": "smol", "size_b": 0.2, "model": smol, "backend": "hf",
+         "sampling": {"temperature": 0.7, "seed": 1}},
+    ]
     for g in cfg["generators"]:
         g.update(max_tokens=8, batch_size=2)  # one batch per shard: shards finish one by one
-    for r in cfg["rewards"]:
-        r["max_length"] = 256
+    cfg["rewards"] = [{"name": "judge", "model": smol, "kind": "judge", "backend": "hf", "primary": True,
+                       "max_length": 256}]
     cfg["selection"].update(k=3, clusters=2)
     cfg["selection"].setdefault("kmeans", {})["n_init"] = 4
     cfg["progress"] = False
