@@ -80,7 +80,7 @@ def ingest_part(n: int, folder: Path) -> dict:
     import pyarrow.parquet as pq
 
     from crowdselect.crowd.config import InputConfig
-    from crowdselect.crowd.read import count_input_rows, read_crowd
+    from crowdselect.crowd.read import read_crowd
     from crowdselect.crowd.synthetic import PAPER_CROWD, rewards
     from crowdselect.generate.spec import GeneratorSpec
 
@@ -97,7 +97,7 @@ def ingest_part(n: int, folder: Path) -> dict:
     t_arrow = time.perf_counter() - t0
     t0 = time.perf_counter()
     ing = read_crowd(InputConfig(path=[str(path)]), gens)
-    acc = count_input_rows(ing.rows).accepted
+    acc = ing.counts.accepted
     t_ours = time.perf_counter() - t0
     assert acc == n, acc
     return {"n": n, "ours_s": t_ours, "arrow_s": t_arrow}

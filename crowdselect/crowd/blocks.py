@@ -55,6 +55,10 @@ def rejected_row(source: str, file: str, line: int, reason: str, raw: str, n: in
             **dict.fromkeys(MISSING, 0)}
 
 
+class _NeedsLines(Exception):
+    """The block holds something only the per-line parser can describe."""
+
+
 def parse_block(batch: pa.Table, fmt: str, known: list[str], layout: WideLayout) -> pa.Table:
     """A block of raw rows -> SCHEMA rows (canonical, partial long rows, or rejections), in input order."""
     n = batch.num_rows
@@ -172,27 +176,29 @@ def _answers(cols: pa.Table, fmt: str, known: list[str]):
     perm = pa.array((np.arange(n)[:, None] + np.arange(g)[None, :] * n).ravel())  # row-major from column-major
     resp = pa.concat_arrays([cols.column(2 + 2 * j).combine_chunks() for j in range(g)]).take(perm)
     rew = pa.concat_arrays([cols.column(3 + 2 * j).combine_chunks() for j in range(g)]).take(perm)
-    return np.repeat(np.arange(n), g), pa.array(known * n, pa.string()), resp, rew
-
-
-class _NeedsLines(Exception):
-    """The block holds something only the per-line parser can describe."""
+    models = pa.array(known, pa.string()).take(pa.array(np.tile(np.arange(g), n)))
+    return np.repeat(np.arange(n), g), models, resp, rew
 
 
 def _vector_rows(cols: pa.Table, batch: pa.Table, fmt: str, known: list[str], ambiguous_nulls: bool):
     """(indices of rows for the per-line parser, SCHEMA table of every other row)."""
-    n = cols.num_rows
     row, model, response, reward = _answers(cols, fmt, known)
+    flag, kind = _classify(cols, row, model, response, reward, fmt, known, ambiguous_nulls)
+    return np.flatnonzero(flag), _build(cols, batch, row, model, response, reward, flag, kind, fmt)
+
+
+def _classify(cols, row, model, response, reward, fmt, known, ambiguous_nulls) -> tuple[np.ndarray, np.ndarray]:
+    """(flag (n,): the row needs the per-line parser, kind (m,): 0 usable answer, else 1 + MISSING index)."""
+    n = cols.num_rows
     flag = _blank(cols.column(0)) | _blank(cols.column(1))
-    code = pc.index_in(model, value_set=pa.array(known, pa.string()))
-    code_np = pc.fill_null(code, -1).to_numpy()
-    flag |= np.bincount(row[code_np < 0], minlength=n) > 0  # null or unknown model
-    pairs = np.bincount(row * len(known) + np.maximum(code_np, 0), minlength=n * len(known)).reshape(n, -1)
+    code = pc.fill_null(pc.index_in(model, value_set=pa.array(known, pa.string())), -1).to_numpy()
+    flag |= np.bincount(row[code < 0], minlength=n) > 0  # null or unknown model
+    pairs = np.bincount(row * len(known) + np.maximum(code, 0), minlength=n * len(known)).reshape(n, -1)
     flag |= (pairs > 1).any(axis=1)  # a model answers twice
     rew = pc.fill_null(reward, np.nan).to_numpy(zero_copy_only=False).astype(float)
-    kind = np.zeros(len(row), np.int8)  # 0 usable, else 1 + index in MISSING
     resp_null = pc.is_null(response).to_numpy(zero_copy_only=False)
     empty = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(response)), 0), False)
+    kind = np.zeros(len(row), np.int8)  # the order of these lines is parse.missing_kind's precedence
     kind[np.isnan(rew)] = 1 + MISSING.index(NULL_REWARD)
     kind[empty.to_numpy(zero_copy_only=False)] = 1 + MISSING.index(EMPTY_RESPONSE)
     kind[resp_null] = 1 + MISSING.index(NULL_RESPONSE)
@@ -202,21 +208,26 @@ def _vector_rows(cols: pa.Table, batch: pa.Table, fmt: str, known: list[str], am
     flag |= np.bincount(row[suspect], minlength=n) > 0
     if fmt != "long":  # a long row is one answer of an id: missing answers are counted when ids merge
         flag |= np.bincount(row[kind == 0], minlength=n) < 2
+    return flag, kind
+
+
+def _build(cols, batch, row, model, response, reward, flag, kind, fmt) -> pa.Table:
+    """SCHEMA rows of the unflagged rows, with their usable answers (long: the one answer, as is)."""
+    n = cols.num_rows
     keep = np.flatnonzero(~flag)
     take = kind == 0 if fmt != "long" else np.ones(len(row), bool)
-    ans = np.flatnonzero(take & ~flag[row])
-    counts = np.bincount(row[ans], minlength=n)[keep]
+    ans = pa.array(np.flatnonzero(take & ~flag[row]))
+    counts = np.bincount(row[ans.to_numpy()], minlength=n)[keep]
     offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-    rewards = pc.if_else(pc.is_nan(reward), pa.scalar(None, pa.float64()), reward) if fmt == "long" else reward
-    ans_idx = pa.array(ans)
+    if fmt == "long":  # NaN is "no reward", as the per-line parser has it
+        reward = pc.if_else(pc.is_nan(reward), pa.scalar(None, pa.float64()), reward)
     k = pa.array(keep)
     file, line = batch.column(FILE).take(k), batch.column(LINE).take(k)
-    ids = pc.cast(cols.column(0).take(k), pa.string())
     out = {
-        C.ID: ids, C.INSTRUCTION: cols.column(1).take(k),
-        C.MODELS: pa.ListArray.from_arrays(offsets, model.take(ans_idx)),
-        C.RESPONSES: pa.ListArray.from_arrays(offsets, response.take(ans_idx)),
-        C.REWARDS: pa.ListArray.from_arrays(offsets, pc.cast(rewards, pa.float64()).take(ans_idx)),
+        C.ID: pc.cast(cols.column(0).take(k), pa.string()), C.INSTRUCTION: cols.column(1).take(k),
+        C.MODELS: pa.ListArray.from_arrays(offsets, model.take(ans)),
+        C.RESPONSES: pa.ListArray.from_arrays(offsets, response.take(ans)),
+        C.REWARDS: pa.ListArray.from_arrays(offsets, pc.cast(reward, pa.float64()).take(ans)),
         C.SOURCE: pc.binary_join_element_wise(file, pc.cast(line, pa.string()), ":"),
         C.ERROR: pa.nulls(len(keep), pa.string()), C.RAW: pa.nulls(len(keep), pa.string()),
         N_ROWS: pa.array(np.ones(len(keep), np.int64)), FILE: file, LINE: line,
@@ -224,7 +235,7 @@ def _vector_rows(cols: pa.Table, batch: pa.Table, fmt: str, known: list[str], am
     for j, m in enumerate(MISSING):
         out[m] = pa.array(np.bincount(row[kind == 1 + j], minlength=n)[keep] if fmt != "long"
                           else np.zeros(len(keep), np.int64))
-    return np.flatnonzero(flag), pa.table(out, schema=SCHEMA)
+    return pa.table(out, schema=SCHEMA)
 
 
 def _blank(a: pa.ChunkedArray) -> np.ndarray:

@@ -49,6 +49,8 @@ from crowdselect.crowd.parse import (
 )
 from crowdselect.generate.spec import GeneratorSpec
 
+READ_CPUS = 0.25  # a read task splits lines (or yields Parquet batches); the parse tasks do the work
+
 __all__ = ["N_ROWS", "RAW_LIMIT", "SCHEMA", "Ingested", "IngestCounts", "accepted", "count_input_rows",
            "parse_block", "read_crowd", "rejected"]
 
@@ -161,7 +163,9 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     parts = []
     for source, group in ((JsonLinesSource, json_files), (ParquetRowsSource, parquet_files)):
         if group:
-            raw = ray.data.read_datasource(source(group, lines_per_block=cfg.lines_per_block))
+            # reads are not fused with the parse: a file is read by one task, its blocks parsed by many
+            raw = ray.data.read_datasource(source(group, lines_per_block=cfg.lines_per_block),
+                                           ray_remote_args={"num_cpus": READ_CPUS})
             parts.append(raw.map_batches(parse_block, batch_format="pyarrow", batch_size=None,
                                          fn_kwargs={"fmt": fmt, "known": names, "layout": cfg.wide}))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
