@@ -111,7 +111,7 @@ def _read_json(batch: pa.Table, fmt: str, known: list[str], layout: WideLayout) 
     opts = pj.ParseOptions(explicit_schema=_schema(fmt, known, layout), unexpected_field_behavior="ignore")
     try:
         table = pj.read_json(pa.BufferReader(buf), parse_options=opts,
-                             read_options=pj.ReadOptions(block_size=max(1 << 22, 2 * longest)))
+                             read_options=pj.ReadOptions(block_size=max(1 << 22, 2 * longest), use_threads=False))
     except (pa.ArrowException, ValueError):
         return None  # some line is not JSON, or a value has another type: the per-line parser says which
     return table if table.num_rows == batch.num_rows else None
