@@ -1,18 +1,25 @@
 """Read a crowd pool (canonical, long or wide; JSONL or Parquet) into canonical rows on Ray Data.
 
-`read_crowd(input_cfg, generators)` returns one materialised Dataset where every input row is accounted for:
-accepted rows have `error` null; rejected rows carry the reason, their `source` (FILE:LINE) and the raw
-text. `n_rows` counts the input rows behind a row (1, or the lines of one id in a long table), so
-accepted + rejected input rows == rows read. Duplicate ids keep their first occurrence (file order, then
-line) and reject the later ones.
+`read_crowd(input_cfg, generators, then=None)` returns one materialised Dataset where every input row is
+accounted for: accepted rows have `error` null; rejected rows carry the reason, their `source` (FILE:LINE)
+and the raw text. `n_rows` counts the input rows behind a row (1, or the lines of one id in a long table),
+so accepted + rejected input rows == rows read. Duplicate ids keep their first occurrence (file order, then
+line) and reject the later ones. Missing answers (crowd/parse.py) are counted per accepted row.
+
+Passes over the data: one read + parse (+ `then`, fused into the same tasks, so the caller's per-row work
+needs no pass of its own), materialised once; one pass that returns each block's counts and accepted ids
+(duplicates are found on the driver); a third only when there are duplicate ids. Long tables add the
+group-by-id merge.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -24,97 +31,56 @@ from crowdselect.core import storage
 from crowdselect.core.errors import UserError
 from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
 from crowdselect.core.records import (
-    ERROR,
     FILE,
     JSON_SUFFIXES,
     LINE,
     READ_ERRORS,
-    TEXT,
     display_path,
     first_record,
     list_data_files,
     split_by_kind,
 )
-from crowdselect.crowd.config import InputConfig, WideLayout
+from crowdselect.crowd.blocks import N_ROWS, RAW_LIMIT, SCHEMA, parse_block, rejected_row
+from crowdselect.crowd.config import InputConfig
 from crowdselect.crowd.parse import (
-    RowError,
-    detect_format,
+    MISSING,
+    CrowdRowError,
+    detect_crowd_format,
     merge_long,
-    parse_canonical,
-    parse_long,
-    parse_wide,
     wide_missing_columns,
     wide_unlisted_generators,
 )
 from crowdselect.generate.spec import GeneratorSpec
 
-N_ROWS = "n_rows"
 CROWD_SUFFIXES = (*JSON_SUFFIXES, ".parquet")
-RAW_LIMIT = 2000  # characters of a rejected row kept in rejected.jsonl
+READ_CPUS = 0.25  # a read task splits lines (or yields Parquet batches); the parse tasks do the work
 
-SCHEMA = pa.schema([
-    (C.ID, pa.string()), (C.INSTRUCTION, pa.string()), (C.MODELS, pa.list_(pa.string())),
-    (C.RESPONSES, pa.list_(pa.string())), (C.REWARDS, pa.list_(pa.float64())), (C.SOURCE, pa.string()),
-    (C.ERROR, pa.string()), (C.RAW, pa.string()), (N_ROWS, pa.int64()), (FILE, pa.string()),
-    (LINE, pa.int64()),
-])
+__all__ = ["N_ROWS", "RAW_LIMIT", "SCHEMA", "Ingested", "IngestCounts", "accepted", "count_input_rows",
+           "parse_block", "read_crowd", "rejected"]
+
+
+@dataclass
+class IngestCounts:
+    accepted: int = 0  # instructions
+    accepted_rows: int = 0  # input rows behind them
+    rejected: int = 0  # rejected records
+    rejected_rows: int = 0
+    missing: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MISSING, 0))  # in accepted rows
+
+    def add(self, other: IngestCounts) -> None:
+        for k in ("accepted", "accepted_rows", "rejected", "rejected_rows"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        for k in MISSING:
+            self.missing[k] += other.missing[k]
 
 
 @dataclass
 class Ingested:
-    rows: ray.data.Dataset  # SCHEMA; accepted rows have error == null
+    rows: ray.data.Dataset  # SCHEMA's bookkeeping columns (+ whatever `then` makes); accepted: error null
     format: str
     files: list[str]
     file_order: dict[str, int]  # displayed file name -> position in `files` (orders rows for reports)
-
-
-def _rejected(source: str, file: str, line: int, reason: str, raw: str, n: int = 1) -> dict:
-    return {C.ID: None, C.INSTRUCTION: None, C.MODELS: None, C.RESPONSES: None, C.REWARDS: None,
-            C.SOURCE: source, C.ERROR: reason, C.RAW: raw[:RAW_LIMIT], N_ROWS: n, FILE: file, LINE: line}
-
-
-def parse_block(batch: pa.Table, fmt: str, known: list[str], layout: WideLayout) -> pa.Table:
-    """A block of raw rows -> SCHEMA rows (canonical, partial long rows, or rejections)."""
-    files = batch.column(FILE).to_pylist()
-    lines = batch.column(LINE).to_pylist()
-    errors = batch.column(ERROR).to_pylist() if ERROR in batch.column_names else [None] * len(files)
-    if TEXT in batch.column_names:
-        raws = batch.column(TEXT).to_pylist()
-        objs = None
-    else:
-        objs = batch.drop_columns([c for c in (FILE, LINE, ERROR) if c in batch.column_names]).to_pylist()
-        raws = None
-    known_set = set(known)
-    out = []
-    for i, (file, line) in enumerate(zip(files, lines, strict=True)):
-        source = f"{file}:{line}"
-        raw = raws[i] if raws is not None else None
-        try:
-            if errors[i] is not None:  # a line the reader could not use (invalid UTF-8, corrupt file)
-                raise RowError(errors[i])
-            if objs is not None:
-                obj = objs[i]
-            else:
-                try:
-                    obj = json.loads(raw)
-                except json.JSONDecodeError as e:
-                    raise RowError(f"invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise RowError(f"expected a JSON object, got {type(obj).__name__}")
-            if fmt == "canonical":
-                row = parse_canonical(obj, known_set)
-            elif fmt == "long":
-                row = parse_long(obj, known_set)
-            else:
-                row = parse_wide(obj, layout, known)
-        except RowError as e:
-            if raw is None:
-                raw = json.dumps(objs[i], default=str) if objs is not None and errors[i] is None else ""
-            out.append(_rejected(source, file, line, str(e), raw))
-            continue
-        row.update({C.SOURCE: source, C.ERROR: None, C.RAW: None, N_ROWS: 1, FILE: file, LINE: line})
-        out.append(row)
-    return pa.Table.from_pylist(out, schema=SCHEMA)
+    counts: IngestCounts = field(default_factory=IngestCounts)
 
 
 def merge_long_group(group: pa.Table, known: list[str], file_order: dict[str, int]) -> pa.Table:
@@ -126,11 +92,11 @@ def merge_long_group(group: pa.Table, known: list[str], file_order: dict[str, in
         row = merge_long(parts, set(known))
         row.update({C.SOURCE: first[C.SOURCE], C.ERROR: None, C.RAW: None, N_ROWS: len(parts),
                     FILE: first[FILE], LINE: first[LINE]})
-    except RowError as e:
+    except CrowdRowError as e:
         lines = ", ".join(str(p[LINE]) for p in parts)
         raw = json.dumps([{k: p[k] for k in (C.MODELS, C.REWARDS)} for p in parts])
-        row = _rejected(first[C.SOURCE], first[FILE], first[LINE], f"{e} (id '{first[C.ID]}', lines {lines})",
-                        raw, n=len(parts))
+        row = rejected_row(first[C.SOURCE], first[FILE], first[LINE], f"{e} (id '{first[C.ID]}', lines {lines})",
+                           raw, n=len(parts))
     return pa.Table.from_pylist([row], schema=SCHEMA)
 
 
@@ -158,7 +124,7 @@ def resolve_format(cfg: InputConfig, files: list[str], generators: list[str]) ->
         if first is None:
             raise UserError(f"{display_path(files[0])}: cannot detect the pool format (no readable JSON "
                             "object in the first rows); set input.format")
-        fmt = detect_format(first)
+        fmt = detect_crowd_format(first)
     if fmt == "wide":
         for f in files:
             record, names = _first_record(f)
@@ -176,8 +142,13 @@ def resolve_format(cfg: InputConfig, files: list[str], generators: list[str]) ->
     return fmt
 
 
-def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec]) -> Ingested:
-    """Read, parse, merge (long), de-duplicate; every input row ends as accepted or rejected."""
+def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
+               then: Callable[[pa.Table], pa.Table] | None = None) -> Ingested:
+    """Read, parse, merge (long), de-duplicate; every input row ends as accepted or rejected.
+
+    `then` (optional) maps each block of SCHEMA rows to the caller's rows in the same tasks; it must keep
+    id, instruction, source, error, raw, n_rows, _file, _line and the MISSING columns.
+    """
     if not cfg.path:
         raise UserError("no input: give --input PATH or input.path in the config")
     listing = list_data_files(cfg.path, CROWD_SUFFIXES, what="crowd")
@@ -190,7 +161,9 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec]) -> Ingested:
     parts = []
     for source, group in ((JsonLinesSource, json_files), (ParquetRowsSource, parquet_files)):
         if group:
-            raw = ray.data.read_datasource(source(group, lines_per_block=cfg.lines_per_block))
+            # reads are not fused with the parse: a file is read by one task, its blocks parsed by many
+            raw = ray.data.read_datasource(source(group, lines_per_block=cfg.lines_per_block),
+                                           ray_remote_args={"num_cpus": READ_CPUS})
             parts.append(raw.map_batches(parse_block, batch_format="pyarrow", batch_size=None,
                                          fn_kwargs={"fmt": fmt, "known": names, "layout": cfg.wide}))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
@@ -200,34 +173,77 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec]) -> Ingested:
         merged = accepted(ds).groupby(C.ID).map_groups(
             merge_long_group, batch_format="pyarrow", fn_kwargs={"known": names, "file_order": file_order})
         ds = merged.sort(C.ID).union(rejected(ds))  # sorted: the row order after a shuffle is not fixed
-    else:
-        ds = reject_duplicates(ds.materialize(), file_order)
-    return Ingested(ds.materialize(), fmt, files, file_order)
+    if then is not None:
+        ds = ds.map_batches(then, batch_format="pyarrow", batch_size=None)
+    ds = ds.materialize()
+    counts, ids = block_stats(ds)
+    dups = duplicate_ids(ids)
+    if dups:
+        ds = reject_duplicates(ds, dups, file_order).materialize()
+        counts, _ = block_stats(ds)
+    return Ingested(ds, fmt, files, file_order, counts)
 
 
-def reject_duplicates(ds: ray.data.Dataset, file_order: dict[str, int]) -> ray.data.Dataset:
+def block_stats(ds: ray.data.Dataset) -> tuple[IngestCounts, pa.Array]:
+    """Counts of a parsed dataset and the ids of its accepted rows (in block order), in one pass."""
+    refs = ds.map_batches(_stats_block, batch_format="pyarrow", batch_size=None).to_arrow_refs()
+    total, ids = IngestCounts(), []
+    for t in ray.get(refs):
+        for r in t.drop_columns(["ids"]).to_pylist():
+            total.add(IngestCounts(r["acc"], r["acc_rows"], r["rej"], r["rej_rows"], {m: r[m] for m in MISSING}))
+        ids += [c.flatten() for c in t.column("ids").chunks]
+    return total, pa.concat_arrays(ids) if ids else pa.array([], pa.string())
+
+
+def _stats_block(batch: pa.Table) -> pa.Table:
+    ok = pc.is_null(batch.column(C.ERROR))
+    n = batch.column(N_ROWS)
+    acc = pc.sum(pc.cast(ok, pa.int64())).as_py() or 0
+    stats = {"acc": [acc], "acc_rows": [pc.sum(pc.if_else(ok, n, 0)).as_py() or 0],
+             "rej": [batch.num_rows - acc], "rej_rows": [pc.sum(pc.if_else(ok, 0, n)).as_py() or 0]}
+    for m in MISSING:
+        stats[m] = [pc.sum(pc.if_else(ok, batch.column(m), 0)).as_py() or 0]
+    ids = pc.cast(batch.column(C.ID).filter(ok), pa.string()).combine_chunks()
+    stats["ids"] = pa.ListArray.from_arrays(pa.array([0, len(ids)], pa.int32()), ids)
+    return pa.table(stats)
+
+
+def duplicate_ids(ids: pa.Array) -> list[str]:
+    """Ids that occur more than once (sorted); cheap when there are none (the usual case)."""
+    if len(pc.unique(ids)) == len(ids):
+        return []
+    vc = pc.value_counts(ids)
+    dup = vc.field("values").filter(pc.greater(vc.field("counts"), 1))
+    return sorted(dup.to_pylist())
+
+
+def reject_duplicates(ds: ray.data.Dataset, dup_ids: list[str], file_order: dict[str, int]) -> ray.data.Dataset:
     """Keep the first row of every id (file order, then line); later rows become 'duplicate id' rejections."""
-    counts = ds.select_columns([C.ID]).filter(expr=col(C.ID).is_not_null()).groupby(C.ID).count()
-    dup_ids = {r[C.ID] for r in counts.filter(expr=col("count()") > 1).take_all()}
-    if not dup_ids:
-        return ds
-    hits = ds.filter(expr=col(C.ID).is_in(sorted(dup_ids))).select_columns([C.ID, C.SOURCE, FILE, LINE]).take_all()
+    hits = ds.filter(expr=col(C.ID).is_in(dup_ids) & col(C.ERROR).is_null()).select_columns(
+        [C.ID, C.SOURCE, FILE, LINE]).take_all()
     first: dict[str, tuple] = {}
     for h in hits:
         key = (file_order[h[FILE]], h[LINE])
         if h[C.ID] not in first or key < first[h[C.ID]][0]:
             first[h[C.ID]] = (key, h[C.SOURCE])
-    keep = {v[1] for v in first.values()}
     firsts = {k: v[1] for k, v in first.items()}
+    keep = set(firsts.values())
+    dup_set = pa.array(dup_ids, pa.string())
 
     def mark(batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        for r in rows:
-            if r[C.ID] in dup_ids and r[C.SOURCE] not in keep and r[C.ERROR] is None:
-                raw = json.dumps({C.ID: r[C.ID], C.INSTRUCTION: r[C.INSTRUCTION]})
-                r.update(_rejected(r[C.SOURCE], r[FILE], r[LINE],
-                                   f"duplicate id '{r[C.ID]}' (first at {firsts[r[C.ID]]})", raw))
-        return pa.Table.from_pylist(rows, schema=SCHEMA)
+        hit = pc.fill_null(pc.and_(pc.is_in(batch.column(C.ID), value_set=dup_set), pc.is_null(batch.column(C.ERROR))),
+                           False).to_numpy(zero_copy_only=False)
+        idx = [i for i in np.flatnonzero(hit) if batch.column(C.SOURCE)[int(i)].as_py() not in keep]
+        if not idx:
+            return batch
+        errors = batch.column(C.ERROR).to_pylist()
+        raws = batch.column(C.RAW).to_pylist()
+        for i in idx:
+            rid = batch.column(C.ID)[int(i)].as_py()
+            errors[i] = f"duplicate id '{rid}' (first at {firsts[rid]})"
+            raws[i] = json.dumps({C.ID: rid, C.INSTRUCTION: batch.column(C.INSTRUCTION)[int(i)].as_py()})[:RAW_LIMIT]
+        batch = batch.set_column(batch.schema.get_field_index(C.ERROR), C.ERROR, pa.array(errors, pa.string()))
+        return batch.set_column(batch.schema.get_field_index(C.RAW), C.RAW, pa.array(raws, pa.string()))
 
     return ds.map_batches(mark, batch_format="pyarrow", batch_size=None)
 
@@ -240,20 +256,6 @@ def rejected(rows: ray.data.Dataset) -> ray.data.Dataset:
     return rows.filter(expr=col(C.ERROR).is_not_null())
 
 
-def count_input_rows(rows: ray.data.Dataset) -> tuple[int, int, int, int]:
-    """(accepted instructions, accepted input rows, rejected records, rejected input rows)."""
-    stats = rows.map_batches(_count_block, batch_format="pyarrow", batch_size=None).take_all()
-    acc = sum(s["acc"] for s in stats)
-    acc_rows = sum(s["acc_rows"] for s in stats)
-    rej = sum(s["rej"] for s in stats)
-    rej_rows = sum(s["rej_rows"] for s in stats)
-    return acc, acc_rows, rej, rej_rows
-
-
-def _count_block(batch: pa.Table) -> pa.Table:
-    ok = pc.is_null(batch.column(C.ERROR))
-    n = batch.column(N_ROWS)
-    acc_rows = pc.sum(pc.if_else(ok, n, 0)).as_py() or 0
-    rej_rows = pc.sum(pc.if_else(ok, 0, n)).as_py() or 0
-    acc = pc.sum(pc.cast(ok, pa.int64())).as_py() or 0
-    return pa.table({"acc": [acc], "acc_rows": [acc_rows], "rej": [batch.num_rows - acc], "rej_rows": [rej_rows]})
+def count_input_rows(rows: ray.data.Dataset) -> IngestCounts:
+    """Counts of a parsed dataset: accepted instructions and input rows, rejected records and input rows."""
+    return block_stats(rows)[0]

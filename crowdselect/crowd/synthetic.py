@@ -77,3 +77,27 @@ def canonical_rows(instructions: list[str], generators=PAPER_CROWD, seed: int = 
 
 def write_jsonl(path: str | Path, rows: list[dict]) -> None:
     Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def write_canonical_jsonl(path: str | Path, n: int, generators=PAPER_CROWD, seed: int = 0,
+                          chunk: int = 50_000) -> None:
+    """A canonical crowd of n rows streamed to JSONL in chunks (memory bounded by `chunk`, not n).
+
+    Instructions are ShareGPT first turns (cycled, numbered so every row is distinct) when the package is
+    installed, else numbered placeholders; ids are ex000000, ex000001, ...
+    """
+    try:
+        texts = sharegpt_instructions(min(n, 20_000))
+    except ImportError:
+        texts = []
+    texts = texts or ["Explain the idea behind this question."]
+    R = rewards(n, generators, seed)
+    with open(path, "w") as f:
+        for start in range(0, n, chunk):
+            rows = []
+            for i in range(start, min(n, start + chunk)):
+                text = texts[i % len(texts)] + (f" (#{i})" if i >= len(texts) else "")
+                rows.append(json.dumps({"id": f"ex{i:06d}", "instruction": text, "responses": [
+                    {"model": g, "response": f"[{g}] answer to #{i}", "reward": round(float(R[i, j]), 6)}
+                    for j, (g, _, _) in enumerate(generators)]}, ensure_ascii=False))
+            f.write("\n".join(rows) + "\n")

@@ -4,14 +4,22 @@
     -> write (scores.parquet/, selected.jsonl, exports/, rejected.jsonl, run.json, summary.txt, metrics.png)
 
 Every stage is a Ray Data `map_batches` over blocks (memory bounded by the block size); only small things
-reach the driver: sketches, k-means centres, and each block's best k rows per cluster. Ray resources
-(actor pool size, GPUs) are set here, from config; the math lives in the pure modules.
+reach the driver: counts and ids, sketches, k-means centres, and each block's best k rows per cluster. Ray
+resources (actor pool size, GPUs) are set here, from config; the math lives in the pure modules.
+
+Passes over the data without clustering (no rejects, no duplicate ids): 1. read + parse + metrics, fused in
+one task per block and materialised (the only copy of the pool: one row of metrics and the best answer per
+instruction; the answer lists are never stored); 2. counts + ids (duplicate check); 3. quantile sketches;
+4. score + each block's candidates (scores not stored); 5. score again + write scores.parquet. Rejects add
+one pass to report them, duplicates two; clustering adds the embedding (materialised), the k-means passes,
+and stores the scores (their nearest-centre step is worth keeping for its three readers).
 """
 
 from __future__ import annotations
 
 import pickle
 import sys
+from functools import partial
 
 import numpy as np
 import ray
@@ -26,7 +34,9 @@ from crowdselect.core.errors import UserError
 from crowdselect.core.paths import OutDirLock, remove_outputs
 from crowdselect.core.records import FILE, LINE
 from crowdselect.core.rejects import REJECTS_FILE, Reject, write_rejects
-from crowdselect.crowd.read import accepted, count_input_rows, read_crowd, rejected
+from crowdselect.crowd.blocks import N_ROWS
+from crowdselect.crowd.parse import MISSING
+from crowdselect.crowd.read import accepted, read_crowd, rejected
 from crowdselect.report.html import write_report
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import for_spec, plan
@@ -38,7 +48,13 @@ from crowdselect.select.normalize import QuantileSketch, fit_quantiles, merge_al
 from crowdselect.select.outputs import selected_records, write_json, write_selected
 from crowdselect.select.report import summarise
 from crowdselect.select.selection import global_select, quota_select
-from crowdselect.select.stages import candidates_block, compute_metrics, score_block, sketch_block
+from crowdselect.select.stages import (
+    METRIC_COLUMNS,
+    candidates_block,
+    metrics_block,
+    score_block,
+    sketch_block,
+)
 
 MAX_PRINTED_PROBLEMS = 1000
 
@@ -75,11 +91,15 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     sizes = [g.size_b for g in cfg.generators]
     sel = cfg.selection
 
-    with log.stage("ingest", timer):
-        ing = read_crowd(cfg.input, cfg.generators)
-        n_acc, acc_rows, n_rej, rej_rows = count_input_rows(ing.rows)
+    with log.stage("ingest", timer):  # read + parse + metrics in one pass, then the duplicate-id check
+        keep = [C.ERROR, C.RAW, N_ROWS, FILE, LINE, *MISSING, C.MODELS, C.REWARDS]  # rewards: summary
+        ing = read_crowd(cfg.input, cfg.generators, then=partial(
+            metrics_block, generators=names, families=families, sizes=sizes, keep=keep))
+    c = ing.counts
+    n_acc, acc_rows, n_rej, rej_rows = c.accepted, c.accepted_rows, c.rejected, c.rejected_rows
     counts = {"input_rows": acc_rows + rej_rows, "accepted_rows": acc_rows, "accepted_instructions": n_acc,
-              "rejected_rows": rej_rows, "rejected_records": n_rej}
+              "rejected_rows": rej_rows, "rejected_records": n_rej,
+              "missing_answers": {m.removeprefix("missing_"): c.missing[m] for m in MISSING}}
     log.say(f"read {counts['input_rows']:,} input rows ({ing.format} format): {acc_rows:,} accepted, "
         f"{rej_rows:,} rejected")
     if n_rej:
@@ -87,10 +107,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     if n_acc == 0:
         raise UserError("no usable rows in the input")
 
-    with log.stage("metrics", timer, rows=n_acc):
-        metrics_ds = accepted(ing.rows).map_batches(
-            compute_metrics, batch_format="pyarrow",
-            fn_kwargs={"generators": names, "families": families, "sizes": sizes}).materialize()
+    metrics_ds = (accepted(ing.rows) if n_rej else ing.rows).select_columns(METRIC_COLUMNS)  # lazy: fused
     if sel.strategy in STRATEGY_COLUMNS:
         field, column = STRATEGY_COLUMNS[sel.strategy]
         with log.stage(f"baseline {field}", timer, rows=n_acc):
@@ -110,11 +127,12 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
         with log.stage("kmeans", timer, rows=n_acc):
             centers, kinfo = cluster(base, cfg)
 
-    with log.stage("score", timer, rows=n_acc):
-        scored = base.map_batches(score_block, batch_format="pyarrow", fn_kwargs={
-            "quantiles": quantiles, "strategy": sel.strategy, "weights": sel.weights, "seed": sel.seed,
-            "use_stability": use_stability, "centers": centers}).materialize()
-    with log.stage("select", timer, rows=n_acc):
+    scored = base.map_batches(score_block, batch_format="pyarrow", fn_kwargs={
+        "quantiles": quantiles, "strategy": sel.strategy, "weights": sel.weights, "seed": sel.seed,
+        "use_stability": use_stability, "centers": centers})
+    with log.stage("score + select", timer, rows=n_acc):
+        if clustering:
+            scored = scored.materialize()
         if sel.strategy == "tags":
             chosen = choose_by_tags(scored, sel.k)
         else:
@@ -124,7 +142,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
         written = write_selected(cfg.out, records)
         write_scores(scored, {r[C.ID] for r in records}, cfg.out)
 
-    decisions = describe_decisions(cfg, use_stability, defined, n_acc, len(records))
+    decisions = describe_decisions(cfg, use_stability, defined, n_acc, len(records), counts["missing_answers"])
     summary = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined,
                         crowd=accepted(ing.rows))
     run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
@@ -217,19 +235,26 @@ def choose_by_tags(scored: ray.data.Dataset, k: int) -> list[dict]:
 
 def write_scores(scored: ray.data.Dataset, selected_ids: set[str], out: str) -> None:
     import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chosen = pa.array(sorted(selected_ids), pa.string())
 
     def flag(batch: pa.Table) -> pa.Table:
-        ids = batch.column(C.ID).to_pylist()
         batch = batch.drop_columns([c for c in (C.INSTRUCTION, C.BEST_RESPONSE) if c in batch.column_names])
-        return batch.append_column(C.SELECTED, pa.array([i in selected_ids for i in ids], pa.bool_()))
+        return batch.append_column(C.SELECTED, pc.is_in(batch.column(C.ID), value_set=chosen))
 
     target = storage.join(out, "scores.parquet")
     storage.delete_dir(target)
     scored.map_batches(flag, batch_format="pyarrow").write_parquet(target)
 
 
-def describe_decisions(cfg: SelectConfig, use_stability: bool, defined: dict, n: int, n_selected: int) -> list[str]:
+def describe_decisions(cfg: SelectConfig, use_stability: bool, defined: dict, n: int, n_selected: int,
+                       missing: dict[str, int] | None = None) -> list[str]:
     notes = []
+    if missing and sum(missing.values()):
+        kinds = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in missing.items() if v)
+        notes.append(f"{sum(missing.values()):,} missing answer(s) in accepted rows ({kinds}): left out of the "
+                     "metrics and never chosen as the best answer")
     undefined = n - defined[C.STABILITY]
     if cfg.selection.strategy == "crowdselect":
         if not use_stability:

@@ -4,6 +4,7 @@ Each takes a pyarrow Table and returns one; all math is delegated to the pure mo
 normalize, kmeans, selection). The wiring (which stage runs where, with what resources) is in select_job.py.
 
     compute_metrics : canonical rows        -> metric rows (metrics + best answer)
+    metrics_block   : ingested rows         -> metric rows, rejected rows passed through (fused into ingest)
     sketch_block    : metric rows           -> one row of serialized quantile sketches
     score_block     : metric rows (+embed)  -> + q_* columns, score, cluster
     candidates_block: scored rows           -> the block's best k rows of every cluster
@@ -61,6 +62,27 @@ def compute_metrics(batch: pa.Table, generators: list[str], families: list[str],
         C.BEST_RESPONSE: best_response, C.BEST_REWARD: R[rows, best],
         C.RESPONSE_CHARS: pc.utf8_length(best_response).cast(pa.float64()),
     })
+
+
+def metrics_block(batch: pa.Table, generators: list[str], families: list[str], sizes: list[float],
+                  keep: list[str]) -> pa.Table:
+    """Ingested rows (accepted and rejected) -> METRIC_COLUMNS + `keep`; rejected rows get null metrics.
+
+    Runs inside the ingest tasks, so the answer lists are never stored: only one row of metrics and the
+    best answer per instruction is.
+    """
+    ok = pc.is_null(batch.column(C.ERROR))
+    good = batch.filter(ok)
+    out = compute_metrics(good, generators, families, sizes)
+    for c in keep:
+        out = out.append_column(c, good.column(c))
+    if good.num_rows == batch.num_rows:
+        return out
+    bad = batch.filter(pc.invert(ok))
+    have = set(METRIC_COLUMNS[:3]) | set(keep)
+    filler = pa.table({f.name: bad.column(f.name) if f.name in have else pa.nulls(bad.num_rows, f.type)
+                       for f in out.schema}, schema=out.schema)
+    return pa.concat_tables([out, filler])
 
 
 def sketch_block(batch: pa.Table, capacity: int) -> pa.Table:

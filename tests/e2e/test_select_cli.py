@@ -207,3 +207,31 @@ def test_no_siblings_drops_stability_and_says_so(ray_local, pool, tmp_path):
     run = json.loads((tmp_path / "o" / "run.json").read_text())
     assert any("undefined for every instruction" in d for d in run["decisions"])
     assert all(s["stability"] is None for s in read_jsonl(tmp_path / "o" / "selected.jsonl"))
+
+
+def test_missing_answers_are_counted_never_best_and_infinite_rewards_rejected(ray_local, tmp_path):
+    rows = synthetic.canonical_rows([f"Question number {i}?" for i in range(5)], SMALL_CROWD, seed=1)
+    rows[0]["responses"][0].update(response="  ", reward=99.0)  # the top reward on an empty answer
+    rows[1]["responses"][1].update(response=None, reward=None)  # did not answer
+    rows[2]["responses"][2]["reward"] = None  # answered, no reward
+    lines = [json.dumps(r) for r in rows]
+    for i, text in enumerate(("Infinity", "-Infinity", "1e400")):
+        r = json.loads(lines[4])
+        r["id"], r["responses"][3]["reward"] = f"inf{i}", 12345.5
+        lines.append(json.dumps(r).replace("12345.5", text))
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "c.yaml").write_text(synthetic.crowd_yaml(SMALL_CROWD))
+    assert main(["select", "--config", str(tmp_path / "c.yaml"), "--input", str(tmp_path / "m.jsonl"),
+                 "--out", str(tmp_path / "o"), "--no-cluster", "--k", "5", "--strategy", "reward-top",
+                 "--on-bad-rows", "quarantine"]) == 0
+    rej = read_jsonl(tmp_path / "o" / "rejected.jsonl")
+    assert [r["source"].rsplit(":", 1)[1] for r in rej] == ["6", "7", "8"]
+    assert all("non-finite reward" in r["reason"] and "model 'b-9b'" in r["reason"] for r in rej)
+    sel = {s["id"]: s for s in read_jsonl(tmp_path / "o" / "selected.jsonl")}
+    assert len(sel) == 5 and all(s["response"].strip() for s in sel.values())
+    best0 = max(rows[0]["responses"][1:], key=lambda a: a["reward"])
+    assert (sel["ex000000"]["model"], sel["ex000000"]["reward"]) == (best0["model"], best0["reward"])
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["counts"]["missing_answers"] == {"null_response": 1, "empty_response": 1, "null_reward": 1}
+    assert run["counts"]["input_rows"] == 8 and run["counts"]["rejected_rows"] == 3
+    assert "3 missing answer(s)" in (tmp_path / "o" / "summary.txt").read_text()
