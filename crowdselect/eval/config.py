@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.core.config import ConfigError, load_config
 from crowdselect.reward.config import RewardSpec
 from crowdselect.runtime.ray_setup import RayConfig
 
@@ -148,11 +148,8 @@ class EvalConfig:
 
 
 def load_eval_config(path: str, out: str | None = None, overrides: list[str] | None = None) -> EvalConfig:
-    """YAML file, then `--out`, then `key=value` overrides; validated before any work starts."""
-    data = apply_overrides(load_yaml(path), list(overrides or []))
-    if out:
-        data["out"] = out
-    cfg = build(EvalConfig, data, file=path)
+    """YAML file < `--out` < `key=value` overrides (`load_config`, as every phase); validated before any work."""
+    cfg = load_config(EvalConfig, path, list(overrides or []), flags={"out": out})
     if not cfg.out:
         raise ConfigError(f"{path}: out: no output directory (set `out:` or pass --out)")
     return cfg

@@ -15,7 +15,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from crowdselect.core.config import ConfigError, apply_overrides, build, load_yaml
+from crowdselect.core.config import ConfigError, build, load_config
 from crowdselect.runtime.ray_setup import RayConfig
 from crowdselect.select.config import STRATEGIES, EmbedderConfig
 
@@ -116,16 +116,11 @@ def _ray(cfg: ExperimentConfig) -> dict:
 
 
 def load_experiment_config(path: str, out: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """YAML, then `--out`, then `key=value` overrides; the shared train/eval sections are checked on a sample cell."""
+    """YAML < `--out` < `key=value` overrides (`load_config`); the shared train/eval sections are checked on a sample cell."""
     from crowdselect.eval.config import EvalConfig
     from crowdselect.train.config import TrainConfig
 
-    data = apply_overrides(load_yaml(path), list(overrides or []))
-    if out:
-        data["out"] = out
-    if isinstance(data.get("crowd"), dict) and isinstance(data["crowd"].get("input"), str):
-        data["crowd"]["input"] = [data["crowd"]["input"]]
-    cfg = build(ExperimentConfig, data, file=path)
+    cfg = load_config(ExperimentConfig, path, list(overrides or []), flags={"out": out})
     if not cfg.out:
         raise ConfigError(f"{path}: out: no output directory (set `out:` or pass --out)")
     for student in cfg.students:
