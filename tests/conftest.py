@@ -100,3 +100,19 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+
+
+@pytest.fixture
+def train_cfg(tmp_path):
+    """A TrainConfig for `path` with `section__key=value` overrides (data.max_length 64, out in tmp_path)."""
+    from crowdselect.core.config import build
+    from crowdselect.train.config import TrainConfig
+
+    def make(path, **over):
+        data = {"data": {"path": [path], "max_length": 64}, "out": str(tmp_path / "out")}
+        for key, value in over.items():
+            section, name = key.split("__")
+            data.setdefault(section, {})[name] = value
+        return build(TrainConfig, data, file="test")
+
+    return make

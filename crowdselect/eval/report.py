@@ -5,8 +5,9 @@ Both are rendered from summary.json's dict alone, so a report can be redrawn fro
 
 from __future__ import annotations
 
-import io
 from typing import Any
+
+from crowdselect.report.figures import png_bytes
 
 
 def _fmt(value: float | None) -> str:
@@ -77,8 +78,4 @@ def render_plot(summary: dict[str, Any]) -> bytes | None:
     ax.set_ylabel("mean judge score (1-10)")
     ax.set_title(f"{summary['model']} — mean {_fmt(summary['mean'])}", fontsize=9)
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=100)

@@ -17,6 +17,7 @@ import statistics
 from typing import Any
 
 from crowdselect.core import storage
+from crowdselect.report.figures import png_bytes
 
 METRICS = {  # column -> (label, how to read it from an eval summary.json)
     "mtbench": ("MT-bench", lambda s: s.get("mean")),
@@ -120,11 +121,7 @@ def render_plot(rows: list[dict[str, Any]], baseline: str) -> bytes | None:
                color=colors)
         ax.set_title(f"{student}: {METRICS[metric][0]}", fontsize=9)
         ax.tick_params(axis="x", labelrotation=35, labelsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=100)
 
 
 def lineage(cfg, crowd: dict[str, Any], cells: list[dict[str, Any]]) -> list[dict[str, Any]]:

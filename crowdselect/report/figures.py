@@ -21,10 +21,11 @@ def _plt():
     return plt
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig, dpi: int = 90) -> bytes:
+    """A matplotlib figure -> PNG bytes (laid out tight), the figure closed. Every crowdselect plot ends here."""
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format="png", dpi=dpi)
     _plt().close(fig)
     return buf.getvalue()
 
@@ -45,7 +46,7 @@ def metric_histograms(metrics: dict[str, np.ndarray], selected: np.ndarray) -> b
             ax.text(0.5, 0.5, "undefined for this crowd", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def correlation_heatmap(metrics: dict[str, np.ndarray]) -> bytes:
@@ -64,7 +65,7 @@ def correlation_heatmap(metrics: dict[str, np.ndarray]) -> bytes:
         for j in range(len(names)):
             ax.text(j, i, "—" if np.isnan(corr[i, j]) else f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=8)
     fig.colorbar(im, ax=ax, shrink=0.8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def reward_by_generator(generators: list[dict[str, Any]], mean_reward: dict[str, float]) -> bytes:
@@ -86,7 +87,7 @@ def reward_by_generator(generators: list[dict[str, Any]], mean_reward: dict[str,
     ax2.set_xlabel("size (B parameters)")
     ax2.set_ylabel("mean reward")
     ax2.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def cluster_projection(embeddings: np.ndarray, clusters: np.ndarray, selected: np.ndarray) -> bytes:
@@ -102,7 +103,7 @@ def cluster_projection(embeddings: np.ndarray, clusters: np.ndarray, selected: n
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def cluster_quotas(clusters: np.ndarray, selected: np.ndarray) -> bytes:
@@ -118,7 +119,7 @@ def cluster_quotas(clusters: np.ndarray, selected: np.ndarray) -> bytes:
     ax2.set_ylabel("selected rows")
     ax1.set_xticks(ids)
     fig.legend(fontsize=7, loc="upper right")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def loss_curves(curves: dict[str, list[tuple[int, float]]]) -> bytes:
@@ -130,7 +131,7 @@ def loss_curves(curves: dict[str, list[tuple[int, float]]]) -> bytes:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def scores_by_category(by_model: dict[str, dict[str, float | None]], ylabel: str) -> bytes:
@@ -144,4 +145,4 @@ def scores_by_category(by_model: dict[str, dict[str, float | None]], ylabel: str
     ax.set_xticks(np.arange(len(cats)) + 0.4 - width / 2, cats, rotation=30, fontsize=8)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)

@@ -17,7 +17,6 @@ selection, and the first selected examples (instruction, best answer) in full.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +24,7 @@ import pyarrow as pa
 
 from crowdselect.core import columns as C
 from crowdselect.core import storage
+from crowdselect.report.figures import png_bytes
 from crowdselect.select.config import SelectConfig
 
 FRACTIONS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -242,9 +242,5 @@ def plot_metrics(out: str, quantiles: dict, chosen: list[dict]) -> bool:
         ax.set_ylabel("CDF")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    storage.write_bytes(storage.join(out, "metrics.png"), buf.getvalue())
+    storage.write_bytes(storage.join(out, "metrics.png"), png_bytes(fig, dpi=110))
     return True

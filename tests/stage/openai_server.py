@@ -12,12 +12,41 @@ Listens on 127.0.0.1 only.
 
 import argparse
 import asyncio
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 
 import torch
 from aiohttp import web
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model_dir: str, key: str, *flags: str):
+    """For tests: run this server in a subprocess on a free port; yields its base URL until closed."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--port", str(port), "--key", key, "--model", model_dir,
+                             *flags])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{base}/v1/models", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, "the test server died while starting"
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 def make_app(model_dir: str, key: str, echo_headers: bool = False) -> web.Application:
     tok = AutoTokenizer.from_pretrained(model_dir)

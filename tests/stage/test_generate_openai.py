@@ -9,14 +9,10 @@ the request headers into its error bodies.
 import json
 import os
 import pickle
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
+from openai_server import start_server
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
@@ -29,40 +25,14 @@ PLAIN_KEY = "plain-secret-value-5c2e"  # not shaped like a key: only its exact v
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    yield from start_server(KEY)
+    yield from start_server(resolve_model("pkg:smollm2-135m-instruct"), KEY)
 
 
 @pytest.fixture(scope="module")
 def echo_server():
-    yield from start_server(PLAIN_KEY, "--echo-headers")
-
-
-def start_server(key, *flags):
-    port = free_port()
-    script = Path(__file__).with_name("openai_server.py")
-    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port), "--key", key,
-                             "--model", resolve_model("pkg:smollm2-135m-instruct"), *flags])
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{base}/v1/models", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, "the test server died while starting"
-                time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    yield from start_server(resolve_model("pkg:smollm2-135m-instruct"), PLAIN_KEY, "--echo-headers")
 
 
 def stats(base):

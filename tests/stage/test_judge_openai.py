@@ -9,14 +9,10 @@ so the parsing is checked through the HTTP path; the plain answers get the real 
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
+from openai_server import start_server
 
 from crowdselect.core.config import build
 from crowdselect.eval import questions as qs
@@ -30,31 +26,9 @@ KEY = "sk-judge-test-not-a-real-key-5e2a"
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    script = Path(__file__).with_name("openai_server.py")
-    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port), "--key", KEY,
-                             "--model", resolve_model("pkg:smollm2-135m-instruct")])
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{base}/v1/models", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, "the test server died while starting"
-                time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    yield from start_server(resolve_model("pkg:smollm2-135m-instruct"), KEY)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
 from crowdselect.core.rejects import BadRecord, write_rejects
 from crowdselect.runtime.models import resolve_model
-from crowdselect.train.config import TrainConfig
 from crowdselect.train.prepare import prepare
 from crowdselect.train.tokenize import IGNORE, ChatTokenizer, collate, pack
 
@@ -33,16 +32,6 @@ def tok(smol_path):
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
-
-
-def _cfg(tmp_path, path, **over):
-    data = {"data": {"path": [path], "max_length": 64}, "out": str(tmp_path / "out")}
-    for key, value in over.items():
-        section, name = key.split("__")
-        data.setdefault(section, {})[name] = value
-    from crowdselect.core.config import build
-
-    return build(TrainConfig, data, file="test")
 
 
 def _rows(tmp_path):
@@ -104,21 +93,21 @@ def test_packed_rows_do_not_attend_to_each_other(tok, smol_path):
     torch.testing.assert_close(together[n0:], alone[1], atol=1e-4, rtol=1e-4)
 
 
-def test_bad_rows_fail_with_file_and_line(tmp_path, smol_path):
+def test_bad_rows_fail_with_file_and_line(tmp_path, smol_path, train_cfg):
     path = _rows(tmp_path)
     with pytest.raises(UserError, match=rf"(?s)2 bad training row\(s\) of 5 rows:\n  {path}:2: no assistant turn.*\n"
                                         rf"  {path}:4: over-long.*data.on_bad_rows=quarantine"):
-        prepare(_cfg(tmp_path, path), smol_path)
+        prepare(train_cfg(path), smol_path)
 
 
 @pytest.mark.parametrize("policy", ["quarantine", "skip"])  # skip: the deprecated name, with a warning
-def test_bad_rows_quarantined_are_counted_and_written(tmp_path, smol_path, policy):
+def test_bad_rows_quarantined_are_counted_and_written(tmp_path, smol_path, policy, train_cfg):
     path = _rows(tmp_path)
     if policy == "skip":
         with pytest.warns(FutureWarning, match="'skip' is deprecated, use 'quarantine'"):
-            cfg = _cfg(tmp_path, path, data__on_bad_rows=policy, scaling__workers=2)
+            cfg = train_cfg(path, data__on_bad_rows=policy, scaling__workers=2)
     else:
-        cfg = _cfg(tmp_path, path, data__on_bad_rows=policy, scaling__workers=2)
+        cfg = train_cfg(path, data__on_bad_rows=policy, scaling__workers=2)
     assert cfg.data.on_bad_rows == "quarantine"
     prepared = prepare(cfg, smol_path)
     r = prepared.report

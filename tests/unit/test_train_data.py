@@ -85,7 +85,6 @@ def test_folder_of_json_jsonl_and_parquet(tmp_path):
 # ---- loss masking ------------------------------------------------------------------------------------------
 
 
-
 def test_pack_restarts_positions_and_keeps_labels():
     a = {C.INPUT_IDS: [1, 2, 3], C.LABELS: [IGNORE, 2, 3]}
     b = {C.INPUT_IDS: [4, 5], C.LABELS: [IGNORE, 5]}
@@ -94,7 +93,6 @@ def test_pack_restarts_positions_and_keeps_labels():
     assert [p[C.INPUT_IDS] for p in packed] == [[1, 2, 3, 4, 5], [6, 7, 8, 9]]
     assert packed[0][C.POSITION_IDS] == [0, 1, 2, 0, 1]
     assert packed[0][C.LABELS] == [IGNORE, 2, 3, IGNORE, 5]
-
 
 
 def test_collate_pads_with_ignored_labels():
@@ -111,22 +109,9 @@ def test_pad_to_multiple_repeats_rows():
 
 # ---- preparation, bad-row policy, plan ------------------------------------------------------------------------
 
-def _cfg(tmp_path, path, **over):
-    data = {"data": {"path": [path], "max_length": 64}, "out": str(tmp_path / "out")}
-    for key, value in over.items():
-        section, name = key.split("__")
-        data.setdefault(section, {})[name] = value
-    from crowdselect.core.config import build
 
-    return build(TrainConfig, data, file="test")
-
-
-
-
-
-
-def test_plan_counts_steps(tmp_path):
-    cfg = _cfg(tmp_path, "x", scaling__workers=2, optim__grad_accum=2, optim__epochs=3)
+def test_plan_counts_steps(tmp_path, train_cfg):
+    cfg = train_cfg("x", scaling__workers=2, optim__grad_accum=2, optim__epochs=3)
     assert plan_steps(8, cfg) == {"micro_per_epoch": 4, "total_steps": 6, "steps": 6, "micro_batches_unused_at_end": 0}
     cfg.optim.max_steps = 2
     assert plan_steps(8, cfg)["steps"] == 2 and plan_steps(8, cfg)["total_steps"] == 6
