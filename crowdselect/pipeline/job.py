@@ -12,6 +12,8 @@ uninterrupted run gives. DIR/config.yaml holds the resolved config, DIR/run.json
 from __future__ import annotations
 
 import json
+import math
+import os
 
 import yaml
 
@@ -52,7 +54,7 @@ def run_pipeline(cfg: RunConfig, config_path: str) -> int:
 
     pool = timed("ingest", ingest, cfg, cfg.out)
     log.say(f"pool: {sum(map(len, pool.shards.values()))} instructions in {len(pool.shards)} shard(s)")
-    ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)  # after ingest: bad rows fail fast
+    ensure_ray(cfg.ray.address, local_cpus(cfg), cfg.ray.temp_dir)  # after ingest: bad rows fail fast
     _quiet_ray_data(cfg.progress)
     gens = {g.name: timed(f"generate {g.name}", generate, cfg, g, pool, cfg.out) for g in cfg.generators}
     rewards = {r.name: timed(f"reward {r.name}", reward, cfg, r, pool, gens, cfg.out) for r in cfg.rewards}
@@ -63,6 +65,19 @@ def run_pipeline(cfg: RunConfig, config_path: str) -> int:
     write_report(cfg.out)
     print_summary(summary)
     return 0
+
+
+def local_cpus(cfg: RunConfig) -> int | None:
+    """CPUs of a local Ray: the config's, else the machine's but at least one more than the largest actor asks.
+
+    A model actor that holds every CPU (e.g. `num_cpus: 2` on a 2-core laptop, to give torch two threads)
+    would leave none for the Ray Data tasks that feed it, and the stage would wait forever.
+    """
+    if cfg.ray.num_cpus is not None:
+        return cfg.ray.num_cpus
+    largest = max([g.num_cpus for g in cfg.generators] + [r.num_cpus for r in cfg.rewards], default=1.0)
+    cores = os.cpu_count() or 1
+    return cores if cores > largest else int(math.ceil(largest)) + 1
 
 
 def _quiet_ray_data(progress: bool) -> None:

@@ -83,3 +83,16 @@ def test_train_section_reads_the_runs_selection(tmp_path):
     bad = BASE.format(out=tmp_path / "o") + "train: {optim: {lr: -1}}\n"
     with pytest.raises(ConfigError, match="train.optim: lr: must be > 0|train.optim.lr"):
         load_run_config(write(tmp_path, bad))
+
+
+def test_local_ray_leaves_a_cpu_for_the_tasks_that_feed_a_model_actor(tmp_path, monkeypatch):
+    import os
+
+    from crowdselect.pipeline.job import local_cpus
+
+    path = write(tmp_path, BASE.format(out=tmp_path / "o"))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert local_cpus(load_run_config(path)) == 2  # actors of 1 CPU fit beside the feeders
+    assert local_cpus(load_run_config(path, overrides=["generators[1].num_cpus=2"])) == 3  # 2-core laptop
+    assert local_cpus(load_run_config(path, overrides=["rewards[0].num_cpus=4"])) == 5
+    assert local_cpus(load_run_config(path, overrides=["ray.num_cpus=6", "generators[1].num_cpus=2"])) == 6
