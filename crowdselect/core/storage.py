@@ -164,21 +164,3 @@ def delete_dir(uri: str) -> None:
     # Object stores: a prefix without a marker object vanishes with its last file; only a marker is left.
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
-
-
-def upload_dir(local_dir: str, uri: str) -> None:
-    """Copy a local folder (a checkpoint, an exported model) to `uri`, keeping its layout."""
-    fs, path = filesystem(uri)
-    pafs.copy_files(os.path.abspath(local_dir), path, source_filesystem=pafs.LocalFileSystem(),
-                    destination_filesystem=fs)
-
-
-def download_dir(uri: str, local_dir: str) -> str:
-    """Copy a directory URI to a local folder (created as needed); returns the local folder."""
-    if not is_remote(uri):
-        return os.path.abspath(uri)
-    fs, path = filesystem(uri)
-    os.makedirs(local_dir, exist_ok=True)
-    pafs.copy_files(path, os.path.abspath(local_dir), source_filesystem=fs,
-                    destination_filesystem=pafs.LocalFileSystem())
-    return os.path.abspath(local_dir)

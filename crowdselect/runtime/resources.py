@@ -95,9 +95,6 @@ class StageResources:
         out.update(accelerator_resources(self.accelerator_type))
         return out
 
-    def total_gpus(self) -> float:
-        return self.num_gpus * self.max_replicas
-
     def remote_options(self) -> dict[str, Any]:
         """Keyword arguments for `ray.remote(...)` / `.options(...)` of one actor or task."""
         opts: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}

@@ -71,20 +71,6 @@ def test_files_round_trip_through_the_s3_server(s3):
     storage.delete_dir(run)  # deleting what is gone is not an error
 
 
-def test_checkpoint_folder_uploads_and_downloads(s3, tmp_path):
-    ckpt = tmp_path / "checkpoint_000002"
-    (ckpt / "model").mkdir(parents=True)
-    (ckpt / "model" / "weights.bin").write_bytes(os.urandom(200_000))
-    (ckpt / "trainer_state.json").write_text('{"step": 2}')
-    uri = f"s3://{BUCKET}/train/run1/checkpoint_000002"
-    storage.upload_dir(str(ckpt), uri)
-    assert object_keys(s3, "train/run1/") == ["train/run1/checkpoint_000002/model/weights.bin",
-                                              "train/run1/checkpoint_000002/trainer_state.json"]
-    back = storage.download_dir(uri, str(tmp_path / "restored"))
-    assert (tmp_path / "restored" / "model" / "weights.bin").read_bytes() == (ckpt / "model" / "weights.bin").read_bytes()
-    assert back == str(tmp_path / "restored")
-
-
 def test_run_store_resumes_from_an_s3_run_dir(s3):
     """The run directory code of `crowdselect run` (manifest + shards) on s3://: a reopen sees done shards."""
     run_store = pytest.importorskip("crowdselect.pipeline.store")

