@@ -71,7 +71,7 @@ def ingest(cfg: RunConfig, out: str) -> Pool:
         p = cfg.pool
         read = read_pool(p.path, p.format, p.id_field, p.instruction_field, p.limit)
         if read.skipped:
-            print(f"[crowdselect run] pool: {read.skipped}", file=sys.stderr, flush=True)
+            print(f"[crowdselect] pool: {read.skipped}", file=sys.stderr, flush=True)
         check_rejects(read, p.on_bad_rows)
         if not read.rows:
             raise_no_rows(read)

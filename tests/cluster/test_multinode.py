@@ -331,7 +331,7 @@ def test_submitted_quickstart_runs_on_the_worker_nodes(cluster, reference):
     out = reference["out"]
     check_complete_and_unique(out)
     text = logs(cluster, reference["job"])
-    assert "[crowdselect run] select done" in text and "selected:" in text
+    assert "[crowdselect] select done" in text and "selected:" in text
     job_id = cluster["client"].get_job_info(reference["job"]).job_id
     tasks = list_tasks(address=cluster["address"], filters=[("job_id", "=", job_id)], limit=10_000,
                        raise_on_missing_output=False)
