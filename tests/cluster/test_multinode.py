@@ -354,7 +354,7 @@ def test_killing_a_worker_node_mid_run_loses_and_duplicates_nothing(cluster, con
 
     def victim_found() -> bool:
         """The worker node running a generation actor of this job, once the second generator is under way."""
-        if not manifest(out, "generate/smollm2-135m").get("complete"):
+        if not manifest(out, "generate/smol-a").get("complete"):
             return False
         job_id = cluster["client"].get_job_info(job).job_id  # the driver's Ray job id, set once it runs
         actors = list_actors(address=cluster["address"], filters=[("job_id", "=", job_id), ("state", "=", "ALIVE")],
@@ -385,7 +385,7 @@ def test_stopped_job_resubmitted_resumes_to_the_same_selection(cluster, config, 
     cluster["cluster"].wait_nodes({"head", "worker-1", "worker-2"})  # the node re-added by the kill test
     out = tmp_path / "run"
     job = submit(cluster, config, out, "crowdselect-stop")
-    status = wait_status(cluster, job, until=lambda: manifest(out, "generate/smollm2-135m").get("complete"), out=out)
+    status = wait_status(cluster, job, until=lambda: manifest(out, "generate/smol-a").get("complete"), out=out)
     assert status == "RUNNING", f"the job ended ({status}) before it could be stopped midway"
     done = subprocess.run(["ray", "job", "stop", "--address", cluster["address"], job], cwd=ROOT,
                           env=cluster["cluster"].env, capture_output=True, text=True, timeout=120 * load_factor())
@@ -395,7 +395,7 @@ def test_stopped_job_resubmitted_resumes_to_the_same_selection(cluster, config, 
     # CPUs (the new job's actors wait, then time out on a loaded host) and could still touch out/.
     wait_job_gone(cluster, job)
     assert not (out / "select" / "selected.jsonl").exists(), "stopped midway: no selection yet"
-    first = out / "generate" / "smollm2-135m"
+    first = out / "generate" / "smol-a"
     kept = {p.name: p.stat().st_mtime_ns for p in first.glob("shard-*.parquet")}
     assert len(kept) == 3
 
