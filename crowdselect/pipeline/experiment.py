@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from crowdselect.core import storage
+from crowdselect.core import log, storage
 from crowdselect.core.config import build, load_yaml, to_dict
 from crowdselect.core.errors import UserError
 from crowdselect.pipeline.experiment_config import (
@@ -37,10 +36,6 @@ from crowdselect.pipeline.experiment_config import (
     load_experiment_config,
 )
 from crowdselect.report.html import write_report
-
-
-def say(msg: str) -> None:
-    print(f"[crowdselect experiment] {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -86,7 +81,7 @@ def ensure_selection(cfg: ExperimentConfig, crowd: Crowd, strategy: StrategySpec
         selection["weights"] = strategy.weights
     data = {"generators": crowd.generators, "input": crowd.input, "selection": selection,
             "embedder": to_dict(cfg.embedder), "baselines": strategy.baselines, "ray": to_dict(cfg.ray), "out": out}
-    say(f"select {strategy.name} (seed {seed}) ...")
+    log.say(f"select {strategy.name} (seed {seed}) ...")
     run_select(build(SelectConfig, data, file=f"experiment strategy {strategy.name}"))
     return out
 
@@ -123,20 +118,20 @@ def run_cell(cfg: ExperimentConfig, strategy: StrategySpec, student: StudentSpec
         tcfg = build(TrainConfig, cell_train_dict(cfg, student, storage.join(sel, "selected.jsonl"), train_out, seed),
                      file=f"experiment cell {cell['cell']} (train)")
         if not storage.exists(storage.join(train_out, "train.json")):
-            say(f"{cell['cell']}: train ...")
+            log.say(f"{cell['cell']}: train ...")
             run_training(tcfg)
         trained = json.loads(storage.read_text(storage.join(train_out, "train.json")))
         ecfg = build(EvalConfig, cell_eval_dict(cfg, student, trained["model"], eval_out),
                      file=f"experiment cell {cell['cell']} (eval)")
         if not storage.exists(storage.join(eval_out, "summary.json")):
-            say(f"{cell['cell']}: eval ...")
+            log.say(f"{cell['cell']}: eval ...")
             run_eval(ecfg)
         cell.update(status="done", train=train_out, eval=eval_out, judge=ecfg.judge_label,
                     summary=json.loads(storage.read_text(storage.join(eval_out, "summary.json"))))
     except Exception as e:  # noqa: BLE001 - a failed cell is recorded; the other cells go on
         cell.update(status="failed", error=f"{type(e).__name__}: {e}",
                     traceback=traceback.format_exc()[-2000:])
-        say(f"{cell['cell']}: FAILED: {cell['error']}")
+        log.say(f"{cell['cell']}: FAILED: {cell['error']}")
     cell["seconds"] = round(time.time() - t0, 1)
     storage.write_text(marker, json.dumps(cell, indent=2, default=str))
     return cell
@@ -159,7 +154,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
                 ensure_selection(cfg, crowd, strategy, seed)
             except Exception as e:  # noqa: BLE001 - recorded on the strategy's cells; the others go on
                 failed_select[(strategy.name, seed)] = f"select: {type(e).__name__}: {e}"
-                say(f"select {strategy.name} (seed {seed}) FAILED: {e}")
+                log.say(f"select {strategy.name} (seed {seed}) FAILED: {e}")
     todo = [(st, stu, seed) for st in cfg.strategies for stu in cfg.students for seed in cfg.seeds]
     cells = [_failed_cell(cfg, *t, failed_select[(t[0].name, t[2])]) if (t[0].name, t[2]) in failed_select
              else None for t in todo]
@@ -173,8 +168,14 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def _failed_cell(cfg: ExperimentConfig, strategy, student, seed, error: str) -> dict[str, Any]:
-    return {"cell": cell_name(strategy, student, seed), "strategy": to_dict(strategy), "student": to_dict(student),
-            "seed": seed, "status": "failed", "error": error}
+    """A cell whose selection failed: recorded in its cell.json like any failed cell (a rerun retries it)."""
+    name = cell_name(strategy, student, seed)
+    out = storage.join(cfg.out, "cells", name)
+    cell = {"cell": name, "strategy": to_dict(strategy), "student": to_dict(student), "seed": seed, "dir": out,
+            "status": "failed", "error": error}
+    storage.makedirs(out)
+    storage.write_text(storage.join(out, "cell.json"), json.dumps(cell, indent=2, default=str))
+    return cell
 
 
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
