@@ -262,7 +262,7 @@ def describe_decisions(cfg: SelectConfig, use_stability: bool, defined: dict, n:
                          "the score uses difficulty and separability only (stability weight dropped)")
         elif undefined:
             notes.append(f"stability is undefined for {undefined} instruction(s) (no family with 2 answering "
-                         "members): they are ranked by difficulty and separability, rescaled by "
+                         "members whose rewards differ): they are ranked by difficulty and separability, rescaled by "
                          "(wD+wS+wT)/(wD+wS) to the scale of the full score")
     if n_selected < cfg.selection.k:
         notes.append(f"only {n_selected} usable instructions: selected all of them (asked for {cfg.selection.k})")
