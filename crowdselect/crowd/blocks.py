@@ -273,8 +273,8 @@ def parse_lines(batch: pa.Table, rows: np.ndarray, fmt: str, known: list[str], l
             else:
                 row = parse_wide(obj, layout, known)
         except CrowdRowError as e:
-            if raw is None:
-                raw = json.dumps(objs[i], default=str)
+            if raw is None:  # a Parquet row as read, or nothing for a line the reader could not decode
+                raw = json.dumps(objs[i], default=str) if objs is not None and errors[i] is None else ""
             out.append(rejected_row(source, file, line, str(e), raw))
             continue
         row.update({C.SOURCE: source, C.ERROR: None, C.RAW: None, N_ROWS: 1, FILE: file, LINE: line})

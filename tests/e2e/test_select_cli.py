@@ -144,7 +144,8 @@ def test_truncated_gzip_crowd_fails_cleanly_from_inside_ray(pool, tmp_path):
     (tmp_path / "NOTES.md").write_text("how the crowd was built")
     env = {**os.environ, "CROWDSELECT_RAY_TMP": "/tmp/rcs_gz"}
     proc = subprocess.run([sys.executable, "-m", "crowdselect.cli", "select", "--config", str(pool_dir / "crowd.yaml"),
-                           "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--no-cluster", "--k", "3"],
+                           "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--no-cluster", "--k", "3",
+                           "--format", "canonical"],  # the format given: the fault is met inside the Ray read task
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "1 bad input row(s)" in proc.stderr
