@@ -15,7 +15,6 @@ group-by-id merge.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,7 +26,7 @@ import ray
 from ray.data.expressions import col
 
 from crowdselect.core import columns as C
-from crowdselect.core import storage
+from crowdselect.core import log, storage
 from crowdselect.core.errors import UserError
 from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
 from crowdselect.core.records import (
@@ -154,7 +153,7 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     listing = list_data_files(cfg.path, CROWD_SUFFIXES, what="crowd")
     files = listing.files
     if listing.skipped:
-        print(f"[crowdselect] input: {listing.skipped_message()}", file=sys.stderr, flush=True)
+        log.say(f"input: {listing.skipped_message()}")
     names = [g.name for g in generators]
     fmt = resolve_format(cfg, files, names)
     json_files, parquet_files = split_by_kind(files)

@@ -16,7 +16,6 @@ A row seen twice (a retried task) is kept once; a row missing at the end is an e
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crowdselect.core import columns as C
-from crowdselect.core import storage
+from crowdselect.core import log, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.generate.spec import GeneratorSpec
@@ -71,7 +70,7 @@ def ingest(cfg: RunConfig, out: str) -> Pool:
         p = cfg.pool
         read = read_pool(p.path, p.format, p.id_field, p.instruction_field, p.limit)
         if read.skipped:
-            print(f"[crowdselect] pool: {read.skipped}", file=sys.stderr, flush=True)
+            log.say(f"pool: {read.skipped}")
         check_rejects(read, p.on_bad_rows)
         if not read.rows:
             raise_no_rows(read)
