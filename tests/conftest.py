@@ -67,9 +67,11 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(autouse=True)
 def _unit_tests_start_no_ray(request):
-    """A unit test that starts Ray by itself (ray.init, or Ray Data's implicit init) fails loudly."""
+    """A unit test that starts Ray by itself (ray.init, or Ray Data's implicit init) fails loudly.
+    Only a start during the test counts: a cluster left by an earlier layer's session fixture is not its doing."""
+    before = _ray_running()
     yield
-    if _layer(request.node) == "unit" and "ray" in sys.modules and sys.modules["ray"].is_initialized():
+    if _layer(request.node) == "unit" and not before and _ray_running():
         sys.modules["ray"].shutdown()
         pytest.fail(f"{request.node.nodeid}: {NO_RAY_IN_UNIT}", pytrace=False)
 
@@ -79,10 +81,16 @@ def tmp_out(tmp_path):
     return tmp_path
 
 
+def _ray_running() -> bool:
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
 LAYERS = ("unit", "stage", "e2e", "cluster")
 
 
 def pytest_collection_modifyitems(config, items):
+    # Cheap layers first: a unit failure shows in seconds, not after an hour (stable sort keeps file order).
+    items.sort(key=lambda item: LAYERS.index(_layer(item)) if _layer(item) in LAYERS else 0)  # doctests: unit-cheap
     for item in items:
         layer = _layer(item)
         if layer in LAYERS:

@@ -10,6 +10,7 @@ where noted. Three training runs are shared by all assertions:
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,8 +67,10 @@ def zero2(ray_local, data_file, tmp_path_factory):
 @pytest.fixture(scope="module")
 def zero2_resumed(zero2, data_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("zero2_resumed")
-    step2 = str(Path(zero2["checkpoint"]).parent / "checkpoint_step2")
-    return run_training(make_cfg(data_file, out, checkpoint={"resume_from": step2}, export={"enabled": False}))
+    # A checkpoint is resumed from inside the run's own storage (DeepSpeed unpickles it): copy the trusted one in.
+    step2 = out / "trusted" / "checkpoint_step2"
+    shutil.copytree(Path(zero2["checkpoint"]).parent / "checkpoint_step2", step2)
+    return run_training(make_cfg(data_file, out, checkpoint={"resume_from": str(step2)}, export={"enabled": False}))
 
 
 @pytest.fixture(scope="module")
