@@ -1,7 +1,8 @@
 # The README's quick start: `make quickstart` (set up + run the main job) and `make test` (set up + tests).
 .PHONY: venv quickstart select-example test test-fast bench
 
-# Extra pytest arguments, e.g. PYTEST_ARGS=--junitxml=report.xml (what .ci/run passes).
+# Extra arguments: `make test` gives them to tests/run_streams.py (pytest's own, --junit-dir DIR as .ci/run does,
+# --serial); `make test-fast` to pytest.
 PYTEST_ARGS ?=
 
 venv:
@@ -17,7 +18,7 @@ select-example: venv
 
 test: venv
 	.venv/bin/python -m ruff check crowdselect jobs tests bench
-	.venv/bin/python -m pytest tests $(PYTEST_ARGS)
+	.venv/bin/python tests/run_streams.py $(PYTEST_ARGS)
 
 # The quick loop while editing: ruff + tests/unit (no Ray, no models; well under a minute).
 test-fast: venv

@@ -32,6 +32,7 @@ RESPONSE_CHARS = "response_chars"
 # selection
 EMBEDDING = "embedding"
 CLUSTER = "cluster"
+PCA = ("pc1", "pc2")  # 2-D projection of the embedding (principal axes of a pool sample), for the report
 SCORE = "score"
 SELECTED = "selected"
 MESSAGES = "messages"

@@ -161,15 +161,15 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     for source, group in ((JsonLinesSource, json_files), (ParquetRowsSource, parquet_files)):
         if group:
             # reads are not fused with the parse: a file is read by one task, its blocks parsed by many
-            raw = ray.data.read_datasource(source(group, lines_per_block=cfg.lines_per_block),
-                                           ray_remote_args={"num_cpus": READ_CPUS})
+            raw = ray.data.read_datasource(source(group, lines_per_block=cfg.lines_per_block), num_cpus=READ_CPUS)
             parts.append(raw.map_batches(parse_block, batch_format="pyarrow", batch_size=None,
                                          fn_kwargs={"fmt": fmt, "known": names, "layout": cfg.wide}))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     file_order = {display_path(f): i for i, f in enumerate(files)}
     if fmt == "long":
         ds = ds.materialize()
-        merged = accepted(ds).groupby(C.ID).map_groups(
+        # as many hash partitions as parsed blocks (Ray's default of 200 costs minutes on a small pool)
+        merged = accepted(ds).groupby(C.ID, num_partitions=max(1, ds.num_blocks())).map_groups(
             merge_long_group, batch_format="pyarrow", fn_kwargs={"known": names, "file_order": file_order})
         ds = merged.sort(C.ID).union(rejected(ds))  # sorted: the row order after a shuffle is not fixed
     if then is not None:

@@ -90,12 +90,9 @@ def reward_by_generator(generators: list[dict[str, Any]], mean_reward: dict[str,
     return png_bytes(fig)
 
 
-def cluster_projection(embeddings: np.ndarray, clusters: np.ndarray, selected: np.ndarray) -> bytes:
-    """First two principal components of the embeddings (n, d), coloured by cluster, selected rows ringed."""
+def cluster_projection(xy: np.ndarray, clusters: np.ndarray, selected: np.ndarray) -> bytes:
+    """Rows at their 2-D coordinates (n, 2) (the select run's pc1, pc2), coloured by cluster, selected ringed."""
     plt = _plt()
-    x = embeddings - embeddings.mean(axis=0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    xy = x @ vt[:2].T if vt.shape[0] >= 2 else np.column_stack([x[:, 0], np.zeros(len(x))])
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     ax.scatter(xy[:, 0], xy[:, 1], c=clusters, cmap="tab10", s=10, alpha=0.6)
     ax.scatter(xy[selected, 0], xy[selected, 1], facecolors="none", edgecolors="black", s=45, linewidths=1,

@@ -117,13 +117,10 @@ def selection_sections(select_dir: str) -> list[str]:
                                 _img(figures.reward_by_generator(gens, means), "reward matrix")))
         if C.CLUSTER in table.column_names:
             clusters = np.array(table.column(C.CLUSTER).to_pylist(), dtype=int)
-            if C.EMBEDDING in table.column_names and len(clusters) > 2:
-                emb = np.array(table.column(C.EMBEDDING).to_pylist(), dtype=float)
-                out.append(_section("Clusters (2-D projection of the embeddings)",
-                                    _img(figures.cluster_projection(emb, clusters, selected), "clusters")))
-            else:
-                out.append(_section("Clusters (2-D projection)", '<p class="note">not drawn: scores.parquet '
-                                    "keeps no embeddings</p>"))
+            if all(c in table.column_names for c in C.PCA):
+                xy = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in C.PCA])
+                out.append(_section("Clusters (the embeddings on their two principal axes)",
+                                    _img(figures.cluster_projection(xy, clusters, selected), "clusters")))
             out.append(_section("Per-cluster quotas", _img(figures.cluster_quotas(clusters, selected), "quotas")))
     examples = _read_jsonl(storage.join(select_dir, "selected.jsonl"))[:EXAMPLES]
     if examples:

@@ -69,9 +69,11 @@ def _init(address: str | None, num_cpus: int | None, temp_dir: str | None) -> st
         log.info("joined Ray cluster at %s", target)
         return target
     tmp = temp_dir or os.environ.get("CROWDSELECT_RAY_TMP", "/tmp/rcs")
-    # address="local" starts a fresh cluster even when another `ray start` runs on this machine.
+    # address="local" starts a fresh cluster even when another `ray start` runs on this machine. Its raylet
+    # is this process's child, so workers inherit this environment: no runtime env (which would put every
+    # worker start through the runtime-env agent).
     ray.init(address="local", num_cpus=num_cpus, _temp_dir=tmp, include_dashboard=False,
-             runtime_env=runtime_env, logging_level=ray_logging_level())
+             logging_level=ray_logging_level())
     return "local"
 
 

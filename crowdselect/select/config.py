@@ -57,6 +57,7 @@ class KMeansConfig:
     tol: float = 1e-4  # relative to the mean feature variance, as sklearn
     fit_sample: int | None = None  # fit on at most this many rows, then assign every row
     workers: int = 0  # k-means actors; 0 = one per available CPU, at most 8
+    local_rows: int = 20_000  # fit in the driver, without actors, up to this many rows (same algorithm)
 
 
 @dataclass

@@ -118,7 +118,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
 
     clustering = sel.cluster and sel.clusters > 1
     kinfo: dict = {}
-    base, centers = metrics_ds, None
+    base, centers, projection = metrics_ds, None, None
     if clustering:
         if n_acc < sel.clusters:
             raise UserError(f"{n_acc} accepted instructions cannot form {sel.clusters} clusters; lower --clusters")
@@ -126,10 +126,11 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
             base = embed(metrics_ds, cfg)
         with log.stage("kmeans", timer, rows=n_acc):
             centers, kinfo = cluster(base, cfg)
+        projection = principal_axes(base)
 
     scored = base.map_batches(score_block, batch_format="pyarrow", fn_kwargs={
         "quantiles": quantiles, "strategy": sel.strategy, "weights": sel.weights, "seed": sel.seed,
-        "use_stability": use_stability, "centers": centers})
+        "use_stability": use_stability, "centers": centers, "projection": projection})
     with log.stage("score + select", timer, rows=n_acc):
         if clustering:
             scored = scored.materialize()
@@ -202,13 +203,29 @@ def cluster(ds: ray.data.Dataset, cfg: SelectConfig) -> tuple[np.ndarray, dict]:
     n = ds.count()
     if km.fit_sample and n > km.fit_sample:
         fit_ds = fit_ds.random_sample(km.fit_sample / n, seed=sel.seed)
-    workers = km.workers or max(1, min(8, int(ray.cluster_resources().get("CPU", 1))))
+    fit_rows = min(n, km.fit_sample or n)
+    if fit_rows <= km.local_rows:
+        workers = 0  # in the driver: actor start-up and round trips would cost more than the arithmetic
+    else:
+        workers = km.workers or max(1, min(8, int(ray.cluster_resources().get("CPU", 1))))
     res = fit_kmeans(fit_ds.to_numpy_refs(), C.EMBEDDING, sel.clusters, n_init=km.n_init, seed=sel.seed,
                      max_iter=km.max_iter, tol=km.tol, workers=workers, progress=log.interactive())
     log.say(f"k-means: {sel.clusters} clusters on {res.n_rows:,} rows, inertia {res.inertia:.4f}, "
-        f"{res.n_iter} Lloyd iterations (best of {km.n_init} inits)")
+            f"{res.n_iter} Lloyd iterations (best of {km.n_init} inits, "
+            f"{f'{workers} actors' if workers else 'in the driver'})")
     return res.centers, {"inertia": res.inertia, "n_iter": res.n_iter, "fit_rows": res.n_rows,
                          "inits_inertia": res.inertias.tolist(), "workers": workers}
+
+
+def principal_axes(ds: ray.data.Dataset, sample: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, two principal axes) of the first `sample` embeddings: the report's 2-D view of the clusters."""
+    X = np.stack(ds.select_columns([C.EMBEDDING]).take_batch(sample, batch_format="numpy")[C.EMBEDDING])
+    X = X.astype(np.float64)
+    mean = X.mean(axis=0)
+    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
+    axes = np.zeros((2, X.shape[1]))
+    axes[: min(2, len(vt))] = vt[:2]
+    return mean.astype(np.float32), axes.astype(np.float32)
 
 
 def choose(scored: ray.data.Dataset, k: int, n_clusters: int, clustering: bool) -> list[dict]:

@@ -1,6 +1,7 @@
 """Distributed k-means on Ray: shards live in actors, the driver runs `n_init` problems side by side.
 
-Each `ShardWorker` actor holds a slice of the embedding rows (fetched from Ray Data block refs, so rows
+Each `ShardWorker` actor (a `Shard` in an actor; `workers=0` keeps one `Shard` in the driver, for fits
+small enough that actor start-up and round trips would cost more than the arithmetic) holds a slice of the embedding rows (fetched from Ray Data block refs, so rows
 never pass through the driver). Seeding is greedy k-means++ (sklearn's: 2 + ln k trials per step, keep the
 one that lowers the potential most); Lloyd steps add up per-shard partial sums. All inits share every
 pass over the data (one matrix product against r*k centres); converged inits drop out. The driver only
@@ -28,15 +29,14 @@ class KMeansResult:
     n_rows: int
 
 
-@ray.remote(num_cpus=1)
-class ShardWorker:
+class Shard:
     """One shard of rows X (n, d) float32, and the k-means++ state d2 (r, n) of all inits."""
 
-    def __init__(self, refs: list, column: str):
+    def __init__(self, refs: list, column: str, blas_threads: int | None = 1):
         from threadpoolctl import threadpool_limits
 
-        # one BLAS thread per actor: actors, not threads, give the parallelism
-        self._limits = threadpool_limits(limits=1)
+        # one BLAS thread per actor: actors, not threads, give the parallelism (in the driver: no limit)
+        self._limits = threadpool_limits(limits=blas_threads) if blas_threads else None
         parts = [np.asarray(ray.get(r)[column], dtype=np.float32) for r in refs]
         parts = [p.reshape(len(p), -1) for p in parts if len(p)]
         self.X = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
@@ -71,9 +71,38 @@ class ShardWorker:
         return km.lloyd_partial(self.X, centers, self.xx)
 
 
+ShardWorker = ray.remote(num_cpus=1)(Shard)
+
+
+class _InProcess:
+    """A `Shard` in the driver behind the actor-call syntax: `h.method.remote(...)` returns the value."""
+
+    def __init__(self, shard: Shard):
+        self._shard = shard
+
+    def __getattr__(self, name):
+        return _Immediate(getattr(self._shard, name))
+
+
+class _Immediate:
+    def __init__(self, method):
+        self.remote = method
+
+
+def _get(x):
+    """ray.get for object refs (or lists of them); in-process values pass through."""
+    if isinstance(x, ray.ObjectRef) or (isinstance(x, list) and x and isinstance(x[0], ray.ObjectRef)):
+        return ray.get(x)
+    return x
+
+
 def fit_kmeans(block_refs: list, column: str, k: int, *, n_init: int = 20, seed: int = 42,
                max_iter: int = 300, tol: float = 1e-4, workers: int = 2, progress: bool = True) -> KMeansResult:
-    """Fit k-means on the rows of `column` in the given Ray Data block refs (each a dict of numpy arrays)."""
+    """Fit k-means on the rows of `column` in the given Ray Data block refs (each a dict of numpy arrays).
+    `workers=0`: one shard in the driver (no actors); the arithmetic is the same."""
+    if workers == 0:
+        return _fit([_InProcess(Shard(block_refs, column, blas_threads=None))], k, n_init, seed, max_iter, tol,
+                    progress)
     workers = max(1, min(workers, len(block_refs)))
     shards = [block_refs[i::workers] for i in range(workers)]
     actors = [ShardWorker.remote(s, column) for s in shards]
@@ -85,18 +114,18 @@ def fit_kmeans(block_refs: list, column: str, k: int, *, n_init: int = 20, seed:
 
 
 def _fit(actors, k, n_init, seed, max_iter, tol, progress) -> KMeansResult:
-    sizes = np.array(ray.get([a.size.remote() for a in actors]))
+    sizes = np.array(_get([a.size.remote() for a in actors]))
     n = int(sizes.sum())
     if n < k:
         raise ValueError(f"k-means needs at least k={k} rows, got {n}")
-    moments = ray.get([a.moments.remote() for a in actors])
+    moments = _get([a.moments.remote() for a in actors])
     s1 = sum(m[0] for m in moments)
     s2 = sum(m[1] for m in moments)
     tol_abs = tol * float(np.mean(s2 / n - (s1 / n) ** 2))
     rng = np.random.default_rng(seed)
     centers = _seed_kmeanspp(actors, sizes, k, n_init, rng, progress)
     centers, n_iter = _lloyd(actors, centers, max_iter, tol_abs, progress)
-    parts = ray.get([a.lloyd.remote(centers) for a in actors])
+    parts = _get([a.lloyd.remote(centers) for a in actors])
     inertias = sum(p[2] for p in parts)
     best = int(np.argmin(inertias))
     return KMeansResult(centers[best].astype(np.float32), float(inertias[best]), int(n_iter[best]),
@@ -109,7 +138,7 @@ def _fetch(actors, sizes, global_idx: np.ndarray) -> np.ndarray:
     out = [None] * len(global_idx)
     for w in np.unique(owner):
         where = np.flatnonzero(owner == w)
-        rows = ray.get(actors[w].rows.remote((global_idx[where] - offsets[w]).tolist()))
+        rows = _get(actors[w].rows.remote((global_idx[where] - offsets[w]).tolist()))
         for j, row in zip(where, rows, strict=True):
             out[j] = row
     return np.stack(out)
@@ -118,7 +147,7 @@ def _fetch(actors, sizes, global_idx: np.ndarray) -> np.ndarray:
 def _seed_kmeanspp(actors, sizes, k, r, rng, progress) -> np.ndarray:
     first = _fetch(actors, sizes, rng.integers(int(sizes.sum()), size=r))
     centers = [first]
-    shard_pot = np.array(ray.get([a.start.remote(first) for a in actors]))  # (W, r)
+    shard_pot = np.array(_get([a.start.remote(first) for a in actors]))  # (W, r)
     trials = 2 + int(math.log(k))
     for _ in tqdm(range(1, k), desc="k-means++ seeding", disable=not progress, leave=False):
         cum = np.cumsum(shard_pot, axis=0)  # (W, r)
@@ -130,14 +159,14 @@ def _seed_kmeanspp(actors, sizes, k, r, rng, progress) -> np.ndarray:
                 local = targets[i, t] - (cum[w - 1, i] if w else 0.0)
                 asks.setdefault(w, []).append((i, t, local))
         cands = np.zeros((r, trials, centers[0].shape[1]), dtype=np.float32)
-        replies = ray.get([actors[w].sample.remote([(i, x) for i, _, x in lst]) for w, lst in asks.items()])
+        replies = _get([actors[w].sample.remote([(i, x) for i, _, x in lst]) for w, lst in asks.items()])
         for (_w, lst), rows in zip(asks.items(), replies, strict=True):
             for (i, t, _), row in zip(lst, rows, strict=True):
                 cands[i, t] = row
-        pots = sum(ray.get([a.potentials.remote(cands) for a in actors]))  # (r, trials)
+        pots = sum(_get([a.potentials.remote(cands) for a in actors]))  # (r, trials)
         chosen = cands[np.arange(r), np.argmin(pots, axis=1)]
         centers.append(chosen)
-        shard_pot = np.array(ray.get([a.add_center.remote(chosen) for a in actors]))
+        shard_pot = np.array(_get([a.add_center.remote(chosen) for a in actors]))
     return np.stack(centers, axis=1).astype(np.float64)  # (r, k, d)
 
 
@@ -150,7 +179,7 @@ def _lloyd(actors, centers, max_iter, tol_abs, progress) -> tuple[np.ndarray, np
         idx = np.flatnonzero(active)
         if len(idx) == 0:
             break
-        parts = ray.get([a.lloyd.remote(centers[idx]) for a in actors])
+        parts = _get([a.lloyd.remote(centers[idx]) for a in actors])
         sums = sum(p[0] for p in parts)
         counts = sum(p[1] for p in parts)
         new = km.update_centers(sums, counts, centers[idx])

@@ -93,8 +93,10 @@ def sketch_block(batch: pa.Table, capacity: int) -> pa.Table:
 
 
 def score_block(batch: pa.Table, quantiles: dict, strategy: str, weights: list[float], seed: int,
-                use_stability: bool, centers: np.ndarray | None) -> pa.Table:
-    """+ q_<metric> (quantile-normalised), score (by strategy) and cluster (nearest centre, or 0)."""
+                use_stability: bool, centers: np.ndarray | None,
+                projection: tuple[np.ndarray, np.ndarray] | None = None) -> pa.Table:
+    """+ q_<metric> (quantile-normalised), score (by strategy) and cluster (nearest centre, or 0); with
+    `projection` (mean (d,), axes (2, d)) also pc1, pc2: the embedding on two principal axes."""
     cols = {m: batch.column(m).to_numpy(zero_copy_only=False) for m in C.METRICS}
     for m in C.METRICS:
         qs, refs = quantiles[m]
@@ -111,6 +113,11 @@ def score_block(batch: pa.Table, quantiles: dict, strategy: str, weights: list[f
         labels, _ = km.assign(X, centers[None].astype(np.float64))
         cluster = labels[0]
         batch = batch.drop_columns([C.EMBEDDING])
+        if projection is not None:
+            mean, axes = projection
+            xy = (X - mean) @ axes.T
+            for j, name in enumerate(C.PCA):
+                batch = batch.append_column(name, pa.array(xy[:, j], pa.float32()))
     else:
         cluster = np.zeros(batch.num_rows, dtype=np.int64)
         if C.EMBEDDING in batch.column_names:

@@ -29,7 +29,7 @@ def blobs(n, d, k, seed):
     return (centres[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(np.float32)
 
 
-@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("workers", [0, 1, 3])  # 0: one shard in the driver, no actors
 def test_ray_kmeans_inertia_within_1pct_of_sklearn(ray_local, workers):
     import ray
 
@@ -56,3 +56,18 @@ def test_ray_kmeans_is_deterministic(ray_local):
     a = fit_kmeans(refs, "e", 4, n_init=3, seed=7, workers=2, progress=False)
     b = fit_kmeans(refs, "e", 4, n_init=3, seed=7, workers=2, progress=False)
     assert np.array_equal(a.centers, b.centers)
+
+
+def test_in_driver_fit_is_the_one_actor_fit(ray_local):
+    """workers=0 runs the same arithmetic as one actor, only without the actor: same clustering."""
+    import ray
+
+    from crowdselect.select.kmeans_ray import fit_kmeans
+
+    X = blobs(1200, 8, 5, seed=2)
+    refs = [ray.put({"e": b}) for b in np.array_split(X, 4)]
+    local = fit_kmeans(refs, "e", 5, n_init=4, seed=3, workers=0, progress=False)
+    actor = fit_kmeans(refs, "e", 5, n_init=4, seed=3, workers=1, progress=False)
+    assert local.n_iter == actor.n_iter
+    np.testing.assert_allclose(local.centers, actor.centers, rtol=1e-5, atol=1e-5)
+    assert local.inertia == pytest.approx(actor.inertia, rel=1e-6)

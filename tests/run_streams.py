@@ -1,0 +1,87 @@
+"""`make test`: the whole suite as two pytest processes side by side, then one exit code.
+
+    python tests/run_streams.py [--junit-dir DIR] [--serial] [PYTEST_ARGS ...]
+
+On a small machine much of the suite waits: on Ray start-ups, actor and model loads, subprocesses and
+polled jobs. Two streams fill that time. Stream `models` holds the files that load the 0.5B-1.5B models or
+run the multi-node cluster (one big model in memory at a time); stream `engine` holds every other file, so a
+new test file lands there without being listed. Each stream runs its own local Ray cluster (its own temp
+dir), writes its own log (printed whole when it ends; a heartbeat line per minute meanwhile) and, with
+--junit-dir, its own JUnit report DIR/<stream>.xml. `--serial` runs one pytest over everything instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+MODELS = [  # the heavy files: real 0.5B-1.5B models, vLLM, the multi-node cluster, training + eval cells
+    "cluster/test_multinode.py",
+    "e2e/test_quickstart.py",
+    "e2e/test_experiment.py",
+    "e2e/test_eval.py",
+    "stage/test_packaged_qwen.py",
+    "stage/test_generate_vllm.py",
+    "stage/test_judge.py",
+]
+HEARTBEAT_S = 60
+
+
+def streams() -> dict[str, list[str]]:
+    heavy = [str(TESTS / f) for f in MODELS]
+    rest = sorted(str(p) for p in TESTS.rglob("test_*.py") if str(p) not in heavy)
+    return {"models": heavy, "engine": rest}
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    py = [sys.executable, "-m", "pytest"]
+    if args.serial:
+        junit = [f"--junitxml={Path(args.junit_dir) / 'all.xml'}"] if args.junit_dir else []
+        return subprocess.call([*py, str(TESTS), *junit, *extra], cwd=ROOT)
+    logs = Path(tempfile.mkdtemp(prefix="crowdselect-tests-"))
+    procs = {}
+    for name, files in streams().items():
+        junit = [f"--junitxml={Path(args.junit_dir) / f'{name}.xml'}"] if args.junit_dir else []
+        env = {**os.environ, "CROWDSELECT_RAY_TMP": f"/tmp/rcs-{name}"}
+        log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed when the stream ends
+        procs[name] = (subprocess.Popen([*py, *files, *junit, *extra], cwd=ROOT, env=env, stdout=log,
+                                        stderr=subprocess.STDOUT), log)
+    print(f"[tests] {len(procs)} streams ({', '.join(procs)}), logs in {logs}", flush=True)
+    codes, t0, beat = {}, time.time(), time.time()
+    while len(codes) < len(procs):
+        time.sleep(2)
+        for name, (proc, log) in procs.items():
+            if name not in codes and proc.poll() is not None:
+                codes[name] = proc.returncode
+                log.close()
+                print(f"\n[tests] ===== stream {name}: exit {proc.returncode} after {time.time() - t0:.0f}s =====")
+                print((logs / f"{name}.log").read_text(errors="replace"), flush=True)
+        if time.time() - beat >= HEARTBEAT_S and len(codes) < len(procs):
+            beat = time.time()
+            running = [f"{n}: {_last_line(logs / f'{n}.log')}" for n in procs if n not in codes]
+            print(f"[tests] {time.time() - t0:.0f}s; " + "; ".join(running), flush=True)
+    return next((c for c in codes.values() if c), 0)
+
+
+def _last_line(path: Path) -> str:
+    lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+    return lines[-1][:100] if lines else "starting"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--junit-dir", help="write one JUnit report per stream here")
+    ap.add_argument("--serial", action="store_true", help="one pytest over the whole suite")
+    args, extra = ap.parse_known_args()
+    return run(args, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
