@@ -11,10 +11,10 @@ venv:
 quickstart: venv
 	.venv/bin/crowdselect run examples/quickstart.yaml --out runs/quickstart
 
-# Selection alone on the example crowd (simulated rewards until a real run is exported): seconds, no generation.
+# Selection alone on the example crowd (24 real instructions, judged; see examples/crowd.yaml): no generation.
 select-example: venv
 	.venv/bin/crowdselect select --config examples/crowd.yaml --input examples/crowd.jsonl \
-	  --k 24 --clusters 4 --out runs/select-example
+	  --k 8 --clusters 4 --out runs/select-example
 
 test: venv
 	.venv/bin/python -m ruff check crowdselect jobs tests bench

@@ -1,6 +1,6 @@
 """Write examples/crowd.jsonl and examples/crowd.yaml: a real crowd exported from a run, or a simulated one.
 
-    .venv/bin/crowdselect run examples/crowd.run.yaml            # generate + judge (about an hour on 2 cores)
+    .venv/bin/crowdselect run examples/crowd.run.yaml            # generate + judge (about 30 minutes on 2 cores)
     .venv/bin/python examples/make_example_crowd.py runs/example-crowd
     .venv/bin/python examples/make_example_crowd.py --simulated  # 300 instructions, simulated rewards
 
@@ -52,17 +52,25 @@ def versions() -> str:
     return " ".join(out)
 
 
-def crowd_yaml(run_dir: Path, n_rows: int) -> str:
+MADE_BY = ("crowdselect run examples/crowd.run.yaml --out runs/example-crowd && "
+           "python examples/make_example_crowd.py runs/example-crowd")
+
+
+def select_command(n_rows: int) -> str:
+    """`make select-example`'s command for a crowd of n rows: a third selected, 4 clusters."""
+    return (f"crowdselect select --config examples/crowd.yaml --input examples/crowd.jsonl --k {max(1, n_rows // 3)} "
+            f"--clusters {min(4, max(1, n_rows // 6))} --out runs/select-example")
+
+
+def crowd_yaml(run_dir: Path, n_rows: int, made_by: str = MADE_BY) -> str:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     run = json.loads((run_dir / "run.json").read_text())
     gens = [{"name": g["name"], "family": g["family"], "size_b": g["size_b"]} for g in cfg["generators"]]
     judge = next(r for r in cfg["rewards"] if r.get("primary")) if len(cfg["rewards"]) > 1 else cfg["rewards"][0]
     lines = [
         "# A real crowd: examples/crowd.jsonl holds these generators' answers and the judge's rewards.",
-        "# Run: crowdselect select --config examples/crowd.yaml --input examples/crowd.jsonl --k 24 --clusters 4 "
-        "--out runs/example",
-        "# Made by: crowdselect run examples/crowd.run.yaml --out runs/example-crowd && "
-        "python examples/make_example_crowd.py runs/example-crowd",
+        f"# Run: {select_command(n_rows)}",
+        f"# Made by: {made_by}",
         f"# Judge: {judge['name']} ({judge['model']}, {judge['kind']}); {n_rows} instructions of "
         f"{run['pool']['instructions']} in the run, {run['crowd']['excluded']} excluded; stage seconds: "
         + ", ".join(f"{k} {v:.0f}" for k, v in run["seconds"].items()),
@@ -85,6 +93,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", type=Path, nargs="?", help="a `crowdselect run` output directory")
     p.add_argument("--simulated", action="store_true", help="write the simulated 19-generator crowd instead")
+    p.add_argument("--made-by", default=MADE_BY, help="the exact commands that made the run (for the header)")
     args = p.parse_args()
     if args.simulated or args.run_dir is None:
         if not args.simulated:
@@ -96,7 +105,7 @@ def main() -> None:
     with open(HERE / "crowd.jsonl", "w") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    (HERE / "crowd.yaml").write_text(crowd_yaml(args.run_dir, len(rows)))
+    (HERE / "crowd.yaml").write_text(crowd_yaml(args.run_dir, len(rows), args.made_by))
     print(f"wrote {len(rows)} rows to {HERE / 'crowd.jsonl'} and the generators to {HERE / 'crowd.yaml'}")
 
 

@@ -101,10 +101,10 @@ def open_in_chromium(path: Path, screenshot: Path | None = None) -> dict:
 def test_selection_report_renders_in_chromium(ray_local, tmp_path):
     out = tmp_path / "select"
     assert cli.main(["select", "--config", str(ROOT / "examples" / "crowd.yaml"), "--input",
-                     str(ROOT / "examples" / "crowd.jsonl"), "--k", "24", "--clusters", "4", "--out", str(out)]) == 0
+                     str(ROOT / "examples" / "crowd.jsonl"), "--k", "8", "--clusters", "4", "--out", str(out)]) == 0
     report = out / "report.html"
     text = report.read_text()
-    for title in ("Metrics: pool vs selected", "Metric correlations", "Reward by generator", "Clusters (2-D",
+    for title in ("Metrics: pool vs selected", "Metric correlations", "Reward by generator", "Clusters (the embeddings",
                   "Per-cluster quotas", "Selected examples"):
         assert title in text, title
     assert "http://" not in text and "https://" not in text
