@@ -36,6 +36,12 @@ def scheme(uri: str) -> str:
     return uri.split("://", 1)[0].lower() if is_remote(uri) else "file"
 
 
+def absolute(uri: str) -> str:
+    """A local path made absolute (for processes whose working directory is not the driver's, e.g. Ray
+    Train workers); URIs unchanged."""
+    return uri if is_remote(uri) else os.path.abspath(uri.removeprefix("file://"))
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path inside it) for a local path or URI; remote filesystems are cached per bucket."""
     if not is_remote(uri):

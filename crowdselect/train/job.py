@@ -61,6 +61,11 @@ def student_path(cfg: TrainConfig) -> str:
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume) and export; returns the summary also written to OUT/train.json."""
     t0 = time.time()
+    # Ray Train workers do not run in the driver's working directory: they get absolute paths
+    cfg = replace(cfg, out=storage.absolute(str(cfg.out)),
+                  export=replace(cfg.export, path=cfg.export.path and storage.absolute(cfg.export.path)),
+                  checkpoint=replace(cfg.checkpoint, resume_from=cfg.checkpoint.resume_from
+                                     and storage.absolute(cfg.checkpoint.resume_from)))
     model_path = student_path(cfg)
     storage.makedirs(cfg.out)
     storage.write_text(storage.join(cfg.out, "train_config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,5 +1,6 @@
 """The README's train path (examples/train.yaml, paper settings, a 16-row selection, 1 epoch = 4 steps)
-really trains: warmup is scaled and stated, the configured lr is reached, and the weights move."""
+really trains: warmup is scaled and stated, the configured lr is reached, and the weights move. OUT is a
+relative path, as on the README's command line (Ray Train workers run in another working directory)."""
 
 import json
 from pathlib import Path
@@ -19,14 +20,15 @@ QA = [("What is the capital of France?", "The capital of France is Paris."),
       ("Translate 'hello' to Spanish.", "'Hello' in Spanish is 'hola'.")]
 
 
-def test_example_config_moves_the_weights(ray_local, tmp_path):
+def test_example_config_moves_the_weights(ray_local, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     data = tmp_path / "selected.jsonl"
     data.write_text("".join(json.dumps({C.ID: f"r{i}", C.MESSAGES: [{"role": "user", "content": q},
                                                                   {"role": "assistant", "content": a}]}) + "\n"
                             for i, (q, a) in enumerate(QA * 4)))
-    cfg = load_train_config(str(ROOT / "examples" / "train.yaml"), str(tmp_path / "run"),
+    monkeypatch.chdir(tmp_path)
+    cfg = load_train_config(str(ROOT / "examples" / "train.yaml"), "run",
                             [f"data.path={data}", "deepspeed.precision=fp32", "optim.epochs=1", "data.max_length=128"])
     summary = run_training(cfg)
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
