@@ -49,6 +49,10 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _number(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
 def _section(title: str, body: str) -> str:
     return f"<h2>{html.escape(title)}</h2>\n{body}\n"
 
@@ -125,7 +129,7 @@ def selection_sections(select_dir: str) -> list[str]:
     examples = _read_jsonl(storage.join(select_dir, "selected.jsonl"))[:EXAMPLES]
     if examples:
         body = "".join(f"<h3>{html.escape(str(e.get(C.ID)))} (cluster {e.get(C.CLUSTER)}, score "
-                       f"{e.get(C.SCORE)}, answer by {html.escape(str(e.get(C.MODEL)))})</h3>"
+                       f"{_number(e.get(C.SCORE))}, answer by {html.escape(str(e.get(C.MODEL)))})</h3>"
                        f"<pre>{html.escape(str(e.get(C.INSTRUCTION)))}</pre><pre>{html.escape(str(e.get(C.RESPONSE)))}"
                        "</pre>" for e in examples)
         out.append(_section(f"Selected examples (first {len(examples)})", body))
