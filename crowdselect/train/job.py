@@ -61,7 +61,7 @@ def student_path(cfg: TrainConfig) -> str:
 def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume) and export; returns the summary also written to OUT/train.json."""
     t0 = time.time()
-    # Ray Train workers do not run in the driver's working directory: they get absolute paths
+    # Ray Train workers chdir into their trial dir (RAY_CHDIR_TO_TRIAL_DIR, on by default): absolute paths
     cfg = replace(cfg, out=storage.absolute(str(cfg.out)),
                   export=replace(cfg.export, path=cfg.export.path and storage.absolute(cfg.export.path)),
                   checkpoint=replace(cfg.checkpoint, resume_from=cfg.checkpoint.resume_from
