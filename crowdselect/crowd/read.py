@@ -188,6 +188,8 @@ def block_stats(ds: ray.data.Dataset) -> tuple[IngestCounts, pa.Array]:
     refs = ds.map_batches(_stats_block, batch_format="pyarrow", batch_size=None).to_arrow_refs()
     total, ids = IngestCounts(), []
     for t in ray.get(refs):
+        if t.num_rows == 0:  # an empty block (e.g. a hash partition no id fell into) may have no columns
+            continue
         for r in t.drop_columns(["ids"]).to_pylist():
             total.add(IngestCounts(r["acc"], r["acc_rows"], r["rej"], r["rej_rows"], {m: r[m] for m in MISSING}))
         ids += [c.flatten() for c in t.column("ids").chunks]
