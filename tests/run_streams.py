@@ -2,11 +2,12 @@
 
     python tests/run_streams.py [--junit-dir DIR] [--serial] [PYTEST_ARGS ...]
 
-On a small machine much of the suite waits: on Ray start-ups, actor and model loads, subprocesses and
-polled jobs. Two streams fill that time. Stream `models` holds the files that load the 0.5B-1.5B models or
+Part of the suite waits (Ray start-ups, subprocesses, polled jobs) and two streams fill some of that
+time; on a 2-core machine they mostly contend for the CPU, so the gain there is modest (about 50 minutes
+against 60 serial, measured 2026-12-01). Stream `models` holds the files that load the 0.5B-1.5B models or
 run the multi-node cluster (one big model in memory at a time); stream `engine` holds every other file, so a
 new test file lands there without being listed. Each stream runs its own local Ray cluster (its own temp
-dir), writes its own log (printed whole when it ends; a heartbeat line per minute meanwhile) and, with
+dir, $CROWDSELECT_RAY_TMP-<stream>), writes its own log (printed whole when it ends; a heartbeat line per minute meanwhile) and, with
 --junit-dir, its own JUnit report DIR/<stream>.xml. `--serial` runs one pytest over everything instead.
 """
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     procs = {}
     for name, files in streams().items():
         junit = [f"--junitxml={Path(args.junit_dir) / f'{name}.xml'}"] if args.junit_dir else []
-        env = {**os.environ, "CROWDSELECT_RAY_TMP": f"/tmp/rcs-{name}"}
+        env = {**os.environ, "CROWDSELECT_RAY_TMP": f"{os.environ.get('CROWDSELECT_RAY_TMP', '/tmp/rcs')}-{name}"}
         log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed when the stream ends
         procs[name] = (subprocess.Popen([*py, *files, *junit, *extra], cwd=ROOT, env=env, stdout=log,
                                         stderr=subprocess.STDOUT), log)

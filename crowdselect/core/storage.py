@@ -45,7 +45,7 @@ def absolute(uri: str) -> str:
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path inside it) for a local path or URI; remote filesystems are cached per bucket."""
     if not is_remote(uri):
-        return pafs.LocalFileSystem(), os.path.abspath(uri.removeprefix("file://"))
+        return pafs.LocalFileSystem(), absolute(uri)
     kind, rest = uri.split("://", 1)
     bucket = rest.split("/", 1)[0]
     fs = _remote_filesystem(kind.lower(), bucket, _endpoint_env())
@@ -56,7 +56,7 @@ def ray_path(uri: str) -> tuple[str, pafs.FileSystem | None]:
     """(path, filesystem) for Ray Data reads/writes and Ray Train's `RunConfig(storage_path,
     storage_filesystem)`. Local paths come back unchanged with None (Ray's own local handling)."""
     if not is_remote(uri):
-        return os.path.abspath(uri.removeprefix("file://")), None
+        return absolute(uri), None
     fs, path = filesystem(uri)
     return path, fs
 

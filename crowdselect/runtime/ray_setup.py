@@ -62,9 +62,9 @@ def _init(address: str | None, num_cpus: int | None, temp_dir: str | None) -> st
     from crowdselect.core.log import ray_logging_level
 
     target = _target(address)
-    runtime_env = {"env_vars": _forwarded_env()}
     if target:
-        ray.init(address=target, runtime_env=None if _in_submitted_job() else runtime_env, log_to_driver=True,
+        runtime_env = None if _in_submitted_job() else {"env_vars": _forwarded_env()}
+        ray.init(address=target, runtime_env=runtime_env, log_to_driver=True,
                  logging_level=ray_logging_level())
         log.info("joined Ray cluster at %s", target)
         return target

@@ -1,8 +1,8 @@
 """Distributed k-means on Ray: shards live in actors, the driver runs `n_init` problems side by side.
 
 Each `ShardWorker` actor (a `Shard` in an actor; `workers=0` keeps one `Shard` in the driver, for fits
-small enough that actor start-up and round trips would cost more than the arithmetic) holds a slice of the embedding rows (fetched from Ray Data block refs, so rows
-never pass through the driver). Seeding is greedy k-means++ (sklearn's: 2 + ln k trials per step, keep the
+small enough that actor start-up and round trips would cost more than the arithmetic) holds a slice of
+the embedding rows (fetched from Ray Data block refs, so rows never pass through the driver). Seeding is greedy k-means++ (sklearn's: 2 + ln k trials per step, keep the
 one that lowers the potential most); Lloyd steps add up per-shard partial sums. All inits share every
 pass over the data (one matrix product against r*k centres); converged inits drop out. The driver only
 ever holds (r, k, d) numbers. This module knows nothing of CrowdSelect columns or scores.
