@@ -26,6 +26,7 @@ test-fast: venv
 	.venv/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: venv
+	.venv/bin/python bench/e2e_bench.py
 	.venv/bin/python bench/select_bench.py --quick
 	.venv/bin/python bench/generate_bench.py
 	.venv/bin/python bench/train_bench.py

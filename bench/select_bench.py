@@ -5,7 +5,8 @@
 
 1. Metrics + normalisation on a synthetic pool (canonical Parquet, 19 generators in 6 families):
    the Ray Data path (pool blocks in the object store -> compute_metrics -> sketches -> quantile
-   transform, as `crowdselect select` runs them) in rows/s, against
+   transform, as `crowdselect select` runs them) and the same stages in-process (the executor `select`
+   uses on one machine) in rows/s, against
    (a) a per-row Python loop like the authors' scripts (scipy spearmanr per family per row; timed on a
        subsample, rows/s extrapolated), target >= 100x, and
    (b) in-memory numpy on the whole (n, 19) matrix + sklearn QuantileTransformer, target within 2x.
@@ -51,18 +52,23 @@ def write_pool(R: np.ndarray, folder: str, files: int) -> None:
         pq.write_table(table, os.path.join(folder, f"part-{part:03d}.parquet"))
 
 
-def ray_metrics(folder: str, n: int) -> float:
+def engine_metrics(folder: str, n: int, executor: str) -> float:
     import ray
 
+    from crowdselect.runtime.local_data import LocalDataset
     from crowdselect.select.job import fit_pool_quantiles
     from crowdselect.select.normalize import quantile_transform
     from crowdselect.select.stages import compute_metrics
 
-    # both baselines start from rewards in memory: so does this path (the pool in Ray's object store)
-    pool = ray.data.read_parquet(folder).materialize()
+    # both baselines start from rewards in memory: so does this path (the pool in Ray's object store, or
+    # in this process as the in-process executor holds it: Arrow blocks of 4,096 rows)
+    if executor == "ray":
+        pool = ray.data.read_parquet(folder).materialize()
+    else:
+        pool = LocalDataset([pa.Table.from_batches([b]) for b in pq.read_table(folder).to_batches(4096)])
     t0 = time.perf_counter()
-    ds = pool.map_batches(
-        compute_metrics, batch_format="pyarrow",
+    ds = pool.map_batches(  # one call per block, as `select` runs its metrics
+        compute_metrics, batch_format="pyarrow", batch_size=None,
         fn_kwargs={"generators": NAMES, "families": FAMILIES, "sizes": SIZES}).materialize()
     quantiles, _ = fit_pool_quantiles(ds, n, 1000, 65536)
 
@@ -71,7 +77,7 @@ def ray_metrics(folder: str, n: int) -> float:
             batch = batch.append_column(C.q(m), pa.array(quantile_transform(batch.column(m).to_numpy(), *quantiles[m])))
         return batch
 
-    assert ds.map_batches(normalise, batch_format="pyarrow").materialize().count() == n
+    assert ds.map_batches(normalise, batch_format="pyarrow", batch_size=None).materialize().count() == n
     return time.perf_counter() - t0
 
 
@@ -151,15 +157,18 @@ def metrics_part(rows: int, loop_rows: int) -> None:
     R = rewards(rows, PAPER_CROWD, seed=1)
     with tempfile.TemporaryDirectory() as folder:
         write_pool(R, folder, files=max(2, rows // 50_000))
-        t_ray = ray_metrics(folder, rows)
+        t_ray = engine_metrics(folder, rows, "ray")
+        t_local = engine_metrics(folder, rows, "local")
     t_np = numpy_metrics(R)
     t_loop = loop_metrics(R[:loop_rows]) * rows / loop_rows
     print(f"\nmetrics + normalisation, {rows:,} x {len(NAMES)} pool, {os.cpu_count()} CPUs")
     print(f"  ray data   {rows / t_ray:>12,.0f} rows/s  ({t_ray:.1f}s)")
+    print(f"  in-process {rows / t_local:>12,.0f} rows/s  ({t_local:.1f}s, crowdselect.runtime.local_data)")
     print(f"  numpy      {rows / t_np:>12,.0f} rows/s  ({t_np:.1f}s, in memory)")
     print(f"  row loop   {rows / t_loop:>12,.0f} rows/s  (timed on {loop_rows:,} rows)")
     print(f"  ratio ray / row loop = {t_loop / t_ray:.1f}x   (target >= 100x)")
     print(f"  ratio numpy / ray    = {t_ray / t_np:.2f}x slower (target <= 2x)")
+    print(f"  ratio numpy / in-process = {t_local / t_np:.2f}x slower (target <= 2x)")
 
 
 def kmeans_part(km_rows: int, args: argparse.Namespace) -> None:

@@ -37,6 +37,9 @@ def _select_parser(sub) -> None:
     p.add_argument("--embedder", help="HF id, folder or pkg: alias of the sentence embedder")
     p.add_argument("--on-bad-rows", choices=["fail", "quarantine", "skip"], help="skip: old name of quarantine")
     p.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--executor", choices=["auto", "ray", "local"],
+                   help="auto (default): in this process for a pool that fits in memory and no cluster named; "
+                        "else Ray Data")
     p.add_argument("--out", help="output directory")
     p.add_argument("overrides", nargs="*", help="config overrides key.path=value")
 

@@ -1,6 +1,8 @@
-"""Ray Data sources that keep where every row came from: `_file`, `_line` (and `_text`, `_error` for lines).
+"""Block readers that keep where every row came from: `_file`, `_line` (and `_text`, `_error` for lines).
 
-Reading errors never escape a read task: they become `_error` rows, turned into rejects by the caller.
+`json_line_blocks` and `parquet_row_blocks` read one open file into blocks; the Ray Data sources run them
+in read tasks, `crowdselect.runtime.local_data.read_files` in this process. Reading errors never escape a
+reader: they become `_error` rows, turned into rejects by the caller.
 """
 
 from __future__ import annotations
@@ -37,20 +39,25 @@ class JsonLinesSource(FileBasedDatasource):
         self.lines_per_block = lines_per_block
 
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
-        name = display_path(path)
-        numbers, texts, errors = [], [], []
-        for lineno, raw, error in iter_lines(f):
-            text = None
-            if raw is not None:
-                text, error = decode_line(raw)
-            numbers.append(lineno)
-            texts.append(text)
-            errors.append(error)
-            if len(numbers) >= self.lines_per_block:
-                yield _line_block(name, numbers, texts, errors)
-                numbers, texts, errors = [], [], []
-        if numbers:
+        return json_line_blocks(f, path, self.lines_per_block)
+
+
+def json_line_blocks(f, path: str, lines_per_block: int) -> Iterator[pa.Table]:
+    """Blocks of `_file`, `_line`, `_text`, `_error` from a binary stream of JSON lines (decompressed)."""
+    name = display_path(path)
+    numbers, texts, errors = [], [], []
+    for lineno, raw, error in iter_lines(f):
+        text = None
+        if raw is not None:
+            text, error = decode_line(raw)
+        numbers.append(lineno)
+        texts.append(text)
+        errors.append(error)
+        if len(numbers) >= lines_per_block:
             yield _line_block(name, numbers, texts, errors)
+            numbers, texts, errors = [], [], []
+    if numbers:
+        yield _line_block(name, numbers, texts, errors)
 
 
 def _line_block(name: str, numbers: list[int], texts: list[str | None], errors: list[str | None]) -> pa.Table:
@@ -72,16 +79,22 @@ class ParquetRowsSource(FileBasedDatasource):
         return filesystem.open_input_file(path)  # Parquet needs random access
 
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
-        name = display_path(path)
-        start = 1
-        try:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=self.lines_per_block):
-                n = batch.num_rows
-                table = pa.Table.from_batches([batch])
-                table = table.append_column(FILE, pa.array([name] * n, pa.string()))
-                table = table.append_column(LINE, pa.array(range(start, start + n), pa.int64()))
-                start += n
-                yield table
-        except READ_ERRORS as e:
-            yield pa.table({FILE: pa.array([name], pa.string()), LINE: pa.array([start], pa.int64()),
-                            ERROR: pa.array([f"cannot read the parquet file ({e})"], pa.string())})
+        return parquet_row_blocks(f, path, self.lines_per_block)
+
+
+def parquet_row_blocks(f, path: str, rows_per_block: int) -> Iterator[pa.Table]:
+    """Blocks of the file's columns + `_file`, `_line` from a random-access Parquet file; a file that cannot
+    be read on gives one block of `_file`, `_line`, `_error`."""
+    name = display_path(path)
+    start = 1
+    try:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=rows_per_block):
+            n = batch.num_rows
+            table = pa.Table.from_batches([batch])
+            table = table.append_column(FILE, pa.array([name] * n, pa.string()))
+            table = table.append_column(LINE, pa.array(range(start, start + n), pa.int64()))
+            start += n
+            yield table
+    except READ_ERRORS as e:
+        yield pa.table({FILE: pa.array([name], pa.string()), LINE: pa.array([start], pa.int64()),
+                        ERROR: pa.array([f"cannot read the parquet file ({e})"], pa.string())})

@@ -88,6 +88,7 @@ def is_data_file(path: str, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> bool:
 class Listing:
     files: list[str]  # in read order: given paths in order, each folder's files sorted
     skipped: dict[str, list[str]] = field(default_factory=dict)  # folder or glob -> non-data names in it
+    bytes: int = 0  # total size of `files` (as stored: compressed files count compressed)
 
     def skipped_message(self) -> str | None:
         """"skipped 2 non-data files in data/: NOTES.md, plot.png" (one clause per folder), or None."""
@@ -103,7 +104,9 @@ def list_data_files(paths: list[str], suffixes: tuple[str, ...] = DATA_SUFFIXES,
     listing = Listing([])
     for p in paths:
         found = _expand(p, suffixes, what, listing.skipped)
-        listing.files += [f for f, _ in found if f not in listing.files]
+        new = [(f, size) for f, size in found if f not in listing.files]
+        listing.files += [f for f, _ in new]
+        listing.bytes += sum(size or 0 for _, size in new)
         empty = [f for f, size in found if size == 0]
         if empty:
             raise UserError(f"{display_path(empty[0])}: file is empty")
@@ -219,6 +222,15 @@ def open_stream(path: str) -> Any:
     fs, inner = storage.filesystem(path)
     try:
         return fs.open_input_stream(inner, compression=compression_of(path))
+    except READ_ERRORS as e:
+        raise UserError(f"{display_path(path)}: cannot open: {e}") from None
+
+
+def open_random_access(path: str) -> Any:
+    """A random-access input file (Parquet); UserError naming the file when it cannot be opened."""
+    fs, inner = storage.filesystem(path)
+    try:
+        return fs.open_input_file(inner)
     except READ_ERRORS as e:
         raise UserError(f"{display_path(path)}: cannot open: {e}") from None
 

@@ -15,8 +15,10 @@ group-by-id merge.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +30,12 @@ from ray.data.expressions import col
 from crowdselect.core import columns as C
 from crowdselect.core import log, storage
 from crowdselect.core.errors import UserError
-from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
+from crowdselect.core.ray_sources import (
+    JsonLinesSource,
+    ParquetRowsSource,
+    json_line_blocks,
+    parquet_row_blocks,
+)
 from crowdselect.core.records import (
     FILE,
     JSON_SUFFIXES,
@@ -37,6 +44,8 @@ from crowdselect.core.records import (
     display_path,
     first_record,
     list_data_files,
+    open_random_access,
+    open_stream,
     split_by_kind,
 )
 from crowdselect.crowd.blocks import N_ROWS, RAW_LIMIT, SCHEMA, parse_block, rejected_row
@@ -50,9 +59,13 @@ from crowdselect.crowd.parse import (
     wide_unlisted_generators,
 )
 from crowdselect.generate.spec import GeneratorSpec
+from crowdselect.runtime.local_data import fetch, parallel_map, read_files
 
 CROWD_SUFFIXES = (*JSON_SUFFIXES, ".parquet")
 READ_CPUS = 0.25  # a read task splits lines (or yields Parquet batches); the parse tasks do the work
+LOCAL_READERS = {JsonLinesSource: (json_line_blocks, open_stream), ParquetRowsSource: (parquet_row_blocks,
+                                                                                       open_random_access)}
+LOCAL_THREADS = min(4, os.cpu_count() or 1)  # in-process parse: Arrow's JSON reader and numpy release the GIL
 
 __all__ = ["N_ROWS", "RAW_LIMIT", "SCHEMA", "Ingested", "IngestCounts", "accepted", "count_input_rows",
            "parse_block", "read_crowd", "rejected"]
@@ -142,11 +155,12 @@ def resolve_format(cfg: InputConfig, files: list[str], generators: list[str]) ->
 
 
 def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
-               then: Callable[[pa.Table], pa.Table] | None = None) -> Ingested:
+               then: Callable[[pa.Table], pa.Table] | None = None, local: bool = False) -> Ingested:
     """Read, parse, merge (long), de-duplicate; every input row ends as accepted or rejected.
 
     `then` (optional) maps each block of SCHEMA rows to the caller's rows in the same tasks; it must keep
-    id, instruction, source, error, raw, n_rows, _file, _line and the MISSING columns.
+    id, instruction, source, error, raw, n_rows, _file, _line and the MISSING columns. `local`: in this
+    process (`crowdselect.runtime.local_data`, blocks parsed on a few threads) instead of on Ray Data.
     """
     if not cfg.path:
         raise UserError("no input: give --input PATH or input.path in the config")
@@ -157,13 +171,17 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     names = [g.name for g in generators]
     fmt = resolve_format(cfg, files, names)
     json_files, parquet_files = split_by_kind(files)
+    parse = partial(parse_block, fmt=fmt, known=names, layout=cfg.wide)
+    fused = then is not None and fmt != "long"  # a long table's rows are merged by id before `then`
     parts = []
     for source, group in ((JsonLinesSource, json_files), (ParquetRowsSource, parquet_files)):
-        if group:
+        if group and local:
+            raw = read_files(group, *LOCAL_READERS[source], cfg.lines_per_block)
+            parts.append(parallel_map(raw, (lambda b: then(parse(b))) if fused else parse, LOCAL_THREADS))
+        elif group:
             # reads are not fused with the parse: a file is read by one task, its blocks parsed by many
             raw = ray.data.read_datasource(source(group, lines_per_block=cfg.lines_per_block), num_cpus=READ_CPUS)
-            parts.append(raw.map_batches(parse_block, batch_format="pyarrow", batch_size=None,
-                                         fn_kwargs={"fmt": fmt, "known": names, "layout": cfg.wide}))
+            parts.append(raw.map_batches(parse, batch_format="pyarrow", batch_size=None))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     file_order = {display_path(f): i for i, f in enumerate(files)}
     if fmt == "long":
@@ -172,7 +190,7 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
         merged = accepted(ds).groupby(C.ID, num_partitions=max(1, ds.num_blocks())).map_groups(
             merge_long_group, batch_format="pyarrow", fn_kwargs={"known": names, "file_order": file_order})
         ds = merged.sort(C.ID).union(rejected(ds))  # sorted: the row order after a shuffle is not fixed
-    if then is not None:
+    if then is not None and not (local and fused):
         ds = ds.map_batches(then, batch_format="pyarrow", batch_size=None)
     ds = ds.materialize()
     counts, ids = block_stats(ds)
@@ -187,7 +205,7 @@ def block_stats(ds: ray.data.Dataset) -> tuple[IngestCounts, pa.Array]:
     """Counts of a parsed dataset and the ids of its accepted rows (in block order), in one pass."""
     refs = ds.map_batches(_stats_block, batch_format="pyarrow", batch_size=None).to_arrow_refs()
     total, ids = IngestCounts(), []
-    for t in ray.get(refs):
+    for t in fetch(refs):
         if t.num_rows == 0:  # an empty block (e.g. a hash partition no id fell into) may have no columns
             continue
         for r in t.drop_columns(["ids"]).to_pylist():

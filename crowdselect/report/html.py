@@ -58,47 +58,29 @@ def _section(title: str, body: str) -> str:
 
 
 def _read_scores(select_dir: str):
-    import pyarrow.parquet as pq
+    """The columns the figures draw (selected, metrics, cluster, pc1/pc2) of scores.parquet, or None."""
+    import pyarrow.dataset as pds
 
     uri = storage.join(select_dir, "scores.parquet")
     if not storage.exists(uri):
         return None
     fs, path = storage.filesystem(uri)
-    return pq.read_table(path, filesystem=fs)
+    data = pds.dataset(path, filesystem=fs, format="parquet")
+    wanted = [C.SELECTED, *C.METRICS, C.CLUSTER, *C.PCA]
+    return data.to_table(columns=[c for c in wanted if c in data.schema.names])
 
 
-def _reward_rows(files: list[str], limit: int) -> list[tuple[list[str], list[float]]]:
-    """(models, rewards) per instruction from crowd files: canonical JSONL (`responses`: [{model, reward}]),
-    long JSONL (model, reward per row) or Parquet with `models` / `rewards` list columns; at most `limit`."""
-    import pyarrow.parquet as pq
+def _floats(table, column: str) -> np.ndarray:
+    """A numeric column as float64 numpy, nulls as NaN."""
+    import pyarrow.compute as pc
 
-    out: list[tuple[list[str], list[float]]] = []
-    for uri in files:
-        if uri.endswith(".parquet") or storage.is_file(uri) is False:
-            fs, path = storage.filesystem(uri)
-            t = pq.read_table(path, filesystem=fs)
-            if C.MODELS in t.column_names and C.REWARDS in t.column_names:
-                out += list(zip(t.column(C.MODELS).to_pylist(), t.column(C.REWARDS).to_pylist(), strict=True))
-        elif uri.endswith(".jsonl"):
-            for line in storage.read_text(uri).splitlines()[:limit]:
-                row = json.loads(line) if line.strip() else {}
-                if isinstance(row.get(C.RESPONSES), list):
-                    out.append(([r.get(C.MODEL) for r in row[C.RESPONSES]], [r.get(C.REWARD) for r in row[C.RESPONSES]]))
-                elif C.MODEL in row:
-                    out.append(([row[C.MODEL]], [row.get(C.REWARD)]))
-        if len(out) >= limit:
-            break
-    return out[:limit]
+    return pc.fill_null(table.column(column).cast("float64"), float("nan")).to_numpy(zero_copy_only=False)
 
 
-def mean_rewards(run: dict[str, Any], limit: int = 200_000) -> dict[str, float]:
-    """Mean reward per generator over the crowd the selection read (failed rewards left out)."""
-    sums: dict[str, list[float]] = {}
-    for models, rewards in _reward_rows(run.get("input_files") or [], limit):
-        for m, r in zip(models or [], rewards or [], strict=False):
-            if m is not None and isinstance(r, (int, float)) and not np.isnan(r):
-                sums.setdefault(m, []).append(float(r))
-    return {m: float(np.mean(v)) for m, v in sums.items()}
+def mean_rewards(run: dict[str, Any]) -> dict[str, float]:
+    """Mean reward per generator over the crowd the selection read (failed rewards left out): run.json's
+    `generator_rewards`, which the select run gathered in its summary pass."""
+    return {g: m["mean"] for g, m in (run.get("generator_rewards") or {}).items() if m.get("n")}
 
 
 def selection_sections(select_dir: str) -> list[str]:
@@ -107,9 +89,8 @@ def selection_sections(select_dir: str) -> list[str]:
     table = _read_scores(select_dir)
     out = []
     if table is not None:
-        selected = np.array(table.column(C.SELECTED).to_pylist(), dtype=bool)
-        metrics = {m: np.array([np.nan if v is None else v for v in table.column(m).to_pylist()], dtype=float)
-                   for m in C.METRICS if m in table.column_names}
+        selected = table.column(C.SELECTED).to_numpy(zero_copy_only=False).astype(bool)
+        metrics = {m: _floats(table, m) for m in C.METRICS if m in table.column_names}
         if metrics:
             out.append(_section("Metrics: pool vs selected", _img(figures.metric_histograms(metrics, selected),
                                                                   "metric distributions")))
@@ -120,7 +101,7 @@ def selection_sections(select_dir: str) -> list[str]:
             out.append(_section("Reward by generator, family and size",
                                 _img(figures.reward_by_generator(gens, means), "reward matrix")))
         if C.CLUSTER in table.column_names:
-            clusters = np.array(table.column(C.CLUSTER).to_pylist(), dtype=int)
+            clusters = table.column(C.CLUSTER).to_numpy(zero_copy_only=False).astype(int)
             if all(c in table.column_names for c in C.PCA):
                 xy = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in C.PCA])
                 out.append(_section("Clusters (the embeddings on their two principal axes)",

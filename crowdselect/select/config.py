@@ -92,6 +92,9 @@ class SelectConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     out: str | None = None
+    # auto: in this process when no Ray cluster is named (ray.address, RAY_ADDRESS) and the input is under
+    # a quarter of the free memory; else Ray Data. ray / local force one (`crowdselect.runtime.local_data`).
+    executor: Literal["auto", "ray", "local"] = "auto"
 
     def validate(self) -> None:
         if self.selection.strategy in STRATEGY_COLUMNS:
@@ -126,6 +129,7 @@ FLAG_KEYS = {
     "format": "input.format",
     "out": "out",
     "ray_address": "ray.address",
+    "executor": "executor",
 }
 
 

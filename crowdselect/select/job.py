@@ -5,7 +5,9 @@
 
 Every stage is a Ray Data `map_batches` over blocks (memory bounded by the block size); only small things
 reach the driver: counts and ids, sketches, k-means centres, and each block's best k rows per cluster. Ray
-resources (actor pool size, GPUs) are set here, from config; the math lives in the pure modules.
+resources (actor pool size, GPUs) are set here, from config; the math lives in the pure modules. The same
+wiring runs in this process, without Ray, on `crowdselect.runtime.local_data.LocalDataset` (`executor`:
+a pool that fits in memory on a machine with no cluster named; see `choose_executor`).
 
 Passes over the data without clustering (no rejects, no duplicate ids): 1. read + parse + metrics, fused in
 one task per block and materialised (the only copy of the pool: one row of metrics and the best answer per
@@ -17,6 +19,7 @@ and stores the scores (their nearest-centre step is worth keeping for its three 
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 from functools import partial
@@ -32,12 +35,13 @@ from crowdselect.core import log, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.errors import UserError
 from crowdselect.core.paths import OutDirLock, remove_outputs
-from crowdselect.core.records import FILE, LINE
+from crowdselect.core.records import FILE, LINE, list_data_files
 from crowdselect.core.rejects import REJECTS_FILE, Reject, write_rejects
 from crowdselect.crowd.blocks import N_ROWS
 from crowdselect.crowd.parse import MISSING
-from crowdselect.crowd.read import accepted, read_crowd, rejected
+from crowdselect.crowd.read import CROWD_SUFFIXES, accepted, read_crowd, rejected
 from crowdselect.report.html import write_report
+from crowdselect.runtime.local_data import fetch
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import for_spec, plan
 from crowdselect.select.config import SelectConfig, check_paths
@@ -57,6 +61,7 @@ from crowdselect.select.stages import (
 )
 
 MAX_PRINTED_PROBLEMS = 1000
+LOCAL_MEMORY_SHARE = 0.25  # executor auto: in-process for input files under this share of the free memory
 
 
 # Everything a select run writes in DIR: removed at the start of a rerun, so no output of an older run
@@ -74,7 +79,11 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
     """
     check_paths(cfg)
     with OutDirLock(cfg.out):
-        where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)  # a failed start keeps old outputs
+        executor = choose_executor(cfg)
+        if executor == "local":
+            where = "in-process"
+        else:  # a failed start keeps the old outputs
+            where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
         storage.makedirs(cfg.out)
         removed = remove_outputs(cfg.out, OWNED_OUTPUTS)
         if removed:
@@ -82,10 +91,26 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
         return select_into(cfg, config_path, where)
 
 
+def choose_executor(cfg: SelectConfig) -> str:
+    """"local" or "ray". auto: local when no Ray cluster is named (ray.address, RAY_ADDRESS) and the input
+    files total under a quarter of the free memory (the pool's metric rows stay in memory; Ray can spill
+    them to disk); Ray otherwise. Decided before Ray starts."""
+    if cfg.executor != "auto":
+        return cfg.executor
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
+        return "ray"
+    import psutil
+
+    size = list_data_files(cfg.input.path, CROWD_SUFFIXES, what="crowd").bytes
+    return "local" if size < psutil.virtual_memory().available * LOCAL_MEMORY_SHARE else "ray"
+
+
 def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
-    """The selection itself, Ray running and DIR owned by this run."""
+    """The selection itself, Ray running (or `where` == "in-process") and DIR owned by this run."""
     timer: dict[str, float] = {}
-    configure_data(preserve_order=True)  # determinism: blocks keep their order through every stage
+    local = where == "in-process"
+    if not local:
+        configure_data(preserve_order=True)  # determinism: blocks keep their order through every stage
     names = [g.name for g in cfg.generators]
     families = [g.family for g in cfg.generators]
     sizes = [g.size_b for g in cfg.generators]
@@ -94,7 +119,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     with log.stage("ingest", timer):  # read + parse + metrics in one pass, then the duplicate-id check
         keep = [C.ERROR, C.RAW, N_ROWS, FILE, LINE, *MISSING, C.MODELS, C.REWARDS]  # rewards: summary
         ing = read_crowd(cfg.input, cfg.generators, then=partial(
-            metrics_block, generators=names, families=families, sizes=sizes, keep=keep))
+            metrics_block, generators=names, families=families, sizes=sizes, keep=keep), local=local)
     c = ing.counts
     n_acc, acc_rows, n_rej, rej_rows = c.accepted, c.accepted_rows, c.rejected, c.rejected_rows
     counts = {"input_rows": acc_rows + rej_rows, "accepted_rows": acc_rows, "accepted_instructions": n_acc,
@@ -123,9 +148,9 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
         if n_acc < sel.clusters:
             raise UserError(f"{n_acc} accepted instructions cannot form {sel.clusters} clusters; lower --clusters")
         with log.stage("embed", timer, rows=n_acc):
-            base = embed(metrics_ds, cfg)
+            base = embed(metrics_ds, cfg, local)
         with log.stage("kmeans", timer, rows=n_acc):
-            centers, kinfo = cluster(base, cfg)
+            centers, kinfo = cluster(base, cfg, local)
         projection = principal_axes(base)
 
     scored = base.map_batches(score_block, batch_format="pyarrow", fn_kwargs={
@@ -144,12 +169,14 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
         write_scores(scored, {r[C.ID] for r in records}, cfg.out)
 
     decisions = describe_decisions(cfg, use_stability, defined, n_acc, len(records), counts["missing_answers"])
-    summary = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined,
+    summary, facts = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined,
                         crowd=accepted(ing.rows))
     run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
+           "executor": "local" if local else "ray",
            "resources": plan({"embed": for_spec(cfg.embedder)}) if clustering else {},
            "input_files": ing.files, "format": ing.format, "counts": counts,
            "selected": len(records), "decisions": decisions, "kmeans": kinfo,
+           "generator_rewards": {g: {"n": m.n, "mean": m.mean, "std": m.std} for g, m in facts.generator_rewards.items() if m.n},
            "metric_defined_rows": defined, "timings_s": dict(timer), "versions": versions(), "outputs": written}
     write_json(storage.join(cfg.out, "run.json"), run)
     write_report(cfg.out)
@@ -187,24 +214,26 @@ def fit_pool_quantiles(ds: ray.data.Dataset, n_rows: int, n_quantiles: int, capa
     return quantiles, defined
 
 
-def embed(ds: ray.data.Dataset, cfg: SelectConfig) -> ray.data.Dataset:
+def embed(ds: ray.data.Dataset, cfg: SelectConfig, local: bool = False) -> ray.data.Dataset:
+    """+ embedding column. In-process a whole block is one call: sentence-transformers sorts a call's texts
+    by length, so bigger calls pad less (on Ray, batches stay small enough to spread over the actors)."""
     e = cfg.embedder
     return ds.map_batches(
-        Embedder, batch_format="numpy", batch_size=e.batch_size * 4,
+        Embedder, batch_format="numpy", batch_size=None if local else e.batch_size * 4,
         fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": e.batch_size,
                                "max_length": e.max_length, "device": "cuda" if e.num_gpus > 0 else "cpu",
                                "trust_remote_code": e.trust_remote_code},
         compute=ray.data.ActorPoolStrategy(size=e.concurrency), **for_spec(e).remote_options()).materialize()
 
 
-def cluster(ds: ray.data.Dataset, cfg: SelectConfig) -> tuple[np.ndarray, dict]:
+def cluster(ds: ray.data.Dataset, cfg: SelectConfig, local: bool = False) -> tuple[np.ndarray, dict]:
     sel, km = cfg.selection, cfg.selection.kmeans
     fit_ds = ds.select_columns([C.EMBEDDING])
     n = ds.count()
     if km.fit_sample and n > km.fit_sample:
         fit_ds = fit_ds.random_sample(km.fit_sample / n, seed=sel.seed)
     fit_rows = min(n, km.fit_sample or n)
-    if fit_rows <= km.local_rows:
+    if local or fit_rows <= km.local_rows:
         workers = 0  # in the driver: actor start-up and round trips would cost more than the arithmetic
     else:
         workers = km.workers or max(1, min(8, int(ray.cluster_resources().get("CPU", 1))))
@@ -230,13 +259,20 @@ def principal_axes(ds: ray.data.Dataset, sample: int = 2000) -> tuple[np.ndarray
 
 def choose(scored: ray.data.Dataset, k: int, n_clusters: int, clustering: bool) -> list[dict]:
     """Final selection from every block's candidates, in rank order (score desc, id asc)."""
-    cands = scored.map_batches(candidates_block, batch_format="pyarrow", batch_size=None,
-                               fn_kwargs={"k": k}).take_all()
-    scores = np.array([np.nan if c[C.SCORE] is None else c[C.SCORE] for c in cands], dtype=float)
-    ids = np.array([c[C.ID] for c in cands], dtype=str)
-    clusters = np.array([c[C.CLUSTER] for c in cands], dtype=np.int64)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # Arrow until the end: only the k chosen rows become Python dicts (a block gives up to k per cluster)
+    parts = [t for t in fetch(scored.map_batches(candidates_block, batch_format="pyarrow", batch_size=None,
+                                                 fn_kwargs={"k": k}).to_arrow_refs()) if t.num_rows]
+    if not parts:
+        return []
+    cands = pa.concat_tables(parts, promote_options="default")
+    scores = pc.fill_null(cands.column(C.SCORE), np.nan).to_numpy(zero_copy_only=False)
+    ids = np.asarray(cands.column(C.ID).to_pylist(), dtype=str)
+    clusters = cands.column(C.CLUSTER).to_numpy(zero_copy_only=False).astype(np.int64)
     idx = quota_select(scores, ids, clusters, k, n_clusters) if clustering else global_select(scores, ids, k)
-    return [cands[i] for i in idx]
+    return cands.take(pa.array(np.asarray(idx, dtype=np.int64))).to_pylist()
 
 
 def choose_by_tags(scored: ray.data.Dataset, k: int) -> list[dict]:

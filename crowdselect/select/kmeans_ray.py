@@ -37,7 +37,7 @@ class Shard:
 
         # one BLAS thread per actor: actors, not threads, give the parallelism (in the driver: no limit)
         self._limits = threadpool_limits(limits=blas_threads) if blas_threads else None
-        parts = [np.asarray(ray.get(r)[column], dtype=np.float32) for r in refs]
+        parts = [np.asarray(_get(r)[column], dtype=np.float32) for r in refs]  # refs or LocalDataset blocks
         parts = [p.reshape(len(p), -1) for p in parts if len(p)]
         self.X = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
         self.xx = km.row_norms(self.X)

@@ -212,13 +212,13 @@ def write_summary(out: str, text: str) -> str:
 
 
 def summarise(cfg: SelectConfig, counts: dict, chosen: list[dict], scored, quantiles: dict,
-              decisions: list[str], clustering: bool, defined: dict, crowd=None) -> str:
-    """gather_facts -> summary_text -> write_summary -> plot_metrics; returns the text."""
+              decisions: list[str], clustering: bool, defined: dict, crowd=None) -> tuple[str, SummaryFacts]:
+    """gather_facts -> summary_text -> write_summary -> plot_metrics; returns the text and the facts."""
     facts = gather_facts(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined, crowd)
     text = summary_text(facts)
     write_summary(cfg.out, text)
     plot_metrics(cfg.out, quantiles, chosen)
-    return text
+    return text, facts
 
 
 def plot_metrics(out: str, quantiles: dict, chosen: list[dict]) -> bool:

@@ -39,7 +39,7 @@ def read_jsonl(p):
 @pytest.mark.slow
 def test_clustered_selection_end_to_end_and_deterministic(ray_local, pool, tmp_path):
     pool_dir, rows = pool
-    assert run_select(pool_dir, tmp_path / "a", "--k", "60", "--clusters", "6") == 0
+    assert run_select(pool_dir, tmp_path / "a", "--k", "60", "--clusters", "6", "--executor", "ray") == 0
     out = tmp_path / "a"
     sel = read_jsonl(out / "selected.jsonl")
     assert len(sel) == 60 and len({s["id"] for s in sel}) == 60
@@ -74,9 +74,22 @@ def test_clustered_selection_end_to_end_and_deterministic(ray_local, pool, tmp_p
     lf = json.loads((out / "exports/llamafactory/dataset_info.json").read_text())
     assert lf["crowdselect"]["formatting"] == "alpaca"
     assert pq.read_table(out / "exports/trl/train.parquet").num_rows == 60
-    # same inputs and seed: byte-identical selection
+    assert run["executor"] == "ray"
+    # same inputs and seed, in this process instead of on Ray Data (executor auto: no cluster named, a small
+    # pool): byte-identical selection, the same scores for every row, the same summary
     assert run_select(pool_dir, tmp_path / "b", "--k", "60", "--clusters", "6") == 0
+    assert json.loads((tmp_path / "b/run.json").read_text())["executor"] == "local"
     assert (tmp_path / "a/selected.jsonl").read_bytes() == (tmp_path / "b/selected.jsonl").read_bytes()
+    local = pq.read_table(tmp_path / "b/scores.parquet").sort_by("id")
+    ray_scores = pq.read_table(out / "scores.parquet").sort_by("id")
+    exact = [c for c in ray_scores.column_names if c not in ("pc1", "pc2")]
+    assert local.select(exact).equals(ray_scores.select(exact))
+    # the report's 2-D view: torch's float32 sums differ in the last bits with its thread count (an actor
+    # has one thread, this process two), so the projected embeddings agree to rounding only
+    for c in ("pc1", "pc2"):
+        assert np.allclose(local.column(c).to_numpy(), ray_scores.column(c).to_numpy(), atol=1e-4)
+    assert (tmp_path / "b/summary.txt").read_text().replace(str(tmp_path / "b"), "") == \
+        summary.replace(str(out), "")
 
 
 def test_long_wide_and_parquet_inputs_give_the_same_selection(ray_local, pool, tmp_path):
@@ -92,11 +105,13 @@ def test_long_wide_and_parquet_inputs_give_the_same_selection(ray_local, pool, t
     pq.write_table(pa.Table.from_pylist(wide), tmp_path / "wide.parquet")
     synthetic.write_jsonl(tmp_path / "canon.jsonl", rows)
     outs = {}
-    for name, path in (("canon", "canon.jsonl"), ("long", "long.jsonl"), ("wide", "wide.parquet")):
+    for name, path, executor in (("canon", "canon.jsonl", "auto"), ("long", "long.jsonl", "auto"),
+                                 ("wide", "wide.parquet", "auto"), ("long-ray", "long.jsonl", "ray"),
+                                 ("wide-ray", "wide.parquet", "ray")):
         assert main(["select", "--config", str(pool_dir / "crowd.yaml"), "--input", str(tmp_path / path),
-                     "--out", str(tmp_path / name), "--k", "25", "--no-cluster"]) == 0
+                     "--out", str(tmp_path / name), "--k", "25", "--no-cluster", "--executor", executor]) == 0
         outs[name] = read_jsonl(tmp_path / name / "selected.jsonl")
-    assert outs["canon"] == outs["long"] == outs["wide"]
+    assert outs["canon"] == outs["long"] == outs["wide"] == outs["long-ray"] == outs["wide-ray"]
     run = json.loads((tmp_path / "long" / "run.json").read_text())
     assert run["format"] == "long" and run["counts"]["input_rows"] == len(long_rows)
 
@@ -133,9 +148,10 @@ def test_bad_rows_fail_with_file_line_reason_and_no_traceback(pool, tmp_path):
     assert not (tmp_path / "o" / "selected.jsonl").exists()
 
 
-def test_truncated_gzip_crowd_fails_cleanly_from_inside_ray(pool, tmp_path):
-    """A crowd .jsonl.gz cut short: the Ray read task reports the line where the stream broke (exit 2), not a
-    Ray traceback; the rows before it were read."""
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_truncated_gzip_crowd_fails_cleanly_from_inside_ray(pool, tmp_path, executor):
+    """A crowd .jsonl.gz cut short: the read (a Ray read task, or this process) reports the line where the
+    stream broke (exit 2), not a traceback; the rows before it were read."""
     import gzip
 
     pool_dir, _ = pool
@@ -145,7 +161,8 @@ def test_truncated_gzip_crowd_fails_cleanly_from_inside_ray(pool, tmp_path):
     env = {**os.environ, "CROWDSELECT_RAY_TMP": "/tmp/rcs_gz"}
     proc = subprocess.run([sys.executable, "-m", "crowdselect.cli", "select", "--config", str(pool_dir / "crowd.yaml"),
                            "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--no-cluster", "--k", "3",
-                           "--format", "canonical"],  # the format given: the fault is met inside the Ray read task
+                           "--format", "canonical",  # the format given: the fault is met inside the read
+                           "--executor", executor],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "1 bad input row(s)" in proc.stderr
@@ -153,11 +170,13 @@ def test_truncated_gzip_crowd_fails_cleanly_from_inside_ray(pool, tmp_path):
     assert f"skipped 1 non-data file(s) in {tmp_path}: NOTES.md" in proc.stderr
 
 
-def test_quarantine_accounts_for_every_row(ray_local, pool, tmp_path):
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_quarantine_accounts_for_every_row(ray_local, pool, tmp_path, executor):
     pool_dir, _ = pool
     expected = bad_pool(tmp_path)
     assert main(["select", "--config", str(pool_dir / "crowd.yaml"), "--input", str(tmp_path / "bad.jsonl"),
-                 "--out", str(tmp_path / "q"), "--no-cluster", "--k", "3", "--on-bad-rows", "quarantine"]) == 0
+                 "--out", str(tmp_path / "q"), "--no-cluster", "--k", "3", "--on-bad-rows", "quarantine",
+                 "--executor", executor]) == 0
     rej = read_jsonl(tmp_path / "q" / "rejected.jsonl")
     assert [r["source"].rsplit(":", 1)[1] for r in rej] == [str(k) for k in expected]
     assert all(expected[int(r["source"].rsplit(":", 1)[1])] in r["reason"] for r in rej)

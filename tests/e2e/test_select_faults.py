@@ -5,6 +5,8 @@
    the same command into the same folder gives a byte-identical selected.jsonl to an uninterrupted run's.
 2. The embedder actor alone is killed (SIGKILL) while the embed stage runs: Ray restarts it, Ray Data redoes
    its batches, and selected.jsonl is byte-identical to the uninterrupted run's.
+The uninterrupted reference runs in-process (executor auto, no cluster named), the faulted runs on Ray Data:
+the two executors agree byte for byte.
 
 "While the embed stage runs" is checked, not assumed: the driver has said "embed ..." and not yet
 "embed done", and the embedder actor has its model loaded (the MiniLM weights file is mapped into it), so
@@ -130,7 +132,7 @@ def test_killed_embedder_actor_is_redone_to_the_same_selection(ray_local, pool, 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        assert main(select_args(pool, tmp_path / "o")) == 0
+        assert main([*select_args(pool, tmp_path / "o"), "--executor", "ray"]) == 0  # actors: Ray Data
     finally:
         stop.set()
         thread.join(10)

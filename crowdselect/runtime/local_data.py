@@ -1,0 +1,267 @@
+"""In-process execution of the selection engine's Ray Data wiring: no Ray, no object store, no tasks.
+
+`LocalDataset` implements the part of `ray.data.Dataset` that `crowdselect select` uses (map_batches with
+functions or callable classes, filter by expression, column selection, union, group-by-id, sort, sample,
+take, count, write_parquet) on a chain of pyarrow Tables, lazily and block by block as Ray Data does: a
+chain runs when something consumes it, and only `materialize()` keeps its blocks. The stage functions, the
+expressions and the batch conversions are the same ones Ray runs (Ray's own `BlockAccessor` and expression
+evaluator), so both executors give the same selection; `tests/e2e/test_select_cli.py` checks that they do.
+Memory is bounded by blocks, as on Ray: a materialised dataset past `SPILL_BYTES` goes to Arrow IPC files
+in the temp folder (as Ray's object store spills to disk), and is read back one block at a time.
+
+Why: on one machine, for a pool that fits in memory, starting Ray and moving every block through its
+object store costs more than the work (bench/e2e_bench.py measures both against a plain script). Ray
+resources (`compute=`, `num_cpus=`, `num_gpus=`) are accepted and ignored: a callable class is built
+once, in this process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc  # noqa: F401  (pa.ipc)
+import pyarrow.parquet as pq
+
+DEFAULT_BATCH_SIZE = 1024  # Ray Data's for map_batches(batch_size="default")
+SPILL_BYTES = 128 * 2**20  # a materialised dataset larger than this lives on disk, not in memory
+
+
+class LocalDataset:
+    """A lazy chain of pyarrow Table blocks (see the module docstring)."""
+
+    def __init__(self, blocks: Callable[[], Iterable[pa.Table]] | list[pa.Table] | _Spilled):
+        self._blocks = blocks
+
+    def iter_blocks(self) -> Iterator[pa.Table]:
+        if isinstance(self._blocks, (list, _Spilled)):
+            return iter(self._blocks)
+        return iter(self._blocks())
+
+    def _derive(self, blocks) -> LocalDataset:
+        return LocalDataset(blocks)
+
+    def _then(self, fn: Callable[[pa.Table], pa.Table]) -> LocalDataset:
+        return self._derive(lambda: (fn(b) for b in self.iter_blocks()))
+
+    # -- transforms (lazy) -------------------------------------------------------------------------------
+    def map_batches(self, fn, *, batch_format: str = "default", batch_size: int | str | None = "default",
+                    fn_kwargs: dict | None = None, fn_constructor_kwargs: dict | None = None,
+                    compute=None, **ray_remote_args) -> LocalDataset:
+        """`fn(batch, **fn_kwargs)` per batch; a class is built once with `fn_constructor_kwargs` (the
+        Ray `compute` strategy and resources do not apply here). Batches never span blocks."""
+        kwargs = fn_kwargs or {}
+        size = DEFAULT_BATCH_SIZE if batch_size == "default" else batch_size
+
+        def run() -> Iterator[pa.Table]:
+            call = fn(**(fn_constructor_kwargs or {})) if isinstance(fn, type) else fn
+            for block in self.iter_blocks():
+                parts = [_from_batch(call(_to_batch(b, batch_format), **kwargs)) for b in _slices(block, size)]
+                parts = [p for p in parts if p.num_rows or len(parts) == 1]
+                yield parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
+        return self._derive(run)
+
+    def filter(self, fn=None, *, expr=None) -> LocalDataset:
+        if fn is not None:
+            return self._then(lambda b: b.filter(pa.array([bool(fn(r)) for r in b.to_pylist()], pa.bool_())))
+        from ray.data._internal.planner.plan_expression.expression_evaluator import eval_expr
+
+        return self._then(lambda b: b.filter(pc.fill_null(eval_expr(expr, b), False)) if b.num_rows else b)
+
+    def select_columns(self, cols: list[str]) -> LocalDataset:
+        return self._then(lambda b: b.select(cols))
+
+    def drop_columns(self, cols: list[str]) -> LocalDataset:
+        return self._then(lambda b: b.drop_columns(cols))
+
+    def union(self, *others: LocalDataset) -> LocalDataset:
+        return self._derive(lambda: chain(self.iter_blocks(), *(o.iter_blocks() for o in others)))
+
+    def groupby(self, key: str, num_partitions: int | None = None) -> _Grouped:
+        return _Grouped(self, key)
+
+    def sort(self, key: str) -> LocalDataset:
+        return self._derive(lambda: iter([_concat(self).sort_by(key)]))
+
+    def random_sample(self, fraction: float, seed: int | None = None) -> LocalDataset:
+        def sample() -> Iterator[pa.Table]:
+            rng = np.random.default_rng(seed)
+            for b in self.iter_blocks():
+                yield b.filter(pa.array(rng.random(b.num_rows) < fraction))
+        return self._derive(sample)
+
+    # -- consumers -------------------------------------------------------------------------------------
+    def materialize(self) -> LocalDataset:
+        """Run the chain once and keep its blocks: in memory up to SPILL_BYTES, then all on disk."""
+        if isinstance(self._blocks, (list, _Spilled)):
+            return self
+        kept: list[pa.Table] = []
+        size, spilled = 0, None
+        for block in self.iter_blocks():
+            if spilled is not None:
+                spilled.add(block)
+                continue
+            kept.append(block)
+            size += block.nbytes
+            if size > SPILL_BYTES:
+                spilled = _Spilled()
+                for b in kept:
+                    spilled.add(b)
+                kept = []
+        return self._derive(spilled if spilled is not None else kept)
+
+    def schema(self) -> pa.Schema | None:
+        """The first block's schema (computes that block only, as Ray does)."""
+        first = next(self.iter_blocks(), None)
+        return first.schema if first is not None else None
+
+    def num_blocks(self) -> int:
+        if isinstance(self._blocks, (list, _Spilled)):
+            return len(self._blocks)
+        return sum(1 for _ in self.iter_blocks())
+
+    def count(self) -> int:
+        return sum(b.num_rows for b in self.iter_blocks())
+
+    def take_all(self, limit: int | None = None) -> list[dict]:
+        return [r for b in self.iter_blocks() for r in b.to_pylist()]
+
+    def take_batch(self, batch_size: int = 20, batch_format: str = "default"):
+        rows, got = [], 0
+        for b in self.iter_blocks():
+            rows.append(b.slice(0, batch_size - got))
+            got += rows[-1].num_rows
+            if got >= batch_size:
+                break
+        table = pa.concat_tables(rows) if rows else pa.table({})
+        return _to_batch(table, batch_format)
+
+    def to_arrow_refs(self) -> list[pa.Table]:
+        """The blocks themselves (Ray: object refs of them); `fetch` reads either."""
+        return list(self.iter_blocks())
+
+    def to_numpy_refs(self) -> list[dict[str, np.ndarray]]:
+        return [_to_batch(b, "numpy") for b in self.iter_blocks()]
+
+    def write_parquet(self, path: str) -> None:
+        """One file per non-empty block, `part-NNNNN.parquet` in folder `path` (local or a URI)."""
+        from crowdselect.core import storage
+
+        fs, inner = storage.filesystem(path)
+        fs.create_dir(inner, recursive=True)
+        for i, b in enumerate(b for b in self.iter_blocks() if b.num_rows):
+            pq.write_table(b, f"{inner}/part-{i:05d}.parquet", filesystem=fs)
+
+
+class _Grouped:
+    def __init__(self, ds: LocalDataset, key: str):
+        self._ds, self._key = ds, key
+
+    def map_groups(self, fn, *, batch_format: str = "pyarrow", fn_kwargs: dict | None = None,
+                   **ray_remote_args) -> LocalDataset:
+        """`fn(group table)` per distinct key, in key order (Ray's order after its shuffle is not fixed)."""
+        def run() -> Iterator[pa.Table]:
+            table = _concat(self._ds)
+            if not table.num_rows:
+                return
+            table = table.sort_by(self._key)
+            keys = table.column(self._key).to_numpy(zero_copy_only=False)
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            bounds = np.r_[starts, len(keys)]
+            yield pa.concat_tables([fn(table.slice(a, b - a), **(fn_kwargs or {}))
+                                    for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        return self._ds._derive(run)
+
+
+class _Spilled:
+    """Blocks in Arrow IPC files (one per block) in a folder under the temp folder (TMPDIR), read back one at
+    a time; the folder is removed when the dataset is garbage-collected or the process exits."""
+
+    def __init__(self):
+        import tempfile
+
+        self._dir = tempfile.TemporaryDirectory(prefix="crowdselect-spill-")
+        self._n = 0
+
+    def add(self, block: pa.Table) -> None:
+        with pa.OSFile(os.path.join(self._dir.name, f"{self._n:06d}.arrow"), "wb") as sink, \
+                pa.ipc.new_file(sink, block.schema) as writer:
+            writer.write_table(block)
+        self._n += 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        for i in range(self._n):
+            with pa.OSFile(os.path.join(self._dir.name, f"{i:06d}.arrow"), "rb") as f:
+                yield pa.ipc.open_file(f).read_all()  # copied out of the file: freed with the block
+
+
+def fetch(refs: list) -> list:
+    """The values behind Ray object refs, or the values themselves (a LocalDataset's blocks)."""
+    if refs and not isinstance(refs[0], (pa.Table, dict)):
+        import ray
+
+        return ray.get(refs)
+    return refs
+
+
+def read_files(files: list[str], read: Callable, open_file: Callable, rows_per_block: int) -> LocalDataset:
+    """A dataset of `read(open_file(path), path, rows_per_block)` blocks, file after file, in file order
+    (one file is read sequentially, as in a Ray read task)."""
+    def run() -> Iterator[pa.Table]:
+        for path in files:
+            with open_file(path) as f:
+                yield from read(f, path, rows_per_block)
+    return LocalDataset(run)
+
+
+def parallel_map(ds: LocalDataset, fn: Callable[[pa.Table], pa.Table], threads: int) -> LocalDataset:
+    """`fn` per block on `threads` threads, results in block order (Arrow and numpy release the GIL)."""
+    if threads <= 1:
+        return ds._then(fn)
+
+    def run() -> Iterator[pa.Table]:
+        with ThreadPoolExecutor(threads) as pool:
+            pending = []
+            for block in ds.iter_blocks():
+                pending.append(pool.submit(fn, block))
+                if len(pending) > 2 * threads:  # bounded read-ahead: memory stays a few blocks
+                    yield pending.pop(0).result()
+            for f in pending:
+                yield f.result()
+    return ds._derive(run)
+
+
+def _concat(ds: LocalDataset) -> pa.Table:
+    blocks = [b for b in ds.iter_blocks() if b.num_columns]
+    return pa.concat_tables(blocks, promote_options="default") if blocks else pa.table({})
+
+
+def _slices(block: pa.Table, size: int | None) -> list[pa.Table]:
+    if size is None or block.num_rows <= size:
+        return [block]
+    return [block.slice(i, size) for i in range(0, block.num_rows, size)]
+
+
+def _to_batch(block: pa.Table, batch_format: str):
+    if batch_format == "pyarrow":
+        return block
+    batch_format = "numpy" if batch_format == "default" else batch_format  # Ray Data's default
+    from ray.data.block import BlockAccessor
+
+    return BlockAccessor.for_block(block).to_batch_format(batch_format)
+
+
+def _from_batch(batch) -> pa.Table:
+    if isinstance(batch, pa.Table):
+        return batch
+    from ray.data.block import BlockAccessor
+
+    return BlockAccessor.batch_to_block(batch)
