@@ -12,7 +12,8 @@ a pool that fits in memory on a machine with no cluster named; see `choose_execu
 Passes over the data without clustering (no rejects, no duplicate ids): 1. read + parse + metrics, fused in
 one task per block and materialised (the only copy of the pool: one row of metrics and the best answer per
 instruction; the answer lists are never stored); 2. counts + ids (duplicate check); 3. quantile sketches;
-4. score + each block's candidates (scores not stored); 5. score again + write scores.parquet. Rejects add
+4. score + each block's candidates (scores not stored); 5. score again + write scores.parquet; the summary
+adds 6. the metrics' moments (scores again) and 7. each generator's reward moments. Rejects add
 one pass to report them, duplicates two; clustering adds the embedding (materialised), the k-means passes,
 and stores the scores (their nearest-centre step is worth keeping for its three readers).
 """
