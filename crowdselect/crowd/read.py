@@ -173,15 +173,16 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     json_files, parquet_files = split_by_kind(files)
     parse = partial(parse_block, fmt=fmt, known=names, layout=cfg.wide)
     fused = then is not None and fmt != "long"  # a long table's rows are merged by id before `then`
+    step = (lambda b: then(parse(b))) if fused else parse
     parts = []
     for source, group in ((JsonLinesSource, json_files), (ParquetRowsSource, parquet_files)):
         if group and local:
-            raw = read_files(group, *LOCAL_READERS[source], cfg.lines_per_block)
-            parts.append(parallel_map(raw, (lambda b: then(parse(b))) if fused else parse, LOCAL_THREADS))
+            parts.append(parallel_map(read_files(group, *LOCAL_READERS[source], cfg.lines_per_block), step,
+                                      LOCAL_THREADS))
         elif group:
             # reads are not fused with the parse: a file is read by one task, its blocks parsed by many
             raw = ray.data.read_datasource(source(group, lines_per_block=cfg.lines_per_block), num_cpus=READ_CPUS)
-            parts.append(raw.map_batches(parse, batch_format="pyarrow", batch_size=None))
+            parts.append(raw.map_batches(step, batch_format="pyarrow", batch_size=None))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     file_order = {display_path(f): i for i, f in enumerate(files)}
     if fmt == "long":
@@ -190,7 +191,7 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
         merged = accepted(ds).groupby(C.ID, num_partitions=max(1, ds.num_blocks())).map_groups(
             merge_long_group, batch_format="pyarrow", fn_kwargs={"known": names, "file_order": file_order})
         ds = merged.sort(C.ID).union(rejected(ds))  # sorted: the row order after a shuffle is not fixed
-    if then is not None and not (local and fused):
+    if then is not None and not fused:
         ds = ds.map_batches(then, batch_format="pyarrow", batch_size=None)
     ds = ds.materialize()
     counts, ids = block_stats(ds)

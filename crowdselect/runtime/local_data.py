@@ -43,11 +43,8 @@ class LocalDataset:
             return iter(self._blocks)
         return iter(self._blocks())
 
-    def _derive(self, blocks) -> LocalDataset:
-        return LocalDataset(blocks)
-
     def _then(self, fn: Callable[[pa.Table], pa.Table]) -> LocalDataset:
-        return self._derive(lambda: (fn(b) for b in self.iter_blocks()))
+        return LocalDataset(lambda: (fn(b) for b in self.iter_blocks()))
 
     # -- transforms (lazy) -------------------------------------------------------------------------------
     def map_batches(self, fn, *, batch_format: str = "default", batch_size: int | str | None = "default",
@@ -64,11 +61,10 @@ class LocalDataset:
                 parts = [_from_batch(call(_to_batch(b, batch_format), **kwargs)) for b in _slices(block, size)]
                 parts = [p for p in parts if p.num_rows or len(parts) == 1]
                 yield parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
-        return self._derive(run)
+        return LocalDataset(run)
 
-    def filter(self, fn=None, *, expr=None) -> LocalDataset:
-        if fn is not None:
-            return self._then(lambda b: b.filter(pa.array([bool(fn(r)) for r in b.to_pylist()], pa.bool_())))
+    def filter(self, *, expr) -> LocalDataset:
+        """Rows where the Ray Data expression holds (null counts as false, as in Ray)."""
         from ray.data._internal.planner.plan_expression.expression_evaluator import eval_expr
 
         return self._then(lambda b: b.filter(pc.fill_null(eval_expr(expr, b), False)) if b.num_rows else b)
@@ -80,20 +76,20 @@ class LocalDataset:
         return self._then(lambda b: b.drop_columns(cols))
 
     def union(self, *others: LocalDataset) -> LocalDataset:
-        return self._derive(lambda: chain(self.iter_blocks(), *(o.iter_blocks() for o in others)))
+        return LocalDataset(lambda: chain(self.iter_blocks(), *(o.iter_blocks() for o in others)))
 
     def groupby(self, key: str, num_partitions: int | None = None) -> _Grouped:
         return _Grouped(self, key)
 
     def sort(self, key: str) -> LocalDataset:
-        return self._derive(lambda: iter([_concat(self).sort_by(key)]))
+        return LocalDataset(lambda: iter([_concat(self).sort_by(key)]))
 
     def random_sample(self, fraction: float, seed: int | None = None) -> LocalDataset:
         def sample() -> Iterator[pa.Table]:
             rng = np.random.default_rng(seed)
             for b in self.iter_blocks():
                 yield b.filter(pa.array(rng.random(b.num_rows) < fraction))
-        return self._derive(sample)
+        return LocalDataset(sample)
 
     # -- consumers -------------------------------------------------------------------------------------
     def materialize(self) -> LocalDataset:
@@ -113,7 +109,7 @@ class LocalDataset:
                 for b in kept:
                     spilled.add(b)
                 kept = []
-        return self._derive(spilled if spilled is not None else kept)
+        return LocalDataset(spilled if spilled is not None else kept)
 
     def schema(self) -> pa.Schema | None:
         """The first block's schema (computes that block only, as Ray does)."""
@@ -128,7 +124,7 @@ class LocalDataset:
     def count(self) -> int:
         return sum(b.num_rows for b in self.iter_blocks())
 
-    def take_all(self, limit: int | None = None) -> list[dict]:
+    def take_all(self) -> list[dict]:
         return [r for b in self.iter_blocks() for r in b.to_pylist()]
 
     def take_batch(self, batch_size: int = 20, batch_format: str = "default"):
@@ -175,7 +171,7 @@ class _Grouped:
             bounds = np.r_[starts, len(keys)]
             yield pa.concat_tables([fn(table.slice(a, b - a), **(fn_kwargs or {}))
                                     for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        return self._ds._derive(run)
+        return LocalDataset(run)
 
 
 class _Spilled:
@@ -203,13 +199,14 @@ class _Spilled:
                 yield pa.ipc.open_file(f).read_all()  # copied out of the file: freed with the block
 
 
-def fetch(refs: list) -> list:
-    """The values behind Ray object refs, or the values themselves (a LocalDataset's blocks)."""
-    if refs and not isinstance(refs[0], (pa.Table, dict)):
-        import ray
+def fetch(x):
+    """ray.get for an object ref or a list of them; in-process values (a LocalDataset's blocks, an in-driver
+    k-means shard's replies) pass through."""
+    import ray
 
-        return ray.get(refs)
-    return refs
+    if isinstance(x, ray.ObjectRef) or (isinstance(x, list) and x and isinstance(x[0], ray.ObjectRef)):
+        return ray.get(x)
+    return x
 
 
 def read_files(files: list[str], read: Callable, open_file: Callable, rows_per_block: int) -> LocalDataset:
@@ -236,7 +233,7 @@ def parallel_map(ds: LocalDataset, fn: Callable[[pa.Table], pa.Table], threads: 
                     yield pending.pop(0).result()
             for f in pending:
                 yield f.result()
-    return ds._derive(run)
+    return LocalDataset(run)
 
 
 def _concat(ds: LocalDataset) -> pa.Table:

@@ -17,6 +17,7 @@ import numpy as np
 import ray
 from tqdm.auto import tqdm
 
+from crowdselect.runtime.local_data import fetch
 from crowdselect.select import kmeans as km
 
 
@@ -37,7 +38,7 @@ class Shard:
 
         # one BLAS thread per actor: actors, not threads, give the parallelism (in the driver: no limit)
         self._limits = threadpool_limits(limits=blas_threads) if blas_threads else None
-        parts = [np.asarray(_get(r)[column], dtype=np.float32) for r in refs]  # refs or LocalDataset blocks
+        parts = [np.asarray(fetch(r)[column], dtype=np.float32) for r in refs]  # refs or LocalDataset blocks
         parts = [p.reshape(len(p), -1) for p in parts if len(p)]
         self.X = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
         self.xx = km.row_norms(self.X)
@@ -89,13 +90,6 @@ class _Immediate:
         self.remote = method
 
 
-def _get(x):
-    """ray.get for object refs (or lists of them); in-process values pass through."""
-    if isinstance(x, ray.ObjectRef) or (isinstance(x, list) and x and isinstance(x[0], ray.ObjectRef)):
-        return ray.get(x)
-    return x
-
-
 def fit_kmeans(block_refs: list, column: str, k: int, *, n_init: int = 20, seed: int = 42,
                max_iter: int = 300, tol: float = 1e-4, workers: int = 2, progress: bool = True) -> KMeansResult:
     """Fit k-means on the rows of `column` in the given Ray Data block refs (each a dict of numpy arrays).
@@ -114,18 +108,18 @@ def fit_kmeans(block_refs: list, column: str, k: int, *, n_init: int = 20, seed:
 
 
 def _fit(actors, k, n_init, seed, max_iter, tol, progress) -> KMeansResult:
-    sizes = np.array(_get([a.size.remote() for a in actors]))
+    sizes = np.array(fetch([a.size.remote() for a in actors]))
     n = int(sizes.sum())
     if n < k:
         raise ValueError(f"k-means needs at least k={k} rows, got {n}")
-    moments = _get([a.moments.remote() for a in actors])
+    moments = fetch([a.moments.remote() for a in actors])
     s1 = sum(m[0] for m in moments)
     s2 = sum(m[1] for m in moments)
     tol_abs = tol * float(np.mean(s2 / n - (s1 / n) ** 2))
     rng = np.random.default_rng(seed)
     centers = _seed_kmeanspp(actors, sizes, k, n_init, rng, progress)
     centers, n_iter = _lloyd(actors, centers, max_iter, tol_abs, progress)
-    parts = _get([a.lloyd.remote(centers) for a in actors])
+    parts = fetch([a.lloyd.remote(centers) for a in actors])
     inertias = sum(p[2] for p in parts)
     best = int(np.argmin(inertias))
     return KMeansResult(centers[best].astype(np.float32), float(inertias[best]), int(n_iter[best]),
@@ -138,7 +132,7 @@ def _fetch(actors, sizes, global_idx: np.ndarray) -> np.ndarray:
     out = [None] * len(global_idx)
     for w in np.unique(owner):
         where = np.flatnonzero(owner == w)
-        rows = _get(actors[w].rows.remote((global_idx[where] - offsets[w]).tolist()))
+        rows = fetch(actors[w].rows.remote((global_idx[where] - offsets[w]).tolist()))
         for j, row in zip(where, rows, strict=True):
             out[j] = row
     return np.stack(out)
@@ -147,7 +141,7 @@ def _fetch(actors, sizes, global_idx: np.ndarray) -> np.ndarray:
 def _seed_kmeanspp(actors, sizes, k, r, rng, progress) -> np.ndarray:
     first = _fetch(actors, sizes, rng.integers(int(sizes.sum()), size=r))
     centers = [first]
-    shard_pot = np.array(_get([a.start.remote(first) for a in actors]))  # (W, r)
+    shard_pot = np.array(fetch([a.start.remote(first) for a in actors]))  # (W, r)
     trials = 2 + int(math.log(k))
     for _ in tqdm(range(1, k), desc="k-means++ seeding", disable=not progress, leave=False):
         cum = np.cumsum(shard_pot, axis=0)  # (W, r)
@@ -159,14 +153,14 @@ def _seed_kmeanspp(actors, sizes, k, r, rng, progress) -> np.ndarray:
                 local = targets[i, t] - (cum[w - 1, i] if w else 0.0)
                 asks.setdefault(w, []).append((i, t, local))
         cands = np.zeros((r, trials, centers[0].shape[1]), dtype=np.float32)
-        replies = _get([actors[w].sample.remote([(i, x) for i, _, x in lst]) for w, lst in asks.items()])
+        replies = fetch([actors[w].sample.remote([(i, x) for i, _, x in lst]) for w, lst in asks.items()])
         for (_w, lst), rows in zip(asks.items(), replies, strict=True):
             for (i, t, _), row in zip(lst, rows, strict=True):
                 cands[i, t] = row
-        pots = sum(_get([a.potentials.remote(cands) for a in actors]))  # (r, trials)
+        pots = sum(fetch([a.potentials.remote(cands) for a in actors]))  # (r, trials)
         chosen = cands[np.arange(r), np.argmin(pots, axis=1)]
         centers.append(chosen)
-        shard_pot = np.array(_get([a.add_center.remote(chosen) for a in actors]))
+        shard_pot = np.array(fetch([a.add_center.remote(chosen) for a in actors]))
     return np.stack(centers, axis=1).astype(np.float64)  # (r, k, d)
 
 
@@ -179,7 +173,7 @@ def _lloyd(actors, centers, max_iter, tol_abs, progress) -> tuple[np.ndarray, np
         idx = np.flatnonzero(active)
         if len(idx) == 0:
             break
-        parts = _get([a.lloyd.remote(centers[idx]) for a in actors])
+        parts = fetch([a.lloyd.remote(centers[idx]) for a in actors])
         sums = sum(p[0] for p in parts)
         counts = sum(p[1] for p in parts)
         new = km.update_centers(sums, counts, centers[idx])
