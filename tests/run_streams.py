@@ -3,8 +3,8 @@
     python tests/run_streams.py [--junit-dir DIR] [--serial] [PYTEST_ARGS ...]
 
 Part of the suite waits (Ray start-ups, subprocesses, polled jobs) and two streams fill some of that
-time; on a 2-core machine they mostly contend for the CPU, so the gain there is modest (about 50 minutes
-against 60 serial, measured 2026-12-01). Stream `models` holds the files that load the 0.5B-1.5B models or
+time; on a 2-core machine they contend for the CPU, so each stream gets its share of the cores as its torch
+thread count (`threads_per_stream`). Stream `models` holds the files that load the 0.5B-1.5B models or
 run the multi-node cluster (one big model in memory at a time); stream `engine` holds every other file, so a
 new test file lands there without being listed. Each stream runs its own local Ray cluster (its own temp
 dir, $CROWDSELECT_RAY_TMP-<stream>), writes its own log (printed whole when it ends; a heartbeat line per minute meanwhile) and, with
@@ -23,10 +23,10 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-MODELS = [  # the heavy files: real 0.5B-1.5B models, vLLM, the multi-node cluster, training + eval cells
+MODELS = [  # the heavy files: real 0.5B-1.5B models, vLLM, the multi-node cluster, eval (the experiment's
+    # SmolLM2 training cells run in `engine`, which is otherwise the shorter stream)
     "cluster/test_multinode.py",
     "e2e/test_quickstart.py",
-    "e2e/test_experiment.py",
     "e2e/test_eval.py",
     "stage/test_packaged_qwen.py",
     "stage/test_generate_vllm.py",
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     procs = {}
     for name, files in streams().items():
         junit = [f"--junitxml={Path(args.junit_dir) / f'{name}.xml'}"] if args.junit_dir else []
-        env = {**os.environ, "CROWDSELECT_RAY_TMP": f"{os.environ.get('CROWDSELECT_RAY_TMP', '/tmp/rcs')}-{name}"}
+        env = {**os.environ, **threads_per_stream(len(streams())),
+               "CROWDSELECT_RAY_TMP": f"{os.environ.get('CROWDSELECT_RAY_TMP', '/tmp/rcs')}-{name}"}
         log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed when the stream ends
         procs[name] = (subprocess.Popen([*py, *files, *junit, *extra], cwd=ROOT, env=env, stdout=log,
                                         stderr=subprocess.STDOUT), log)
@@ -69,6 +70,16 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             running = [f"{n}: {_last_line(logs / f'{n}.log')}" for n in procs if n not in codes]
             print(f"[tests] {time.time() - t0:.0f}s; " + "; ".join(running), flush=True)
     return next((c for c in codes.values() if c), 0)
+
+
+def threads_per_stream(n: int) -> dict[str, str]:
+    """Each stream's share of the cores as its OpenMP/MKL thread count (torch in pytest and in every Ray worker,
+    which keeps an OMP_NUM_THREADS it finds set). Unset, Ray gives an actor one thread per CPU it asked for, and
+    two streams of 2-thread torch on 2 cores wait on each other's descheduled threads: a greedy decode loop in
+    two such processes side by side took 152 s each, against 35 s each with 1 thread (2026-12-01)."""
+    share = str(max(1, (os.cpu_count() or 1) // n))
+    return {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", share),
+            "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", share)}
 
 
 def _last_line(path: Path) -> str:

@@ -71,6 +71,9 @@ class SelectionConfig:
     kmeans: KMeansConfig = field(default_factory=KMeansConfig)
     n_quantiles: int = 1000
     sketch_size: int = 65536  # points kept by the quantile sketch; exact below this many rows
+    # a family whose members' rewards all tie (e.g. two sizes giving the same answer): its Spearman is 0/0.
+    # undefined: left out (scipy's and the authors' NaN); zero: counts as 0, no size signal
+    stability_ties: Literal["undefined", "zero"] = "undefined"
 
     def validate(self) -> None:
         if self.k < 1:

@@ -120,7 +120,8 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     with log.stage("ingest", timer):  # read + parse + metrics in one pass, then the duplicate-id check
         keep = [C.ERROR, C.RAW, N_ROWS, FILE, LINE, *MISSING, C.MODELS, C.REWARDS]  # rewards: summary
         ing = read_crowd(cfg.input, cfg.generators, then=partial(
-            metrics_block, generators=names, families=families, sizes=sizes, keep=keep), local=local)
+            metrics_block, generators=names, families=families, sizes=sizes, keep=keep,
+            ties=sel.stability_ties), local=local)
     c = ing.counts
     n_acc, acc_rows, n_rej, rej_rows = c.accepted, c.accepted_rows, c.rejected, c.rejected_rows
     counts = {"input_rows": acc_rows + rej_rows, "accepted_rows": acc_rows, "accepted_instructions": n_acc,
@@ -315,9 +316,13 @@ def describe_decisions(cfg: SelectConfig, use_stability: bool, defined: dict, n:
             notes.append("stability is undefined for every instruction (no family with 2 answering members): "
                          "the score uses difficulty and separability only (stability weight dropped)")
         elif undefined:
+            differ = "" if cfg.selection.stability_ties == "zero" else " whose rewards differ"
             notes.append(f"stability is undefined for {undefined} instruction(s) (no family with 2 answering "
-                         "members whose rewards differ): they are ranked by difficulty and separability, rescaled by "
+                         f"members{differ}): they are ranked by difficulty and separability, rescaled by "
                          "(wD+wS+wT)/(wD+wS) to the scale of the full score")
+        if use_stability and cfg.selection.stability_ties == "zero":
+            notes.append("stability: a family whose members' rewards all tie counts as 0, no size signal "
+                         "(selection.stability_ties: zero)")
     if n_selected < cfg.selection.k:
         notes.append(f"only {n_selected} usable instructions: selected all of them (asked for {cfg.selection.k})")
     if cfg.selection.strategy == "tags":

@@ -7,8 +7,10 @@ Conventions where the paper (arXiv 2503.01836) leaves a choice open:
 - difficulty   D = -mean(r): higher = the crowd does worse.
 - separability S = population variance of r (ddof 0).
 - stability    T = mean over families with >= 2 answering members of Spearman(reward, size) in the family,
-  using average ranks for ties. A family whose rewards (or sizes) are all tied has no defined correlation
-  and is left out of the mean. No such family -> NaN (undefined), never a made-up number.
+  using average ranks for ties. A family whose sizes are all tied has no defined correlation and is left
+  out of the mean. One whose rewards are all tied (say, two sizes giving the same greedy answer) is left out
+  too (`ties="undefined"`, scipy's and the authors' NaN), or counts as 0, no size signal (`ties="zero"`).
+  No family defined -> NaN (undefined), never a made-up number.
 """
 
 from __future__ import annotations
@@ -47,11 +49,17 @@ def separability(rewards: np.ndarray) -> np.ndarray:
         return np.nanvar(rewards, axis=1)
 
 
-def family_spearman(rewards: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+def family_spearman(rewards: np.ndarray, sizes: np.ndarray, ties: str = "undefined") -> np.ndarray:
     """Spearman(reward, size) per row within one family.
 
     rewards: (n, m) with NaN for missing members; sizes: (m,). Returns (n,), NaN where fewer than 2
-    members answered or either side is constant. Ties get average ranks (Spearman = Pearson of ranks).
+    members answered or the sizes are constant; where only the rewards are constant, NaN or 0 (`ties`).
+    Ties get average ranks (Spearman = Pearson of ranks).
+
+    >>> family_spearman(np.array([[5.0, 7.0], [6.0, 6.0]]), np.array([0.5, 1.5])).tolist()
+    [1.0, nan]
+    >>> family_spearman(np.array([[6.0, 6.0], [6.0, np.nan]]), np.array([0.5, 1.5]), ties="zero").tolist()
+    [0.0, nan]
     """
     present = ~np.isnan(rewards)
     size_grid = np.where(present, np.broadcast_to(sizes, rewards.shape), np.nan)
@@ -64,14 +72,18 @@ def family_spearman(rewards: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         cov = np.nansum(dr * ds, axis=1)
         var = np.sqrt(np.nansum(dr * dr, axis=1) * np.nansum(ds * ds, axis=1))
         rho = cov / var
-    rho[(present.sum(axis=1) < 2) | ~(var > 0)] = np.nan
+        size_var = np.nansum(ds * ds, axis=1)
+    rho[~(var > 0)] = 0.0 if ties == "zero" else np.nan
+    rho[(present.sum(axis=1) < 2) | ~(size_var > 0)] = np.nan
     return np.clip(rho, -1.0, 1.0)
 
 
-def stability(rewards: np.ndarray, families: list[str], sizes: list[float]) -> np.ndarray:
+def stability(rewards: np.ndarray, families: list[str], sizes: list[float],
+              ties: str = "undefined") -> np.ndarray:
     """(n, G) -> (n,): mean of per-family Spearman(reward, size) over families defined for the row.
 
-    families, sizes: (G,) the family name and size in billions of each generator column.
+    families, sizes: (G,) the family name and size in billions of each generator column; ties: as in
+    `family_spearman`.
     """
     fam = np.asarray(families)
     size = np.asarray(sizes, dtype=float)
@@ -79,7 +91,7 @@ def stability(rewards: np.ndarray, families: list[str], sizes: list[float]) -> n
     for name in dict.fromkeys(families):
         cols = np.flatnonzero(fam == name)
         if len(cols) >= 2:
-            per_family.append(family_spearman(rewards[:, cols], size[cols]))
+            per_family.append(family_spearman(rewards[:, cols], size[cols], ties))
     if not per_family:
         return np.full(rewards.shape[0], np.nan)
     with warnings.catch_warnings():

@@ -43,8 +43,10 @@ def reward_matrix_arrow(models: pa.ListArray, rewards: pa.ListArray, generators:
     return R, P
 
 
-def compute_metrics(batch: pa.Table, generators: list[str], families: list[str], sizes: list[float]) -> pa.Table:
-    """Canonical rows -> id, instruction, source, n_answers, the 3 metrics, and the crowd's best answer."""
+def compute_metrics(batch: pa.Table, generators: list[str], families: list[str], sizes: list[float],
+                    ties: str = "undefined") -> pa.Table:
+    """Canonical rows -> id, instruction, source, n_answers, the 3 metrics, and the crowd's best answer.
+    ties: a family's all-tied rewards give stability NaN or 0 (`metrics.family_spearman`)."""
     models = batch.column(C.MODELS).combine_chunks()
     rewards = batch.column(C.REWARDS).combine_chunks()
     responses = batch.column(C.RESPONSES).combine_chunks()
@@ -57,7 +59,7 @@ def compute_metrics(batch: pa.Table, generators: list[str], families: list[str],
         C.ID: batch.column(C.ID), C.INSTRUCTION: batch.column(C.INSTRUCTION), C.SOURCE: batch.column(C.SOURCE),
         C.N_ANSWERS: pa.array((~np.isnan(R)).sum(axis=1)),
         C.DIFFICULTY: M.difficulty(R), C.SEPARABILITY: M.separability(R),
-        C.STABILITY: M.stability(R, families, sizes),
+        C.STABILITY: M.stability(R, families, sizes, ties),
         C.BEST_MODEL: pa.array(np.asarray(generators, dtype=object)[best].tolist(), pa.string()),
         C.BEST_RESPONSE: best_response, C.BEST_REWARD: R[rows, best],
         C.RESPONSE_CHARS: pc.utf8_length(best_response).cast(pa.float64()),
@@ -65,7 +67,7 @@ def compute_metrics(batch: pa.Table, generators: list[str], families: list[str],
 
 
 def metrics_block(batch: pa.Table, generators: list[str], families: list[str], sizes: list[float],
-                  keep: list[str]) -> pa.Table:
+                  keep: list[str], ties: str = "undefined") -> pa.Table:
     """Ingested rows (accepted and rejected) -> METRIC_COLUMNS + `keep`; rejected rows get null metrics.
 
     Runs inside the ingest tasks, so the answer lists are never stored: only one row of metrics and the
@@ -73,7 +75,7 @@ def metrics_block(batch: pa.Table, generators: list[str], families: list[str], s
     """
     ok = pc.is_null(batch.column(C.ERROR))
     good = batch.filter(ok)
-    out = compute_metrics(good, generators, families, sizes)
+    out = compute_metrics(good, generators, families, sizes, ties)
     for c in keep:
         out = out.append_column(c, good.column(c))
     if good.num_rows == batch.num_rows:

@@ -49,14 +49,27 @@ def cosine_schedule(optimizer, warmup: int, total: int):
     return get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
 
+def skip_shm_comm_op() -> None:
+    """On CPU, DeepSpeed's comm backend JIT-compiles its shared-memory all-reduce op when it starts (a C++
+    build of one to three minutes on 2 cores, redone for every new venv path, and it needs a compiler). The op
+    serves only `inference_all_reduce`; training reduces through the gloo process group either way, so it is
+    marked unavailable and never built."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def build_engine(cfg: TrainConfig, model_path: str, world: int, total_steps: int):
     """The student wrapped by `deepspeed.initialize`: ZeRO, precision, AdamW from the DeepSpeed config,
     cosine schedule with warmup over the whole run's `total_steps`."""
     import deepspeed
     import torch
 
+    backend = torch.distributed.get_backend()
+    if backend == "gloo":
+        skip_shm_comm_op()
     # DeepSpeed joins the process group Ray Train set up (gloo on CPU, nccl on GPU) before any config check
-    deepspeed.init_distributed(dist_backend=torch.distributed.get_backend())
+    deepspeed.init_distributed(dist_backend=backend)
     ds_config = deepspeed_config(cfg, world)
     model, _keep_alive = load_student(cfg, model_path, ds_config)
     engine, _, _, _ = deepspeed.initialize(

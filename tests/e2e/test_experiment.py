@@ -1,5 +1,6 @@
 """`crowdselect experiment` end to end on a local Ray with real parts: the offline example crowd, two
-strategies and one that cannot run (ifd without its model), a real SmolLM2 student trained by Ray Train,
+strategies and one that cannot run (ifd without its model), a real SmolLM2 student trained by Ray Train
+(one DeepSpeed worker: the 2-worker runs are tests/e2e/test_train_ray.py's),
 evaluated by the judge-free proxy (a real SmolLM2 judge). Then: a rerun skips every finished cell, and a
 cell whose eval was killed midway (no cell.json, no summary) is redone alone."""
 
@@ -26,7 +27,7 @@ def write_config(tmp_path) -> str:
         "k": 4, "clusters": 1, "seeds": [0],
         "students": [{"name": "smol", "model": SMOL}],
         "train": {"data": {"max_length": 384, "on_bad_rows": "skip"}, "optim": {"epochs": 1, "grad_accum": 1, "warmup_steps": 0, "lr": 1e-4},
-                  "deepspeed": {"precision": "fp32"}, "scaling": {"workers": 2}},
+                  "deepspeed": {"precision": "fp32"}, "scaling": {"workers": 1}},  # 2 gloo workers: test_train_ray
         "eval": {"model": {"max_new_tokens": 4, "batch_size": 2}, "mtbench": False,
                  "proxy": {"instructions": str(held), "rewards": [
                      {"name": "smol-judge", "model": SMOL, "kind": "judge", "max_length": 256}]}},

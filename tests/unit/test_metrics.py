@@ -68,6 +68,15 @@ def test_all_tied_family_is_undefined_and_no_siblings_at_all():
     assert not M.has_sibling_families(["a", "b", "c"]) and M.has_sibling_families(["a", "b", "a"])
 
 
+def test_tied_rewards_count_as_zero_when_asked_but_constant_sizes_stay_undefined():
+    r = np.array([[0.3, 0.3, 0.9, 0.1], [0.3, 0.3, 0.2, 0.2], [0.5, np.nan, 0.4, 0.6]])
+    fam, size = ["a", "a", "b", "b"], [1, 2, 1, 2]
+    assert M.stability(r, fam, size, ties="zero").tolist() == [-0.5, 0.0, 1.0]  # mean(0, -1); both tied
+    undefined = M.stability(r, fam, size)
+    assert undefined[0] == -1.0 and np.isnan(undefined[1]) and undefined[2] == 1.0
+    assert np.isnan(M.stability(np.array([[0.3, 0.3]]), ["a", "a"], [1, 1], ties="zero")[0])  # no size signal
+
+
 def test_reward_matrix_and_best_answer():
     r = M.reward_matrix([["b", "a"], ["c"]], [[0.2, 0.7], [1.0]], ["a", "b", "c"])
     assert np.array_equal(r, np.array([[0.7, 0.2, NAN], [NAN, NAN, 1.0]]), equal_nan=True)
