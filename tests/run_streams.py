@@ -47,10 +47,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         junit = [f"--junitxml={Path(args.junit_dir) / 'all.xml'}"] if args.junit_dir else []
         return subprocess.call([*py, str(TESTS), *junit, *extra], cwd=ROOT)
     logs = Path(tempfile.mkdtemp(prefix="crowdselect-tests-"))
-    procs = {}
-    for name, files in streams().items():
+    procs, groups = {}, streams()
+    threads = threads_per_stream(len(groups))
+    for name, files in groups.items():
         junit = [f"--junitxml={Path(args.junit_dir) / f'{name}.xml'}"] if args.junit_dir else []
-        env = {**os.environ, **threads_per_stream(len(streams())),
+        env = {**os.environ, **threads,
                "CROWDSELECT_RAY_TMP": f"{os.environ.get('CROWDSELECT_RAY_TMP', '/tmp/rcs')}-{name}"}
         log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed when the stream ends
         procs[name] = (subprocess.Popen([*py, *files, *junit, *extra], cwd=ROOT, env=env, stdout=log,

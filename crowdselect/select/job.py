@@ -311,16 +311,17 @@ def describe_decisions(cfg: SelectConfig, use_stability: bool, defined: dict, n:
         notes.append(f"{sum(missing.values()):,} missing answer(s) in accepted rows ({kinds}): left out of the "
                      "metrics and never chosen as the best answer")
     undefined = n - defined[C.STABILITY]
+    ties_zero = cfg.selection.stability_ties == "zero"
     if cfg.selection.strategy == "crowdselect":
         if not use_stability:
             notes.append("stability is undefined for every instruction (no family with 2 answering members): "
                          "the score uses difficulty and separability only (stability weight dropped)")
         elif undefined:
-            differ = "" if cfg.selection.stability_ties == "zero" else " whose rewards differ"
+            differ = "" if ties_zero else " whose rewards differ"
             notes.append(f"stability is undefined for {undefined} instruction(s) (no family with 2 answering "
                          f"members{differ}): they are ranked by difficulty and separability, rescaled by "
                          "(wD+wS+wT)/(wD+wS) to the scale of the full score")
-        if use_stability and cfg.selection.stability_ties == "zero":
+        if use_stability and ties_zero:
             notes.append("stability: a family whose members' rewards all tie counts as 0, no size signal "
                          "(selection.stability_ties: zero)")
     if n_selected < cfg.selection.k:

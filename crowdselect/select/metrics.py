@@ -69,11 +69,9 @@ def family_spearman(rewards: np.ndarray, sizes: np.ndarray, ties: str = "undefin
         warnings.simplefilter("ignore", RuntimeWarning)
         dr = rr - np.nanmean(rr, axis=1, keepdims=True)
         ds = rs - np.nanmean(rs, axis=1, keepdims=True)
-        cov = np.nansum(dr * ds, axis=1)
-        var = np.sqrt(np.nansum(dr * dr, axis=1) * np.nansum(ds * ds, axis=1))
-        rho = cov / var
-        size_var = np.nansum(ds * ds, axis=1)
-    rho[~(var > 0)] = 0.0 if ties == "zero" else np.nan
+        reward_var, size_var = np.nansum(dr * dr, axis=1), np.nansum(ds * ds, axis=1)
+        rho = np.nansum(dr * ds, axis=1) / np.sqrt(reward_var * size_var)
+    rho[~(reward_var > 0)] = 0.0 if ties == "zero" else np.nan
     rho[(present.sum(axis=1) < 2) | ~(size_var > 0)] = np.nan
     return np.clip(rho, -1.0, 1.0)
 
