@@ -5,7 +5,8 @@
 Part of the suite waits (Ray start-ups, subprocesses, polled jobs) and two streams fill some of that
 time; on a 2-core machine they contend for the CPU, so each stream gets its share of the cores as its torch
 thread count (`threads_per_stream`). Stream `models` holds the files that load the 0.5B-1.5B models or
-run the multi-node cluster (one big model in memory at a time); stream `engine` holds every other file, so a
+run the multi-node cluster (one big model in memory at a time), and the storage emulator files (for balance);
+stream `engine` holds every other file, so a
 new test file lands there without being listed. Each stream runs its own local Ray cluster (its own temp
 dir, $CROWDSELECT_RAY_TMP-<stream>), writes its own log (printed whole when it ends; a heartbeat line per minute meanwhile) and, with
 --junit-dir, its own JUnit report DIR/<stream>.xml. `--serial` runs one pytest over everything instead.
@@ -23,11 +24,14 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-MODELS = [  # the heavy files: real 0.5B-1.5B models, vLLM, the multi-node cluster, eval (the experiment's
-    # SmolLM2 training cells run in `engine`, which is otherwise the shorter stream)
+MODELS = [  # the heavy files: real 0.5B-1.5B models, vLLM, the multi-node cluster, eval; and the two storage
+    # emulator files (light on memory), so that the streams take about as long (CI of 2026-12-02: `engine`,
+    # with the training runs, the select faults and the experiment, was otherwise ~5 minutes longer)
     "cluster/test_multinode.py",
     "e2e/test_quickstart.py",
     "e2e/test_eval.py",
+    "e2e/test_storage_s3.py",
+    "e2e/test_storage_gcs.py",
     "stage/test_packaged_qwen.py",
     "stage/test_generate_vllm.py",
     "stage/test_judge.py",

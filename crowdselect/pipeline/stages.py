@@ -31,6 +31,7 @@ from crowdselect.pipeline.config import RunConfig
 from crowdselect.pipeline.store import StageStore, shard_name
 from crowdselect.pool.read import check_rejects, read_pool
 from crowdselect.reward.config import RewardSpec
+from crowdselect.runtime.ray_setup import read_parquet
 
 # Settings that decide where and how fast a stage runs, not what it writes: left out of fingerprints.
 SCHEDULING = {"replicas", "gpus_per_replica", "accelerator_type", "batch_size", "num_cpus", "num_gpus",
@@ -112,8 +113,6 @@ def _write_table(uri: str, table: pa.Table) -> None:
 
 def generate(cfg: RunConfig, spec: GeneratorSpec, pool: Pool, out: str) -> StageStore:
     """Answers of one generator for every pending shard; failed rows kept with their error."""
-    import ray
-
     from crowdselect.generate import build_generate, model_id, sampling_json
 
     settings = {"generator": output_settings(spec), "pool": pool.content}
@@ -122,7 +121,7 @@ def generate(cfg: RunConfig, spec: GeneratorSpec, pool: Pool, out: str) -> Stage
     if pending:
         lineage = {C.MODEL: spec.name, C.MODEL_ID: model_id(spec), C.REVISION: spec.revision,
                    C.SAMPLING: sampling_json(spec), C.BACKEND: spec.backend}
-        ds = ray.data.read_parquet([pool.store.file(s) for s in pending]).select_columns(
+        ds = read_parquet([pool.store.file(s) for s in pending]).select_columns(
             [C.ID, C.INSTRUCTION, C.SHARD])
         rows = build_generate(spec)(ds)
         expected = {s: [(rid,) for rid in pool.shards[s]] for s in pending}
@@ -145,8 +144,6 @@ def _with_constants(table: pa.Table, values: dict) -> pa.Table:
 
 def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageStore], out: str) -> StageStore:
     """Scores of one reward model for every answer that was generated (failed generations have none)."""
-    import ray
-
     from crowdselect.reward.stages import add_rewards
 
     settings = {"reward": output_settings(spec), "generators": {g: s.fp for g, s in gens.items()}}
@@ -158,8 +155,7 @@ def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageSt
     pending = [s for s in pending if expected[s]]
     if pending:
         files = [g.file(s) for s in pending for g in gens.values()]
-        ds = ray.data.read_parquet(files).select_columns([C.ID, C.INSTRUCTION, C.SHARD, C.MODEL, C.RESPONSE,
-                                                          C.ERROR])
+        ds = read_parquet(files).select_columns([C.ID, C.INSTRUCTION, C.SHARD, C.MODEL, C.RESPONSE, C.ERROR])
         ds = ds.map_batches(_answered_only, batch_format="pyarrow")
         scored = add_rewards(ds, spec).map_batches(_reward_columns, batch_format="pyarrow")
         collect(scored, {s: expected[s] for s in pending}, GEN_KEYS, store, lambda t: _conform(t, REWARD_SCHEMA),

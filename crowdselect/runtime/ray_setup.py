@@ -110,3 +110,29 @@ def configure_data(preserve_order: bool = True) -> None:
     if not interactive():
         ctx.enable_progress_bars = False
     quiet_ray_data()
+
+
+FOOTER_ACTORS = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
+FOOTER_FILES_PER_BATCH = 10  # Ray Data's RAY_DATA_PARQUET_FOOTER_BATCH_SIZE default: files per footer task
+FOOTER_ACTORS_MAX = 32  # Ray Data's default pool size
+
+
+def read_parquet(paths: list[str], **kwargs):
+    """`ray.data.read_parquet(paths, **kwargs)` with its footer-reader pool sized to the file count.
+
+    Ray Data (2.60, datasource V2) reads Parquet footers on a pool of FooterReader actors, 32 by default,
+    each its own worker process, started for every read_parquet call (once to sample the schema, again when
+    the dataset runs) whatever the number of files. Reading the 3 shards of a 6-row stage that way took 16-18 s
+    on a 2-core machine, against 1.5 s with one actor (2026-12-02), and every pipeline stage reads its input
+    so. One actor per footer batch of 10 files does the same work; a user's own setting of the variable wins.
+    """
+    import ray.data
+
+    if FOOTER_ACTORS in os.environ:
+        return ray.data.read_parquet(paths, **kwargs)
+    want = -(-len(paths) // FOOTER_FILES_PER_BATCH)
+    os.environ[FOOTER_ACTORS] = str(max(1, min(FOOTER_ACTORS_MAX, want)))
+    try:  # the pool size is read when read_parquet builds its file indexer, here in the driver
+        return ray.data.read_parquet(paths, **kwargs)
+    finally:
+        del os.environ[FOOTER_ACTORS]

@@ -3,19 +3,21 @@
 The nodes are started with `ray start` as on real machines (each its own raylet, object store, worker pool,
 temp dir and process group; one GCS; the head runs the dashboard and the job server), on free ports. Jobs go in through the `ray job submit` CLI with jobs/runtime_env.yaml, exactly as the README says,
 and run jobs/run.py on the quickstart config. The head has no CPUs (as in cluster/*.yaml), so all work
-lands on the worker nodes.
+lands on the worker nodes. Two jobs, each with a fault, and each checked on its own:
 
-1. An uninterrupted run: outputs complete, work spread over both workers.
+1. The job is stopped (`ray job stop`) after its first generator finished, then resubmitted with the same
+   command: it keeps the finished stage, does the rest and succeeds; its outputs are complete (every pool row
+   in every stage exactly once), and its work (stopped + resubmitted job) ran on both workers, none on the head.
 2. A worker node is killed (SIGKILL to its raylet and workers) while a generation stage runs on it: the job
    still succeeds, every pool row is in every stage exactly once, and the selection equals run 1's.
-3. The job is stopped (`ray job stop`) after its first generator finished, then resubmitted with the same
-   command: it keeps the finished stage, does the rest, and ends with run 1's selection.
+There is no third, uninterrupted job: tests/e2e/test_run_e2e.py shows a resumed `crowdselect run` selects what
+an uninterrupted one does, and the two faulted jobs here must agree with each other byte for byte.
 
 Deadlines are a quiet machine's times scaled by the load (`load_factor`), and a job fails as hung only after
 minutes without a new log line or output file; the resubmit waits until the stopped job's driver and actors
 are gone, so the two jobs never overlap.
 
-The config is examples/quickstart.yaml made small (6 instructions, 8-token answers, k=3) so the three runs
+The config is examples/quickstart.yaml made small (6 instructions, 8-token answers, k=3) so the runs
 fit CI's time on a 2-core machine; the pool, embedder and code path are the
 quickstart's, the crowd and judge are SmolLM2 (the quickstart's 1.5B models do not fit three raylets in 24 GB).
 """
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -258,7 +259,11 @@ def wait_status(cluster, job_id: str, until=None, out: Path | None = None, stall
 
 def wait_job_gone(cluster, job_id: str, stall: float = STALL_S) -> None:
     """After STOPPED: the job's driver process has exited and every actor of the job is dead, so nothing of
-    the old job still holds the workers' CPUs or writes under its output folder when the next job starts."""
+    the old job still holds the workers' CPUs or writes under its output folder when the next job starts.
+
+    Detached actors are not waited for: they outlive their job by design. Ray Data starts its 0-CPU bookkeeping
+    actors (_StatsActor, ActorLocationTracker, _AutoscalingCoordinatorActor) detached, under the first job that
+    uses Ray Data on the cluster, and every later job shares them by name."""
     import psutil
     from ray.util.state import list_actors
 
@@ -269,8 +274,9 @@ def wait_job_gone(cluster, job_id: str, stall: float = STALL_S) -> None:
         driver_alive = pid is not None and psutil.pid_exists(int(pid)) and \
             psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
         try:
-            live = [a.class_name for a in list_actors(address=cluster["address"], raise_on_missing_output=False,
-                                                      filters=[("job_id", "=", info.job_id), ("state", "!=", "DEAD")])]
+            actors = list_actors(address=cluster["address"], raise_on_missing_output=False, detail=True,
+                                 filters=[("job_id", "=", info.job_id), ("state", "!=", "DEAD")])
+            live = [a.class_name for a in actors if not a.is_detached]
         except Exception as e:  # the state API can time out while the head is busy
             live = [repr(e)]
         if not driver_alive and not live:
@@ -316,25 +322,52 @@ def check_complete_and_unique(out: Path) -> None:
     assert len(chosen) == 3 and len({row[C.ID] for row in chosen}) == 3
 
 
-@pytest.fixture(scope="module")
-def reference(cluster, config, tmp_path_factory):
-    out = tmp_path_factory.mktemp("mn_ref") / "run"
-    job = submit(cluster, config, out, "crowdselect-ref")
-    status = wait_status(cluster, job, out=out)
-    assert status == "SUCCEEDED", logs(cluster, job)[-4000:]
-    return {"out": out, "job": job}
-
-
-def test_submitted_quickstart_runs_on_the_worker_nodes(cluster, reference):
+def tasks_of(cluster, submission_id: str) -> list:
     from ray.util.state import list_tasks
 
-    out = reference["out"]
+    job_id = cluster["client"].get_job_info(submission_id).job_id
+    return list_tasks(address=cluster["address"], filters=[("job_id", "=", job_id)], limit=10_000,
+                      raise_on_missing_output=False)
+
+
+@pytest.fixture(scope="module")
+def resumed(cluster, config, tmp_path_factory):
+    """Run 1: submitted, stopped once its first generator has finished, resubmitted with the same command."""
+    out = tmp_path_factory.mktemp("mn_stop") / "run"
+    job = submit(cluster, config, out, "crowdselect-stop")
+    status = wait_status(cluster, job, until=lambda: manifest(out, "generate/smol-a").get("complete"), out=out)
+    assert status == "RUNNING", f"the job ended ({status}) before it could be stopped midway"
+    done = subprocess.run(["ray", "job", "stop", "--address", cluster["address"], job], cwd=ROOT,
+                          env=cluster["cluster"].env, capture_output=True, text=True, timeout=120 * load_factor())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert wait_status(cluster, job) == "STOPPED"
+    # Resubmitting while the stopped job's driver or actors live on would race them: they hold the workers'
+    # CPUs (the new job's actors wait, then time out on a loaded host) and could still touch out/.
+    wait_job_gone(cluster, job)
+    selected_before = (out / "select" / "selected.jsonl").exists()
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "generate" / "smol-a").glob("shard-*.parquet")}
+
+    again = submit(cluster, config, out, "crowdselect-stop-resubmit")
+    status = wait_status(cluster, again, out=out)
+    assert status == "SUCCEEDED", logs(cluster, again)[-4000:]
+    return {"out": out, "jobs": (job, again), "kept": kept, "selected_before": selected_before}
+
+
+def test_stopped_job_resubmitted_resumes_and_completes(resumed):
+    out = resumed["out"]
+    assert not resumed["selected_before"], "stopped midway: no selection yet"
+    assert len(resumed["kept"]) == 3
+    first = out / "generate" / "smol-a"
+    assert {p.name: p.stat().st_mtime_ns for p in first.glob("shard-*.parquet")} == resumed["kept"], \
+        "finished shards redone"
     check_complete_and_unique(out)
-    text = logs(cluster, reference["job"])
+
+
+def test_submitted_jobs_run_on_the_worker_nodes(cluster, resumed):
+    stopped, again = resumed["jobs"]
+    text = logs(cluster, again)
     assert "[crowdselect] select done" in text and "selected:" in text
-    job_id = cluster["client"].get_job_info(reference["job"]).job_id
-    tasks = list_tasks(address=cluster["address"], filters=[("job_id", "=", job_id)], limit=10_000,
-                       raise_on_missing_output=False)
+    tasks = tasks_of(cluster, stopped) + tasks_of(cluster, again)
     # The data plane: read/write tasks and the model actors' batches (Ray Data's 0-CPU bookkeeping actors,
     # e.g. _StatsActor, live on the head by design).
     work = [t for t in tasks if t.node_id and (t.type == "NORMAL_TASK" or "MapWorker" in t.name)]
@@ -345,7 +378,8 @@ def test_submitted_quickstart_runs_on_the_worker_nodes(cluster, reference):
     assert any("MapWorker" in t.name for t in work) and any(t.type == "NORMAL_TASK" for t in work)
 
 
-def test_killing_a_worker_node_mid_run_loses_and_duplicates_nothing(cluster, config, reference, tmp_path):
+def test_killing_a_worker_node_mid_run_loses_and_duplicates_nothing(cluster, config, resumed, tmp_path):
+    """Last in this file: it leaves the cluster one worker short."""
     from ray.util.state import list_actors
 
     out = tmp_path / "run"
@@ -377,32 +411,4 @@ def test_killing_a_worker_node_mid_run_loses_and_duplicates_nothing(cluster, con
     assert any(a.node_id == node_id for a in dead), "an actor of the job died with the killed node"
     assert name not in cluster["cluster"].alive()
     check_complete_and_unique(out)
-    assert selected(out) == selected(reference["out"])
-    cluster["cluster"].add_worker(name)  # back to two workers for the next test
-
-
-def test_stopped_job_resubmitted_resumes_to_the_same_selection(cluster, config, reference, tmp_path):
-    cluster["cluster"].wait_nodes({"head", "worker-1", "worker-2"})  # the node re-added by the kill test
-    out = tmp_path / "run"
-    job = submit(cluster, config, out, "crowdselect-stop")
-    status = wait_status(cluster, job, until=lambda: manifest(out, "generate/smol-a").get("complete"), out=out)
-    assert status == "RUNNING", f"the job ended ({status}) before it could be stopped midway"
-    done = subprocess.run(["ray", "job", "stop", "--address", cluster["address"], job], cwd=ROOT,
-                          env=cluster["cluster"].env, capture_output=True, text=True, timeout=120 * load_factor())
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert wait_status(cluster, job) == "STOPPED"
-    # Resubmitting while the stopped job's driver or actors live on would race them: they hold the workers'
-    # CPUs (the new job's actors wait, then time out on a loaded host) and could still touch out/.
-    wait_job_gone(cluster, job)
-    assert not (out / "select" / "selected.jsonl").exists(), "stopped midway: no selection yet"
-    first = out / "generate" / "smol-a"
-    kept = {p.name: p.stat().st_mtime_ns for p in first.glob("shard-*.parquet")}
-    assert len(kept) == 3
-
-    again = submit(cluster, config, out, "crowdselect-stop-resubmit")
-    status = wait_status(cluster, again, out=out)
-    assert status == "SUCCEEDED", logs(cluster, again)[-4000:]
-    assert {p.name: p.stat().st_mtime_ns for p in first.glob("shard-*.parquet")} == kept, "finished shards redone"
-    check_complete_and_unique(out)
-    assert selected(out) == selected(reference["out"])
-    shutil.rmtree(out, ignore_errors=True)
+    assert selected(out) == selected(resumed["out"])

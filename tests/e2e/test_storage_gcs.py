@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crowdselect.core import storage
+from crowdselect.runtime.ray_setup import read_parquet
 
 BUCKET = "crowdselect-test"
 
@@ -73,4 +74,4 @@ def test_ray_data_tasks_reach_gcs_through_the_pickled_filesystem(gcs, ray_local)
     path, fs = storage.ray_path(f"{gcs}/ray/scores")
     ray.data.range(200, override_num_blocks=2).write_parquet(path, filesystem=fs)
     assert len(storage.list_files(f"{gcs}/ray/scores", suffix=".parquet")) == 2
-    assert sorted(ray.data.read_parquet(path, filesystem=fs).to_pandas()["id"]) == list(range(200))
+    assert sorted(read_parquet([path], filesystem=fs).to_pandas()["id"]) == list(range(200))

