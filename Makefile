@@ -29,5 +29,4 @@ bench: venv
 	.venv/bin/python bench/e2e_bench.py
 	.venv/bin/python bench/select_bench.py --quick
 	.venv/bin/python bench/generate_bench.py
-	.venv/bin/python bench/stage_read_bench.py
 	.venv/bin/python bench/train_bench.py

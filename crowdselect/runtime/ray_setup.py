@@ -121,10 +121,12 @@ def read_parquet(paths: list[str], **kwargs):
     """`ray.data.read_parquet(paths, **kwargs)` with its footer-reader pool sized to the file count.
 
     Ray Data (2.60, datasource V2) reads Parquet footers on a pool of FooterReader actors, 32 by default,
-    each its own worker process, started for every read_parquet call (once to sample the schema, again when
-    the dataset runs) whatever the number of files. Reading the 3 shards of a 6-row stage that way took 16-18 s
-    on a 2-core machine, against 1.5 s with one actor (2026-12-02), and every pipeline stage reads its input
-    so. One actor per footer batch of 10 files does the same work; a user's own setting of the variable wins.
+    created for every read_parquet call (once to sample the schema, again when the dataset runs) whatever the
+    number of files, and killed when the footers are read. On an idle machine the read ends before most of
+    them have a process; on a busy node many do. In the multi-node test (two 2-CPU worker nodes, 2026-12-02)
+    the worker nodes started 83 FooterReader processes, 188 worker processes in all, for 3 jobs of 6 rows;
+    with the pool sized, 6 and 33 for 2 jobs. One actor per footer batch of 10 files does the same work; a
+    user's own setting of the variable wins.
     """
     import ray.data
 
