@@ -13,7 +13,6 @@ where noted. Three training runs are shared by all assertions:
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -69,14 +68,11 @@ def read_log(out: str) -> list[dict]:
 
 def example_run(data_file: str, folder: Path, *overrides: str) -> tuple[TrainConfig, dict]:
     """`crowdselect train examples/train.yaml data.path=... --out run` from inside `folder` (OUT relative)."""
-    here = os.getcwd()
-    os.chdir(folder)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
         cfg = load_train_config(str(ROOT / "examples" / "train.yaml"), "run",
                                 [f"data.path={data_file}", *TEST_SCALE, *overrides])
         return cfg, run_training(cfg)
-    finally:
-        os.chdir(here)
 
 
 @pytest.fixture(scope="module")
