@@ -43,6 +43,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT = 900  # seconds per job at most on a quiet machine (scaled by load_factor)
 STALL_S = 300  # seconds without any new log line or output file before a job counts as hung (scaled too)
+PROGRESS_EVERY_S = 10  # how often a waiting test reads the job's whole log for the hang check: each read is an
+# HTTP round trip through the dashboard that grows with the log, and the job logs a line every 10 s anyway
 
 
 def free_port() -> int:
@@ -241,7 +243,7 @@ def wait_status(cluster, job_id: str, until=None, out: Path | None = None, stall
     from ray.job_submission import JobStatus
 
     start = last_change = time.time()
-    seen, status = None, None
+    seen, status, checked = None, None, 0.0
     while True:
         status = cluster["client"].get_job_status(job_id)
         if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
@@ -249,8 +251,10 @@ def wait_status(cluster, job_id: str, until=None, out: Path | None = None, stall
         if until is not None and until():
             return str(status)
         now, factor = time.time(), load_factor()
-        if (state := progress(cluster, job_id, out)) != seen:
-            seen, last_change = state, now
+        if now - checked >= PROGRESS_EVERY_S:
+            checked = now
+            if (state := progress(cluster, job_id, out)) != seen:
+                seen, last_change = state, now
         if now - last_change > stall * factor or now - start > JOB_TIMEOUT * factor:
             raise AssertionError(f"job {job_id} still {status} after {now - start:.0f}s ({now - last_change:.0f}s "
                                  f"without progress, load x{factor:.1f}):\n{logs(cluster, job_id)[-3000:]}")

@@ -24,7 +24,7 @@ def write_config(tmp_path) -> str:
         "crowd": {"input": [str(ROOT / "examples" / "crowd.jsonl")], "config": str(ROOT / "examples" / "crowd.yaml")},
         "strategies": [{"name": "random", "cluster": False}, {"name": "reward-top", "cluster": False},
                        {"name": "ifd", "cluster": False}],
-        "k": 4, "clusters": 1, "seeds": [0],
+        "k": 2, "clusters": 1, "seeds": [0],  # 2 rows: 2 optimizer steps per cell
         "students": [{"name": "smol", "model": SMOL}],
         "train": {"data": {"max_length": 384, "on_bad_rows": "skip"}, "optim": {"epochs": 1, "grad_accum": 1, "warmup_steps": 0, "lr": 1e-4},
                   "deepspeed": {"precision": "fp32"}, "scaling": {"workers": 1}},  # 2 gloo workers: test_train_ray

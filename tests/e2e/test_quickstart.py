@@ -1,4 +1,4 @@
-"""The README's main job, cut down (6 instructions, short answers): `crowdselect run examples/quickstart.yaml`.
+"""The README's main job, cut down (6 instructions, answers of at most 32 tokens): `crowdselect run examples/quickstart.yaml`.
 
 Checks what the full quickstart promises: stability is defined on every instruction (the crowd has a family
 in two sizes; where the judge rates both sizes the same, it is 0), the judge's rewards spread, the summary shows the rewards per generator and selected examples,
@@ -19,7 +19,7 @@ from crowdselect import cli
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 CUT = ["pool.limit=6", "selection.k=4", "selection.clusters=2", "progress=false",
-       *(f"generators[{i}].max_tokens=48" for i in range(3))]
+       *(f"generators[{i}].max_tokens=32" for i in range(3))]
 
 
 def normalised(text: str) -> str:

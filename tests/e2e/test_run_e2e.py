@@ -88,10 +88,11 @@ def test_uninterrupted_run_outputs_and_lineage(reference):
     assert len(selected) == 3 and run["crowd"] == {**run["crowd"], "instructions": 5, "excluded": 1}
 
 
-def test_killed_driver_resumes_to_the_same_selection(config, reference, tmp_path, monkeypatch):
+def test_killed_driver_resumes_to_the_same_selection(config, ray_local, reference, tmp_path, monkeypatch):
     out = tmp_path / "resumed"
     cmd = [sys.executable, "-m", "crowdselect.cli", "run", str(config), "--out", str(out)]
-    env = {**os.environ, "CROWDSELECT_RAY_TMP": os.environ.get("CROWDSELECT_RAY_TMP", "/tmp/rcs") + "k"}
+    # the killed driver joins this session's Ray as a job joins a cluster; its actors die with it
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:

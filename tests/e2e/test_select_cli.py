@@ -15,7 +15,9 @@ from crowdselect.cli import main
 from crowdselect.crowd import synthetic
 
 SMALL_CROWD = [("a-1b", "a", 1), ("a-7b", "a", 7), ("b-2b", "b", 2), ("b-9b", "b", 9), ("c-3b", "c", 3)]
-N_POOL = 600  # 6 clusters of ~100: every quota of 10 is a real choice, and embedding stays seconds
+N_POOL = 300  # 6 clusters of ~50: every quota of 5 is a real choice, and embedding stays seconds
+K, CLUSTERS = 30, 6
+QUOTA = K // CLUSTERS
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +41,10 @@ def read_jsonl(p):
 @pytest.mark.slow
 def test_clustered_selection_end_to_end_and_deterministic(ray_local, pool, tmp_path):
     pool_dir, rows = pool
-    assert run_select(pool_dir, tmp_path / "a", "--k", "60", "--clusters", "6", "--executor", "ray") == 0
+    assert run_select(pool_dir, tmp_path / "a", "--k", str(K), "--clusters", str(CLUSTERS), "--executor", "ray") == 0
     out = tmp_path / "a"
     sel = read_jsonl(out / "selected.jsonl")
-    assert len(sel) == 60 and len({s["id"] for s in sel}) == 60
+    assert len(sel) == K and len({s["id"] for s in sel}) == K
     by_id = {r["id"]: r for r in rows}
     for s in sel:  # the kept answer is the crowd's best-rewarded one
         best = max(by_id[s["id"]]["responses"], key=lambda a: a["reward"])
@@ -50,14 +52,14 @@ def test_clustered_selection_end_to_end_and_deterministic(ray_local, pool, tmp_p
         assert s["messages"] == [{"role": "user", "content": s["instruction"]},
                                  {"role": "assistant", "content": s["response"]}]
     scores = pq.read_table(out / "scores.parquet").to_pandas()
-    assert len(scores) == N_POOL and scores["selected"].sum() == 60
+    assert len(scores) == N_POOL and scores["selected"].sum() == K
     assert set(scores.loc[scores.selected, "id"]) == {s["id"] for s in sel}
     sizes = scores.groupby("cluster").size()
     picked = scores[scores.selected].groupby("cluster").size().reindex(sizes.index, fill_value=0)
-    assert (picked >= np.minimum(sizes, 10)).all()  # equal quota of 10, or the whole cluster
+    assert (picked >= np.minimum(sizes, QUOTA)).all()  # equal quota, or the whole cluster
     # a cluster's quota is its best-scored rows (ties by id)
     for _, grp in scores.groupby("cluster"):
-        top = grp.sort_values(["score", "id"], ascending=[False, True]).head(10)
+        top = grp.sort_values(["score", "id"], ascending=[False, True]).head(QUOTA)
         assert top.selected.all()
     run = json.loads((out / "run.json").read_text())
     assert run["counts"]["input_rows"] == N_POOL and run["counts"]["rejected_rows"] == 0
@@ -65,19 +67,19 @@ def test_clustered_selection_end_to_end_and_deterministic(ray_local, pool, tmp_p
     # summary.txt's cluster table: every cluster with its pool size and selected count, as scores.parquet has them
     summary = (out / "summary.txt").read_text()
     assert " ".join(summary.split()).count(f"input rows {N_POOL:,} = accepted {N_POOL:,} + rejected 0") == 1
-    assert "clusters (quota 10 each, remainder by score)" in summary
+    assert f"clusters (quota {QUOTA} each, remainder by score)" in summary
     table = summary.split("  cluster      pool  selected\n", 1)[1].split("\n\n", 1)[0].splitlines()
     got = [tuple(int(x.replace(",", "")) for x in line.split()) for line in table]
     assert got == [(int(c), int(sizes[c]), int(picked[c])) for c in sorted(sizes.index)]
-    assert len(got) == 6 and sum(n for _, n, _ in got) == N_POOL and sum(p for _, _, p in got) == 60
+    assert len(got) == CLUSTERS and sum(n for _, n, _ in got) == N_POOL and sum(p for _, _, p in got) == K
     assert (out / "metrics.png").stat().st_size > 0
     lf = json.loads((out / "exports/llamafactory/dataset_info.json").read_text())
     assert lf["crowdselect"]["formatting"] == "alpaca"
-    assert pq.read_table(out / "exports/trl/train.parquet").num_rows == 60
+    assert pq.read_table(out / "exports/trl/train.parquet").num_rows == K
     assert run["executor"] == "ray"
     # same inputs and seed, in this process instead of on Ray Data (executor auto: no cluster named, a small
     # pool): byte-identical selection, the same scores for every row, the same summary
-    assert run_select(pool_dir, tmp_path / "b", "--k", "60", "--clusters", "6") == 0
+    assert run_select(pool_dir, tmp_path / "b", "--k", str(K), "--clusters", str(CLUSTERS)) == 0
     assert json.loads((tmp_path / "b/run.json").read_text())["executor"] == "local"
     assert (tmp_path / "a/selected.jsonl").read_bytes() == (tmp_path / "b/selected.jsonl").read_bytes()
     local = pq.read_table(tmp_path / "b/scores.parquet").sort_by("id")
@@ -149,16 +151,17 @@ def test_bad_rows_fail_with_file_line_reason_and_no_traceback(pool, tmp_path):
 
 
 @pytest.mark.parametrize("executor", ["ray", "local"])
-def test_truncated_gzip_crowd_fails_cleanly_from_inside_ray(pool, tmp_path, executor):
+def test_truncated_gzip_crowd_fails_cleanly_from_inside_ray(ray_local, pool, tmp_path, executor):
     """A crowd .jsonl.gz cut short: the read (a Ray read task, or this process) reports the line where the
-    stream broke (exit 2), not a traceback; the rows before it were read."""
+    stream broke (exit 2), not a traceback; the rows before it were read. The command joins this session's
+    Ray as it would a cluster (no second local Ray to start)."""
     import gzip
 
     pool_dir, _ = pool
     data = gzip.compress((pool_dir / "crowd.jsonl").read_bytes())
     (tmp_path / "crowd.jsonl.gz").write_bytes(data[: len(data) // 2])
     (tmp_path / "NOTES.md").write_text("how the crowd was built")
-    env = {**os.environ, "CROWDSELECT_RAY_TMP": "/tmp/rcs_gz"}
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     proc = subprocess.run([sys.executable, "-m", "crowdselect.cli", "select", "--config", str(pool_dir / "crowd.yaml"),
                            "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--no-cluster", "--k", "3",
                            "--format", "canonical",  # the format given: the fault is met inside the read

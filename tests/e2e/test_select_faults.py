@@ -29,7 +29,7 @@ from crowdselect.crowd import synthetic
 
 pytestmark = pytest.mark.slow
 CROWD = [("a-1b", "a", 1), ("a-7b", "a", 7), ("b-2b", "b", 2), ("b-9b", "b", 9), ("c-3b", "c", 3)]
-N_ROWS = 600  # ~38 embed batches of 16 rows: a kill lands with work still queued
+N_ROWS = 300  # ~19 embed batches of 16 rows: a kill lands with work still queued
 ARGS = ["--k", "24", "--clusters", "4"]
 EMBEDDER = "pkg:all-minilm-l6-v2"  # the default embedder
 
