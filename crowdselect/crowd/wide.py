@@ -17,14 +17,16 @@ with several it stops and names them, with the config line to add. Pure Python a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crowdselect.core import log, storage
 from crowdselect.core.errors import UserError
-from crowdselect.core.records import READ_ERRORS, first_record
+from crowdselect.core.records import READ_ERRORS, first_record, iter_records
 from crowdselect.crowd.config import Path, WideLayout
 
 # a schema as a tree: name -> sub-tree (a struct / JSON object) or the kind of a leaf
@@ -59,9 +61,11 @@ def _value_kind(v: object) -> str:
     return NUMBER if isinstance(v, (int, float)) and not isinstance(v, bool) else OTHER
 
 
-def first_row(path: str) -> tuple[dict | None, Tree | None]:
-    """(first row as a dict, schema tree) of a crowd file, to detect the format and map wide columns; the
-    tree of a JSON-lines file is its first row's. (None, None) for a file the reader will report as broken."""
+def first_row(path: str, sample: int = 100) -> tuple[dict | None, Tree | None]:
+    """(first row as a dict, schema tree) of a crowd file, to detect the format and map wide columns.
+
+    The tree of a JSON-lines file merges its first `sample` rows: a generator that did not answer the first
+    instruction may be null or absent there. (None, None) for a file the reader will report as broken."""
     if path.endswith(".parquet"):
         fs, inner = storage.filesystem(path)
         try:
@@ -73,8 +77,25 @@ def first_row(path: str) -> tuple[dict | None, Tree | None]:
             return None, None
         return (first.to_pylist()[0] if first is not None and first.num_rows else None), tree
     rec = first_record(path)
-    obj = rec.value if rec is not None else None
-    return (obj, object_tree(obj)) if isinstance(obj, dict) else (None, None)
+    if rec is None or not isinstance(rec.value, dict):
+        return None, None
+    tree: Tree = {}
+    for r in islice(iter_records(path), sample):
+        if isinstance(r.value, dict):
+            tree = _merge(tree, object_tree(r.value))
+    return rec.value, tree
+
+
+def _merge(a: Tree, b: Tree) -> Tree:
+    """Both trees' names; where one side is null or absent the other's kind or struct wins."""
+    out = dict(a)
+    for k, v in b.items():
+        old = out.get(k)
+        if isinstance(old, dict) and isinstance(v, dict):
+            out[k] = _merge(old, v)
+        elif old is None or old == NULL:
+            out[k] = v
+    return out
 
 
 def resolve_path(path: str, tree: Tree) -> Path | None:
@@ -130,9 +151,11 @@ def struct_shape(tree: Tree, skip: tuple[str, ...] = ()) -> StructShape | None:
     return StructShape(tuple(cols), answer, rewards)
 
 
-def reward_line(key: str, layout: WideLayout, tree: Tree) -> str:
-    """The config line that maps generators to struct columns with reward `key` (and the id, if need be)."""
-    extra = "id: uuid, " if layout.id not in tree and "uuid" in tree else ""
+def reward_line(key: str, columns: Iterable[str], id_column: str = "id") -> str:
+    """The config line that reads reward `key` from the generator structs (and the id from `uuid` when
+    `id_column` is not among the table's `columns` and `uuid` is)."""
+    columns = set(columns)
+    extra = "id: uuid, " if id_column not in columns and "uuid" in columns else ""
     return f'input: {{wide: {{{extra}reward: "{{name}}.{key}"}}}}'
 
 
@@ -174,7 +197,7 @@ def _auto(layout: WideLayout, shape: StructShape | None, tree: Tree, g: str, wha
                         "reward field; set input.wide.reward")
     raise UserError(f"{where}: the generator structs hold {len(shape.rewards)} reward keys: "
                     f"{', '.join(shape.rewards)}; choose the one that drives the metrics by adding to the config: "
-                    f"{reward_line(shape.rewards[0], layout, tree)} (`crowdselect inspect` proposes a whole config)")
+                    f"{reward_line(shape.rewards[0], tree, layout.id)} (`crowdselect inspect` proposes a whole config)")
 
 
 def _check_unlisted(layout: WideLayout, tree: Tree, shape: StructShape | None,
