@@ -87,6 +87,8 @@ class Ingested:
     files: list[str]
     file_order: dict[str, int]  # displayed file name -> position in `files` (orders rows for reports)
     counts: IngestCounts = field(default_factory=IngestCounts)
+    # wide tables: where each generator's answer and reward were read, {gen: {response: [col, field..], reward}}
+    columns: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 def merge_long_group(group: pa.Table, known: list[str], file_order: dict[str, int]) -> pa.Table:
@@ -179,7 +181,8 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     if dups:
         ds = reject_duplicates(ds, dups, file_order).materialize()
         counts, _ = block_stats(ds)
-    return Ingested(ds, fmt, files, file_order, counts)
+    columns = {g: {"response": list(r), "reward": list(w)} for g, (r, w) in layout.paths.items()}
+    return Ingested(ds, fmt, files, file_order, counts, columns)
 
 
 def block_stats(ds: ray.data.Dataset) -> tuple[IngestCounts, pa.Array]:

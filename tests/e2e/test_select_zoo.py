@@ -56,6 +56,8 @@ def test_struct_columns_select_as_the_flat_layout_does(ray_local, zoo, flat, tmp
     assert counts == flat[2]
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["format"] == "wide" and run["executor"] == executor
+    assert run["input_columns"]["Qwen2.5-3B-Instruct"] == {  # where the answers were read, split at the right dot
+        "response": ["Qwen2.5-3B-Instruct", "content"], "reward": ["Qwen2.5-3B-Instruct", make_zoo.PRIMARY]}
 
 
 def test_unmapped_zoo_names_the_reward_keys_and_inspect_proposes_a_config_that_works(zoo, tmp_path, capsys):

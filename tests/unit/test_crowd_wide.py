@@ -203,3 +203,11 @@ def test_magpie_zoo_example_maps_the_papers_layout():
     paths = resolve_wide(cfg.input.wide, schema_tree(schema), names, "zoo").paths
     assert paths["Qwen2.5-3B-Instruct"] == (("Qwen2.5-3B-Instruct", "content"),
                                             ("Qwen2.5-3B-Instruct", "Skywork-Reward-Llama-3.1-8B"))
+
+
+def test_a_flat_column_of_an_unlisted_generator_is_still_named():
+    flat = schema_tree(pa.schema([(c, pa.string()) for c in ("id", "instruction", "a_response", "z_response")]
+                                 + [(c, pa.float64()) for c in ("a_reward", "z_reward")]))
+    with pytest.raises(UserError, match="column 'z_response' holds model 'z', which the crowd config does not list"):
+        resolve_wide(WideLayout(), flat, ["a"], "f")
+    assert resolve_wide(WideLayout(ignore=["z"]), flat, ["a"], "f").paths == {"a": (("a_response",), ("a_reward",))}
