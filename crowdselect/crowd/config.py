@@ -13,7 +13,7 @@ CROWD_SUFFIXES = (*JSON_SUFFIXES, ".parquet")  # the files a crowd table is read
 DEFAULT_RESPONSE = "{name}_response"
 DEFAULT_REWARD = "{name}_reward"
 
-Path = tuple[str, ...]  # a column, then the field names down into its structs: ("Qwen2.5-3B-Instruct", "content")
+ColumnPath = tuple[str, ...]  # a column, then the field names down into its structs: ("Qwen2.5-3B-Instruct", "content")
 
 
 @dataclass
@@ -35,7 +35,8 @@ class WideLayout:
     ignore: list[str] = field(default_factory=list)  # generators in the file deliberately left out of the crowd
 
     def __post_init__(self) -> None:
-        self._paths: dict[str, tuple[Path, Path]] = {}  # generator -> (response path, reward path); not config
+        # generator -> (response path, reward path), from `resolve_wide`; an attribute, not a config key
+        self._paths: dict[str, tuple[ColumnPath, ColumnPath]] = {}
 
     def response_column(self, name: str) -> str:
         return self.columns.get(name, {}).get("response", self.response.format(name=name))
@@ -48,20 +49,20 @@ class WideLayout:
         default = DEFAULT_RESPONSE if what == "response" else DEFAULT_REWARD
         return what in self.columns.get(name, {}) or getattr(self, what) != default
 
-    def response_path(self, name: str) -> Path:
+    def response_path(self, name: str) -> ColumnPath:
         return self._paths[name][0] if name in self._paths else (self.response_column(name),)
 
-    def reward_path(self, name: str) -> Path:
+    def reward_path(self, name: str) -> ColumnPath:
         return self._paths[name][1] if name in self._paths else (self.reward_column(name),)
 
-    def with_paths(self, paths: dict[str, tuple[Path, Path]]) -> WideLayout:
+    def with_paths(self, paths: dict[str, tuple[ColumnPath, ColumnPath]]) -> WideLayout:
         """A copy whose generators read from these (resolved) paths."""
         out = replace(self)
         out._paths = dict(paths)
         return out
 
     @property
-    def paths(self) -> dict[str, tuple[Path, Path]]:
+    def paths(self) -> dict[str, tuple[ColumnPath, ColumnPath]]:
         return dict(self._paths)
 
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from crowdselect.core import log, storage
 from crowdselect.core.errors import UserError
 from crowdselect.core.records import READ_ERRORS, first_record, iter_records
-from crowdselect.crowd.config import Path, WideLayout
+from crowdselect.crowd.config import ColumnPath, WideLayout
 
 # a schema as a tree: name -> sub-tree (a struct / JSON object) or the kind of a leaf
 TEXT, NUMBER, NULL, OTHER = "text", "number", "null", "other"
@@ -98,7 +98,7 @@ def _merge(a: Tree, b: Tree) -> Tree:
     return out
 
 
-def resolve_path(path: str, tree: Tree) -> Path | None:
+def resolve_path(path: str, tree: Tree) -> ColumnPath | None:
     """`path` as (column, field, ...) of `tree`, or None when the schema has no such value.
 
     The longest name of a level that is the whole rest of the path, or a prefix of it followed by a dot,
@@ -120,15 +120,6 @@ def resolve_path(path: str, tree: Tree) -> Path | None:
         if inner is not None:
             return (name, *inner)
     return None
-
-
-def leaf_kind(tree: Tree, path: Path) -> str | None:
-    node: Tree | str = tree
-    for key in path:
-        if not isinstance(node, dict):
-            return NULL if node == NULL else None
-        node = node.get(key)
-    return node if isinstance(node, str) else None
 
 
 @dataclass(frozen=True)
@@ -181,7 +172,8 @@ def resolve_wide(layout: WideLayout, tree: Tree, generators: list[str], where: s
     return layout.with_paths(paths)
 
 
-def _auto(layout: WideLayout, shape: StructShape | None, tree: Tree, g: str, what: str, where: str) -> Path | None:
+def _auto(layout: WideLayout, shape: StructShape | None, tree: Tree, g: str, what: str,
+          where: str) -> ColumnPath | None:
     """The default template does not fit, the generator's column is a struct: its answer or reward field."""
     if layout.chose(g, what) or shape is None or not (isinstance(tree.get(g), dict) or tree.get(g) == NULL):
         return None
@@ -201,7 +193,7 @@ def _auto(layout: WideLayout, shape: StructShape | None, tree: Tree, g: str, wha
 
 
 def _check_unlisted(layout: WideLayout, tree: Tree, shape: StructShape | None,
-                    paths: dict[str, tuple[Path, Path]], where: str) -> None:
+                    paths: dict[str, tuple[ColumnPath, ColumnPath]], where: str) -> None:
     """A generator column the config does not list would be silently left out: name it."""
     taken = {p[0] for pair in paths.values() for p in pair} | {layout.id, layout.instruction}
     flat = _unlisted_flat(list(tree), layout, taken)
