@@ -1,6 +1,7 @@
 """`crowdselect` command line: one subcommand per pipeline phase, each a thin call into its module.
 
     crowdselect select --config CROWD.yaml --input PATH --k K --clusters C --out DIR [key=value ...]
+    crowdselect inspect PATH [PATH ...] [--write-config FILE]
     crowdselect run CONFIG.yaml [--out DIR] [key=value ...]
     crowdselect train CONFIG.yaml [key=value ...]
     crowdselect eval CONFIG.yaml [key=value ...]
@@ -44,6 +45,12 @@ def _select_parser(sub) -> None:
     p.add_argument("overrides", nargs="*", help="config overrides key.path=value")
 
 
+def _inspect_parser(sub) -> None:
+    p = sub.add_parser("inspect", parents=[COMMON], help="show what a crowd table holds and propose a crowd config")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="crowd files, directories, globs or s3:// gs:// URIs")
+    p.add_argument("--write-config", metavar="FILE", help="also write the proposed crowd config to FILE")
+
+
 def _common(p) -> None:
     p.add_argument("--verbose", action="store_true", help="also show Ray's INFO lines")
 
@@ -63,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crowdselect", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _select_parser(sub)
+    _inspect_parser(sub)
     _phase_parser(sub, "run", "generate, reward, score and select end to end (resumable)")
     _phase_parser(sub, "train", "fine-tune a student on the selection (Ray Train + DeepSpeed / LoRA)")
     _phase_parser(sub, "eval", "evaluate a model with an LLM judge (MT-bench style)")
@@ -80,6 +88,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from crowdselect.select.job import run_select
 
         return run_select(cfg, config_path=args.config)
+    if args.command == "inspect":
+        from crowdselect.crowd.inspect import run_inspect
+
+        return run_inspect(args.paths, write_config=args.write_config)
     if args.command == "run":
         from crowdselect.pipeline.job import main as run_main
 

@@ -94,10 +94,46 @@ def _schema(fmt: str, known: list[str], layout: WideLayout) -> pa.Schema:
     if fmt == "long":
         return pa.schema([(C.ID, pa.string()), (C.INSTRUCTION, pa.string()), (C.MODEL, pa.string()),
                           (C.RESPONSE, pa.string()), (C.REWARD, pa.float64())])
-    fields = [(layout.id, pa.string()), (layout.instruction, pa.string())]
+    tree: dict = {}  # the wide paths as nested structs: what pyarrow.json reads of a row, and nothing else
+    for path, t in _wide_fields(known, layout):
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node.setdefault(path[-1], t)
+    return pa.schema(_struct_fields(tree))
+
+
+def _struct_fields(tree: dict) -> list[tuple[str, pa.DataType]]:
+    return [(k, pa.struct(_struct_fields(v)) if isinstance(v, dict) else v) for k, v in tree.items()]
+
+
+def _wide_fields(known: list[str], layout: WideLayout) -> list[tuple[tuple[str, ...], pa.DataType]]:
+    """(path, type) of id, instruction, then each generator's response and reward: the flat wide columns."""
+    fields = [((layout.id,), pa.string()), ((layout.instruction,), pa.string())]
     for g in known:
-        fields += [(layout.response_column(g), pa.string()), (layout.reward_column(g), pa.float64())]
-    return pa.schema(fields)
+        fields += [(layout.response_path(g), pa.string()), (layout.reward_path(g), pa.float64())]
+    return fields
+
+
+def _leaf(table: pa.Table, path: tuple[str, ...]) -> pa.ChunkedArray | None:
+    """The values at `path` (null where a struct above them is null), or None when the types do not lead there."""
+    if path[0] not in table.column_names:
+        return None
+    values = table.column(path[0])
+    for key in path[1:]:
+        index = values.type.get_field_index(key) if pa.types.is_struct(values.type) else -1
+        if index < 0:
+            return None
+        values = pc.struct_field(values, [index])
+    return values
+
+
+def _flat_wide(table: pa.Table, known: list[str], layout: WideLayout) -> pa.Table | None:
+    """A wide block as flat columns in `_wide_fields` order (what `_answers` indexes), or None."""
+    cols = [_leaf(table, path) for path, _ in _wide_fields(known, layout)]
+    if any(c is None for c in cols):
+        return None
+    return pa.table(cols, names=[str(i) for i in range(len(cols))])
 
 
 def _read_json(batch: pa.Table, fmt: str, known: list[str], layout: WideLayout) -> pa.Table | None:
@@ -114,7 +150,9 @@ def _read_json(batch: pa.Table, fmt: str, known: list[str], layout: WideLayout) 
                              read_options=pj.ReadOptions(block_size=max(1 << 22, 2 * longest), use_threads=False))
     except (pa.ArrowException, ValueError):
         return None  # some line is not JSON, or a value has another type: the per-line parser says which
-    return table if table.num_rows == batch.num_rows else None
+    if table.num_rows != batch.num_rows:
+        return None
+    return _flat_wide(table, known, layout) if fmt == "wide" else table
 
 
 def _string_like(t: pa.DataType) -> bool:
@@ -127,12 +165,20 @@ def _number_like(t: pa.DataType) -> bool:
 
 def _conform_parquet(batch: pa.Table, fmt: str, known: list[str], layout: WideLayout) -> pa.Table | None:
     """The block's columns cast to the format's schema; None when a type needs the per-line parser's say."""
-    schema = _schema(fmt, known, layout)
+    if fmt == "wide":
+        flat = _flat_wide(batch, known, layout)
+        if flat is None:
+            return None
+        schema = pa.schema([(name, t) for name, (_, t) in zip(flat.column_names, _wide_fields(known, layout),
+                                                               strict=True)])
+        source = flat
+    else:
+        schema, source = _schema(fmt, known, layout), batch
     out = []
     for f in schema:
-        if f.name not in batch.column_names:
+        if f.name not in source.column_names:
             return None
-        c = batch.column(f.name)
+        c = source.column(f.name)
         if f.name == schema[0].name:  # the id: text, or an integer turned into text (as the per-line parser)
             ok = _string_like(c.type) or pa.types.is_integer(c.type)
         elif f.type == pa.float64():

@@ -162,20 +162,33 @@ def merge_long(parts: list[dict], known: set[str]) -> dict:
 
 
 def parse_wide(obj: dict, layout: WideLayout, generators: list[str]) -> dict:
-    """One row with a response and a reward column per generator -> canonical row.
+    """One row with a response and a reward per generator (flat columns or struct fields) -> canonical row.
 
-    A generator whose response is null did not answer (a missing answer; its reward is ignored).
+    A generator whose response is null did not answer (a missing answer; its reward is ignored); so is
+    one whose struct (JSON object) is null or absent.
     """
     row_id = _id(obj, layout.id)
     instruction = _text(obj, layout.instruction, C.INSTRUCTION)
     answers = []
     for g in generators:
-        response = obj.get(layout.response_column(g))
+        response = _at(obj, layout.response_path(g))
         if response is not None and not isinstance(response, str):
             raise CrowdRowError(f"column '{layout.response_column(g)}' must be a string")
-        reward = _reward(obj.get(layout.reward_column(g)), g) if response is not None else None
+        reward = _reward(_at(obj, layout.reward_path(g)), g) if response is not None else None
         answers.append((g, response, reward))
     return _finish(row_id, instruction, answers, set(generators))
+
+
+def _at(obj: dict, path: tuple[str, ...]) -> Any:
+    """The value at `path` (a column, then struct fields); None below a null or absent value."""
+    value: Any = obj
+    for depth, key in enumerate(path):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise CrowdRowError(f"column '{'.'.join(path[:depth])}' must be an object, got {type(value).__name__}")
+        value = value.get(key)
+    return value
 
 
 def detect_crowd_format(obj: dict) -> str:
@@ -185,23 +198,3 @@ def detect_crowd_format(obj: dict) -> str:
     if C.MODEL in obj and C.RESPONSE in obj:
         return "long"
     return "wide"
-
-
-def wide_unlisted_generators(columns: list[str], layout: WideLayout, generators: list[str]) -> list[str]:
-    """Generator names that a file's columns hold (by the response template) but the config does not list."""
-    if "{name}" not in layout.response:
-        return []
-    head, tail = layout.response.split("{name}", 1)
-    taken = {layout.response_column(g) for g in generators} | {layout.id, layout.instruction}
-    names = [c[len(head): len(c) - len(tail) if tail else None] for c in columns
-             if c not in taken and c.startswith(head) and c.endswith(tail) and len(c) > len(head) + len(tail)]
-    return [n for n in names if n and n not in layout.ignore]
-
-
-def wide_missing_columns(columns: list[str], layout: WideLayout, generators: list[str]) -> list[str]:
-    """Columns the wide layout expects but a file lacks (a config/data mismatch, not a row error)."""
-    want = [layout.id, layout.instruction]
-    for g in generators:
-        want += [layout.response_column(g), layout.reward_column(g)]
-    have = set(columns)
-    return [c for c in want if c not in have]

@@ -23,12 +23,11 @@ from functools import partial
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 from ray.data.expressions import col
 
 from crowdselect.core import columns as C
-from crowdselect.core import log, storage
+from crowdselect.core import log
 from crowdselect.core.errors import UserError
 from crowdselect.core.ray_sources import (
     JsonLinesSource,
@@ -38,30 +37,25 @@ from crowdselect.core.ray_sources import (
 )
 from crowdselect.core.records import (
     FILE,
-    JSON_SUFFIXES,
     LINE,
-    READ_ERRORS,
     display_path,
-    first_record,
     list_data_files,
     open_random_access,
     open_stream,
     split_by_kind,
 )
 from crowdselect.crowd.blocks import N_ROWS, RAW_LIMIT, SCHEMA, parse_block, rejected_row
-from crowdselect.crowd.config import InputConfig
+from crowdselect.crowd.config import CROWD_SUFFIXES, InputConfig, WideLayout
 from crowdselect.crowd.parse import (
     MISSING,
     CrowdRowError,
     detect_crowd_format,
     merge_long,
-    wide_missing_columns,
-    wide_unlisted_generators,
 )
+from crowdselect.crowd.wide import first_row, resolve_wide
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.local_data import fetch, parallel_map, read_files
 
-CROWD_SUFFIXES = (*JSON_SUFFIXES, ".parquet")
 READ_CPUS = 0.25  # a read task splits lines (or yields Parquet batches); the parse tasks do the work
 LOCAL_READERS = {JsonLinesSource: (json_line_blocks, open_stream), ParquetRowsSource: (parquet_row_blocks,
                                                                                        open_random_access)}
@@ -93,6 +87,8 @@ class Ingested:
     files: list[str]
     file_order: dict[str, int]  # displayed file name -> position in `files` (orders rows for reports)
     counts: IngestCounts = field(default_factory=IngestCounts)
+    # wide tables: where each generator's answer and reward were read, {gen: {response: [col, field..], reward}}
+    columns: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 def merge_long_group(group: pa.Table, known: list[str], file_order: dict[str, int]) -> pa.Table:
@@ -112,46 +108,32 @@ def merge_long_group(group: pa.Table, known: list[str], file_order: dict[str, in
     return pa.Table.from_pylist([row], schema=SCHEMA)
 
 
-def _first_record(path: str) -> tuple[dict | None, list[str]]:
-    """(first row as a dict, column names) of a file, to detect the format and check wide columns."""
-    if path.endswith(".parquet"):
-        fs, p = storage.filesystem(path)
-        try:
-            with fs.open_input_file(p) as f:
-                pf = pq.ParquetFile(f)
-                names = pf.schema_arrow.names
-                first = next(pf.iter_batches(batch_size=1), None)
-        except READ_ERRORS:  # the reader reports the broken file as a row error
-            return None, []
-        return (first.to_pylist()[0] if first is not None and first.num_rows else None), names
-    rec = first_record(path)
-    obj = rec.value if rec is not None else None
-    return (obj, list(obj)) if isinstance(obj, dict) else (None, [])
-
-
-def resolve_format(cfg: InputConfig, files: list[str], generators: list[str]) -> str:
+def resolve_format(cfg: InputConfig, files: list[str], generators: list[str]) -> tuple[str, WideLayout]:
+    """The format of the files (cfg.input.format, or detected from the first readable row) and, for a wide
+    table, `cfg.wide` resolved against the files' schemas (every file must map the same way)."""
     fmt = cfg.format
     if fmt == "auto":
-        first, _ = next(((r, c) for r, c in map(_first_record, files) if r is not None), (None, []))
+        first, _ = next(((r, c) for r, c in map(first_row, files) if r is not None), (None, None))
         if first is None:
             raise UserError(f"{display_path(files[0])}: cannot detect the pool format (no readable JSON "
                             "object in the first rows); set input.format")
         fmt = detect_crowd_format(first)
-    if fmt == "wide":
-        for f in files:
-            record, names = _first_record(f)
-            if not names:
-                continue
-            missing = wide_missing_columns(names, cfg.wide, generators)
-            if missing:
-                raise UserError(f"{display_path(f)}: wide layout column '{missing[0]}' not found "
-                                f"(input.wide maps generators to columns; columns here: {', '.join(names[:12])})")
-            extra = wide_unlisted_generators(names, cfg.wide, generators)
-            if extra:
-                raise UserError(f"{display_path(f)}: column '{cfg.wide.response_column(extra[0])}' holds model "
-                                f"'{extra[0]}', which the crowd config does not list (add it to generators, "
-                                "or to input.wide.ignore)")
-    return fmt
+    if fmt != "wide":
+        return fmt, cfg.wide
+    layout, first_file = None, None
+    for f in files:
+        _, tree = first_row(f)
+        if tree is None:
+            continue
+        this = resolve_wide(cfg.wide, tree, generators, display_path(f))
+        if layout is None:
+            layout, first_file = this, f
+        elif this.paths != layout.paths:
+            g = next(g for g in generators if this.paths[g] != layout.paths[g])
+            raise UserError(f"{display_path(f)}: generator '{g}' reads from {'.'.join(this.paths[g][0])} here but "
+                            f"from {'.'.join(layout.paths[g][0])} in {display_path(first_file)}: the files differ "
+                            "in layout; read them separately")
+    return fmt, layout or cfg.wide
 
 
 def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
@@ -169,9 +151,9 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     if listing.skipped:
         log.say(f"input: {listing.skipped_message()}")
     names = [g.name for g in generators]
-    fmt = resolve_format(cfg, files, names)
+    fmt, layout = resolve_format(cfg, files, names)
     json_files, parquet_files = split_by_kind(files)
-    parse = partial(parse_block, fmt=fmt, known=names, layout=cfg.wide)
+    parse = partial(parse_block, fmt=fmt, known=names, layout=layout)
     fused = then is not None and fmt != "long"  # a long table's rows are merged by id before `then`
     step = (lambda b: then(parse(b))) if fused else parse
     parts = []
@@ -199,7 +181,8 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     if dups:
         ds = reject_duplicates(ds, dups, file_order).materialize()
         counts, _ = block_stats(ds)
-    return Ingested(ds, fmt, files, file_order, counts)
+    columns = {g: {"response": list(r), "reward": list(w)} for g, (r, w) in layout.paths.items()}
+    return Ingested(ds, fmt, files, file_order, counts, columns)
 
 
 def block_stats(ds: ray.data.Dataset) -> tuple[IngestCounts, pa.Array]:

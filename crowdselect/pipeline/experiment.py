@@ -58,8 +58,11 @@ def open_crowd(cfg: ExperimentConfig) -> Crowd:
         gens = yaml.safe_load(storage.read_text(run_yaml))["generators"]
         return Crowd({"path": [run["crowd"]["path"]], "format": "canonical"}, gens,
                      {"run": c.run, "crowd": run["crowd"], "generators": run["generators"], "rewards": run["rewards"]})
-    gens = load_yaml(c.config).get("generators") or []
-    return Crowd({"path": list(c.input), "format": c.format}, gens,
+    crowd_yaml = load_yaml(c.config)
+    gens = crowd_yaml.get("generators") or []
+    own = dict(crowd_yaml.get("input") or {})  # how the crowd YAML reads its table (input.wide: the columns)
+    fmt = c.format if c.format != "auto" else own.get("format", "auto")
+    return Crowd({**own, "path": list(c.input), "format": fmt}, gens,
                  {"input": list(c.input), "config": c.config, "generators": gens, "rewards": None})
 
 

@@ -176,7 +176,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
            "executor": "local" if local else "ray",
            "resources": plan({"embed": for_spec(cfg.embedder)}) if clustering else {},
-           "input_files": ing.files, "format": ing.format, "counts": counts,
+           "input_files": ing.files, "format": ing.format, "input_columns": ing.columns, "counts": counts,
            "selected": len(records), "decisions": decisions, "kmeans": kinfo,
            "generator_rewards": {g: {"n": m.n, "mean": m.mean, "std": m.std} for g, m in facts.generator_rewards.items() if m.n},
            "metric_defined_rows": defined, "timings_s": dict(timer), "versions": versions(), "outputs": written}

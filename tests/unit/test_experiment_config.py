@@ -54,3 +54,13 @@ def test_table_marks_best_and_delta_against_random():
     assert lines[2].startswith("| random | 5.250 ± 0.354 |")
     assert lines[3].startswith("| crowdselect | **6.200 ± 0.283** (+0.950) |")
     assert len(lines) == 4  # the failed cell has no row
+
+
+def test_a_crowd_yaml_brings_its_column_mapping_to_every_cell(monkeypatch):
+    from crowdselect.pipeline.experiment import open_crowd
+
+    monkeypatch.chdir(ROOT)  # crowd.config is relative to the working directory, as on the command line
+    crowd = open_crowd(load_experiment_config(str(ROOT / "examples" / "experiment_paper.yaml")))
+    assert len(crowd.generators) == 19 and crowd.input["format"] == "wide"
+    assert crowd.input["wide"]["reward"] == "{name}.Skywork-Reward-Llama-3.1-8B"
+    assert crowd.input["path"] == ["hf://datasets/Magpie-Align/Magpie-100K-Generator-Zoo/data/*.parquet"]
