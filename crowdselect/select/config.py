@@ -49,6 +49,10 @@ class EmbedderConfig:
     num_cpus: float = 1.0
     trust_remote_code: bool = False
 
+    def validate(self) -> None:
+        _at_least(self, 1, "batch_size", "max_length", "concurrency")
+        _at_least(self, 0, "num_gpus", "num_cpus")
+
 
 @dataclass
 class KMeansConfig:
@@ -58,6 +62,10 @@ class KMeansConfig:
     fit_sample: int | None = None  # fit on at most this many rows, then assign every row
     workers: int = 0  # k-means actors; 0 = one per available CPU, at most 8
     local_rows: int = 20_000  # fit in the driver, without actors, up to this many rows (same algorithm)
+
+    def validate(self) -> None:
+        _at_least(self, 1, "n_init", "max_iter", "fit_sample")
+        _at_least(self, 0, "tol", "workers", "local_rows")
 
 
 @dataclass
@@ -82,6 +90,17 @@ class SelectionConfig:
             raise ConfigError(f"clusters: must be >= 1, got {self.clusters}")
         if len(self.weights) != 3:
             raise ConfigError(f"weights: need 3 numbers (difficulty, separability, stability), got {self.weights}")
+        # finite is checked when the numbers are read; a negative weight would rank a metric backwards (the
+        # *-bottom strategies do that), and all zero would rank every row the same (by id)
+        if min(self.weights) < 0 or sum(self.weights) == 0:
+            raise ConfigError(f"weights: need numbers >= 0, not all 0, got {self.weights}")
+        if not 0 <= self.seed < 2**32:  # numpy's and sklearn's seed range
+            raise ConfigError(f"seed: must be an integer from 0 to 2**32 - 1, got {self.seed}")
+        # a quantile transform needs at least two points: one would map every row to 0
+        _at_least(self, 2, "n_quantiles", "sketch_size")
+        fit = self.kmeans.fit_sample
+        if self.cluster and fit is not None and fit < self.clusters:
+            raise ConfigError(f"kmeans.fit_sample: must be >= clusters ({self.clusters}) to fit them, got {fit}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy: unknown {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
@@ -108,6 +127,14 @@ class SelectConfig:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ConfigError(f"generators: name {dup[0]!r} is listed twice")
+
+
+def _at_least(obj: Any, low: float, *names: str) -> None:
+    """ConfigError "NAME: must be >= LOW, got V" for the first named field below `low` (None is unset)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < low:
+            raise ConfigError(f"{name}: must be >= {low}, got {value}")
 
 
 def check_paths(cfg: SelectConfig) -> None:
