@@ -26,6 +26,7 @@ import yaml
 
 from crowdselect.core import storage
 from crowdselect.core.config import to_dict
+from crowdselect.core.paths import check_out_dir
 from crowdselect.eval import questions as mtbench
 from crowdselect.eval.answer import AnswerGenerator, generate_answers, text_or_none
 from crowdselect.eval.config import EvalConfig, EvalModelSpec, load_eval_config
@@ -119,6 +120,7 @@ def headline(summary: dict[str, Any]) -> str:
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
     """Entry of `crowdselect eval` and jobs/eval.py; ConfigError/UserError reach the CLI (exit 2)."""
     cfg = load_eval_config(config_path, out, overrides or [])
+    check_out_dir(cfg.out)  # before any answer is generated
     summary = run_eval(cfg)
     print(f"{headline(summary)}; judge {summary['judge']['name']}; results in {cfg.out}")
     return 0

@@ -27,6 +27,7 @@ import yaml
 from crowdselect.core import log, storage
 from crowdselect.core.config import build, load_yaml, to_dict
 from crowdselect.core.errors import UserError
+from crowdselect.core.paths import check_out_dir
 from crowdselect.pipeline.experiment_config import (
     ExperimentConfig,
     StrategySpec,
@@ -181,6 +182,7 @@ def _failed_cell(cfg: ExperimentConfig, strategy, student, seed, error: str) -> 
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
     """Entry of `crowdselect experiment`; ConfigError/UserError reach the CLI (exit 2)."""
     cfg = load_experiment_config(config_path, out, overrides)
+    check_out_dir(cfg.out)  # before any cell runs
     result = run_experiment(cfg)
     n_done = sum(c["status"] == "done" for c in result["cells"])
     print(f"experiment: {n_done}/{len(result['cells'])} cells done in {result['seconds']:.0f}s; "

@@ -27,6 +27,7 @@ import yaml
 
 from crowdselect.core import storage
 from crowdselect.core.config import ConfigError, to_dict
+from crowdselect.core.paths import check_out_dir
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.runtime.models import resolve_model
 from crowdselect.runtime.ray_setup import ensure_ray
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
     """CLI entry: load and validate the config, train, print where the model went. Returns the exit code."""
     cfg = load_train_config(config_path, out, overrides)
+    check_out_dir(cfg.out)  # before Ray starts: a file named by --out fails now, not after training
     summary = run_training(cfg)
     nan = float("nan")
     print(f"trained to step {summary['steps']}, loss {summary['first_loss'] or nan:.4g} -> "
