@@ -18,13 +18,12 @@ A failed or unparseable turn is kept with its reason and counted; it is not in t
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import yaml
 
-from crowdselect.core import storage
+from crowdselect.core import jsonout, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.paths import check_out_dir
 from crowdselect.eval import questions as mtbench
@@ -94,8 +93,8 @@ def write_outputs(cfg: EvalConfig, files: dict[str, list[dict[str, Any]]], summa
 
     out = cfg.out
     for name, rows in files.items():
-        storage.write_text(storage.join(out, name), "".join(json.dumps(r, default=str) + "\n" for r in rows))
-    storage.write_text(storage.join(out, "summary.json"), json.dumps(summary, indent=2, default=str) + "\n")
+        storage.write_text(storage.join(out, name), "".join(jsonout.dumps(r) + "\n" for r in rows))
+    storage.write_text(storage.join(out, "summary.json"), jsonout.dumps(summary, indent=2) + "\n")
     storage.write_text(storage.join(out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
     storage.write_text(storage.join(out, "report.md"), render_report(summary))
     png = render_plot(summary)

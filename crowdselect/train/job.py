@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from crowdselect.core import storage
+from crowdselect.core import jsonout, storage
 from crowdselect.core.config import ConfigError, to_dict
 from crowdselect.core.paths import check_out_dir
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
@@ -81,7 +81,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         print(f"[train] {schedule.notice}", flush=True)
     cfg = replace(cfg, optim=replace(cfg.optim, warmup_steps=schedule.warmup_steps))
     report = {**prepared.report, **steps, "warmup_steps": schedule.warmup_steps, "schedule_notice": schedule.notice}
-    storage.write_text(storage.join(cfg.out, "data_report.json"), json.dumps(report, indent=2))
+    storage.write_text(storage.join(cfg.out, "data_report.json"), jsonout.dumps(report, indent=2))
     print(f"[train] {report['rows_used']}/{report['rows_read']} rows used ({report['rows_rejected']} rejected), "
           f"{report['tokens']} tokens; {steps['steps']} optimizer steps", flush=True)
     ensure_ray(cfg.ray.address, _local_cpus(cfg), cfg.ray.temp_dir)
@@ -101,7 +101,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
                "first_loss": steps_logged[0]["loss"] if steps_logged else None,
                "last_loss": steps_logged[-1]["loss"] if steps_logged else None,
                "data": report, "seconds": round(time.time() - t0, 1)}
-    storage.write_text(storage.join(cfg.out, "train.json"), json.dumps(summary, indent=2))
+    storage.write_text(storage.join(cfg.out, "train.json"), jsonout.dumps(summary, indent=2))
     return summary
 
 
