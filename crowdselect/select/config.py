@@ -17,6 +17,7 @@ from crowdselect.core.paths import check_inputs, check_out_dir
 from crowdselect.crowd.config import InputConfig
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.select.metrics import has_sized_families, one_size_families
 
 STRATEGIES = (
     "crowdselect",
@@ -127,6 +128,23 @@ class SelectConfig:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ConfigError(f"generators: name {dup[0]!r} is listed twice")
+        check_stability_sizes(self.generators, self.selection)
+
+
+def check_stability_sizes(generators: list[GeneratorSpec], sel: SelectionConfig) -> None:
+    """ConfigError when siblings are declared (a family of 2) but no family has 2 distinct sizes, while the
+    selection asks for stability: a size_b typo, most likely, and the run would drop stability for every row.
+    (A crowd with no siblings at all runs: stability is undefined for it, and the run says so.)"""
+    families, sizes = [g.family for g in generators], [g.size_b for g in generators]
+    same = one_size_families(families, sizes)
+    wants = sel.strategy.startswith("stability-") or (sel.strategy == "crowdselect" and sel.weights[2] > 0)
+    if not same or has_sized_families(families, sizes) or not wants:
+        return
+    fam, size = next(iter(same.items()))
+    members = ", ".join(g.name for g in generators if g.family == fam)
+    fix = "choose another strategy" if sel.strategy != "crowdselect" else "give stability no weight (--weights 1,1,0)"
+    raise ConfigError(f"generators: stability ranks a family's answers by size and needs a family with 2 distinct "
+                      f"sizes, but family {fam!r} ({members}) has one size, size_b {size:g}; fix size_b, or {fix}")
 
 
 def _at_least(obj: Any, low: float, *names: str) -> None:

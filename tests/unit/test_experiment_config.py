@@ -54,3 +54,23 @@ def test_table_marks_best_and_delta_against_random():
     assert lines[2].startswith("| random | 5.250 ± 0.354 |")
     assert lines[3].startswith("| crowdselect | **6.200 ± 0.283** (+0.950) |")
     assert len(lines) == 4  # the failed cell has no row
+
+
+def test_pipes_and_line_breaks_in_names_and_notes_keep_the_table_whole():
+    """A `|` or a newline in a strategy name, a student name or the note added columns or ended rows."""
+    from types import SimpleNamespace
+
+    from crowdselect.pipeline.experiment_results import render_markdown
+    from crowdselect.report.html import _md_table
+
+    cells = [{"status": "done", "strategy": {"name": n}, "student": {"name": "s|1\nb"}, "summary": {"mean": m}}
+             for n, m in (("random", 5.0), ("mine|x\nnew", 6.0))]
+    cells.append({"status": "failed", "cell": "bad|cell\nx", "error": "boom\n| a | b |"})
+    cfg = SimpleNamespace(note="first line\n| not | a | row |", k=8, clusters=2, seeds=[1], baseline="random")
+    md = render_markdown(cfg, aggregate(cells, "random"), cells, 1.0)
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert table == ["| strategy | s\\|1 b: MT-bench |", "|---|---|", "| random | 5.000 |",
+                     "| mine\\|x new | **6.000** (+1.000) |"]
+    assert "> first line\n> | not | a | row |" in md and "- bad\\|cell x: boom \\| a \\| b \\|" in md
+    html = _md_table(md)
+    assert "<th>s|1 b: MT-bench</th>" in html and "<td>mine|x new</td>" in html and html.count("<tr>") == 3

@@ -72,3 +72,41 @@ def test_the_edges_of_every_range_are_accepted(tmp_path):
         "selection.kmeans.fit_sample=10", "input.lines_per_block=1", "embedder.num_gpus=0"])
     assert cfg.selection.weights == [0.0, 0.0, 1.0] and cfg.selection.seed == 0
     assert load(tmp_path, {"seed": 2**32 - 1, "cluster": False}, ["selection.kmeans.fit_sample=3"]).selection.seed
+
+
+SAME_SIZE = """
+generators:
+  - {name: q-a, family: qwen, size_b: 7}
+  - {name: q-b, family: qwen, size_b: 7}
+  - {name: g, family: gemma, size_b: 9}
+"""
+
+
+def test_siblings_of_one_size_with_a_stability_weight_are_refused_naming_them(tmp_path):
+    """Two 'qwen' of size 7 dropped stability for every row, with a note blaming 'no family with 2 answering
+    members'. Stability needs 2 distinct sizes in a family: a config error names the family and the fix."""
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, text=SAME_SIZE)
+    assert str(e.value).endswith(
+        "crowd.yaml: generators: stability ranks a family's answers by size and needs a family with 2 distinct "
+        "sizes, but family 'qwen' (q-a, q-b) has one size, size_b 7; fix size_b, or give stability no weight "
+        "(--weights 1,1,0)")
+    with pytest.raises(ConfigError, match="or choose another strategy"):
+        load(tmp_path, {"strategy": "stability-top"}, text=SAME_SIZE)
+    assert load(tmp_path, {"weights": "1,1,0"}, text=SAME_SIZE).selection.weights[2] == 0
+    assert load(tmp_path, {"strategy": "random"}, text=SAME_SIZE).selection.strategy == "random"
+    # another family with 2 sizes gives stability its signal: the run goes on (and names 'qwen' in its notes)
+    assert load(tmp_path, text=SAME_SIZE + "  - {name: g2, family: gemma, size_b: 27}\n")
+    # no siblings at all: stability is undefined for the crowd, and the run says so (as before)
+    assert load(tmp_path, text=SAME_SIZE.replace("family: qwen, size_b: 7}\n  - {name: q-b, family: qwen",
+                                                 "family: qwen, size_b: 7}\n  - {name: q-b, family: other"))
+
+
+def test_the_pipeline_refuses_siblings_of_one_size_before_generating(tmp_path):
+    from crowdselect.pipeline.config import load_run_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("out: o\npool: {path: pool.jsonl}\nrewards:\n  - {name: j, model: m, kind: judge}\n"
+                    + SAME_SIZE.replace("}", ", model: m}"))
+    with pytest.raises(ConfigError, match="family 'qwen' \\(q-a, q-b\\) has one size"):
+        load_run_config(str(path))
