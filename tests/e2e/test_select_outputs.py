@@ -5,8 +5,6 @@ then on Ray Data too, on blocks of 3 lines, with the same answer."""
 import json
 from pathlib import Path
 
-import pytest
-
 from crowdselect.cli import main
 from crowdselect.crowd import synthetic
 
