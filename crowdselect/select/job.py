@@ -320,11 +320,12 @@ def describe_decisions(cfg: SelectConfig, use_stability: bool, defined: dict, n:
         notes.append(f"family {fam!r} ({members}) has one size, size_b {size:g}: stability needs 2 distinct "
                      "sizes in a family, so this family gives it no signal")
     if cfg.selection.strategy == "crowdselect":
-        if not use_stability and cfg.selection.weights[2] > 0:
-            notes.append("stability is undefined for every instruction (no family with 2 answering members of "
-                         "different sizes): the score uses difficulty and separability only (stability weight "
-                         "dropped)")
-        elif undefined:
+        if not use_stability:
+            if cfg.selection.weights[2] > 0:
+                notes.append("stability is undefined for every instruction (no family with 2 answering members "
+                             "of different sizes): the score uses difficulty and separability only (stability "
+                             "weight dropped)")
+        elif undefined and cfg.selection.weights[2] > 0:  # a weight of 0: no row is rescaled
             differ = "" if ties_zero else " whose rewards differ"
             notes.append(f"stability is undefined for {undefined} instruction(s) (no family with 2 answering "
                          f"members{differ}): they are ranked by difficulty and separability, rescaled by "
