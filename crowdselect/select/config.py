@@ -95,8 +95,7 @@ class SelectionConfig:
         # *-bottom strategies do that), and all zero would rank every row the same (by id)
         if min(self.weights) < 0 or sum(self.weights) == 0:
             raise ConfigError(f"weights: need numbers >= 0, not all 0, got {self.weights}")
-        if not 0 <= self.seed < 2**32:  # numpy's and sklearn's seed range
-            raise ConfigError(f"seed: must be an integer from 0 to 2**32 - 1, got {self.seed}")
+        check_seed("seed", self.seed)
         # a quantile transform needs at least two points: one would map every row to 0
         _at_least(self, 2, "n_quantiles", "sketch_size")
         fit = self.kmeans.fit_sample
@@ -145,6 +144,12 @@ def check_stability_sizes(generators: list[GeneratorSpec], sel: SelectionConfig)
     fix = "choose another strategy" if sel.strategy != "crowdselect" else "give stability no weight (--weights 1,1,0)"
     raise ConfigError(f"generators: stability ranks a family's answers by size and needs a family with 2 distinct "
                       f"sizes, but family {fam!r} ({members}) has one size, size_b {size:g}; fix size_b, or {fix}")
+
+
+def check_seed(key: str, seed: int) -> None:
+    """ConfigError "KEY: ..." unless 0 <= seed < 2**32 (numpy's and sklearn's seed range)."""
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"{key}: must be an integer from 0 to 2**32 - 1, got {seed}")
 
 
 def _at_least(obj: Any, low: float, *names: str) -> None:

@@ -40,6 +40,19 @@ def test_errors_name_the_key(tmp_path):
                     "train: {optim: {lr: -1}}\n")
     with pytest.raises(ConfigError, match=r"optim.lr: must be > 0"):
         load_experiment_config(str(path))
+    # a strategy's weights and the seeds are select's settings: checked now, not when a cell's selection runs
+    path.write_text("crowd: {run: r}\nstrategies: [{name: random}, {name: crowdselect, weights: [1, .nan, 2]}]\n"
+                    "students: [{name: s, model: m}]\nout: o\n")
+    with pytest.raises(ConfigError, match=r"e.yaml: strategies\[1\].weights\[1\]: expected a finite number"):
+        load_experiment_config(str(path))
+    path.write_text("crowd: {run: r}\nstrategies: [{name: random}, {name: crowdselect, weights: [1, -1, 2]}]\n"
+                    "students: [{name: s, model: m}]\nout: o\n")
+    with pytest.raises(ConfigError, match=r"e.yaml: strategies\[1\].weights: need numbers >= 0"):
+        load_experiment_config(str(path))
+    path.write_text("crowd: {run: r}\nstrategies: [{name: random}]\nstudents: [{name: s, model: m}]\nout: o\n"
+                    "seeds: [1, -1]\n")
+    with pytest.raises(ConfigError, match=r"e.yaml: seeds: must be an integer from 0 to 2\*\*32 - 1, got -1"):
+        load_experiment_config(str(path))
 
 
 def test_table_marks_best_and_delta_against_random():
