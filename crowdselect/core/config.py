@@ -13,6 +13,7 @@ This module knows nothing of CrowdSelect.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -259,9 +260,12 @@ def _coerce(tp: Any, value: Any, *, file: str, key: str) -> Any:
         if isinstance(value, bool):
             raise _error(file, key, f"expected a number, got {_show(value)}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise _error(file, key, f"expected a number, got {_show(value)}") from None
+        if not math.isfinite(number):  # .nan / .inf would turn every score or size into NaN downstream
+            raise _error(file, key, f"expected a finite number, got {_show(value)}")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
             raise _error(file, key, f"expected a string, got {_show(value)}")

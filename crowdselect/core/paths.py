@@ -42,12 +42,22 @@ def check_inputs(paths: list[str], flag: str = "--input") -> None:
 
 
 def check_out_dir(out: str, flag: str = "--out") -> None:
-    """`out` must be a folder or a path a folder can be created at; checked without creating anything."""
+    """`out` must be a folder or a path a folder can be created at; checked without creating anything.
+
+    Refused: an existing file, a symbolic link (at `out` or above it) to nothing, the filesystem root (a
+    run removes the outputs it owns in DIR: a root is nobody's run folder), a path under a file, a folder
+    that cannot be written."""
     if storage.is_remote(out):
         return
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise UserError(f"{flag} {out}: is an existing file, not a folder; give a folder path")
+    dangling = next((a for a in [p, *p.parents] if a.is_symlink() and not a.exists()), None)
+    if dangling is not None:
+        raise UserError(f"{flag} {out}: {dangling} is a symbolic link to {os.readlink(dangling)}, which does "
+                        "not exist; create its target or give another folder")
+    if p.resolve() == Path(p.resolve().anchor):
+        raise UserError(f"{flag} {out}: is the filesystem root; give a folder for this run's outputs")
     existing = next((a for a in [p, *p.parents] if a.exists()), Path("."))
     if not existing.is_dir():
         raise UserError(f"{flag} {out}: {existing} is a file, so the folder cannot be created")

@@ -7,19 +7,18 @@ canonical format:
     {id, instruction, responses: [{model, response, reward}, ...], source}
 
 with the answers in generator config order. A failed generation has no answer in the list (its error is
-kept under generate/); a failed reward keeps the answer with reward null (select leaves it out of the
-metrics). An instruction with fewer than 2 rewarded answers cannot be scored: it goes to
+kept under generate/); a failed reward (or one beyond select's +-MAX_REWARD) keeps the answer with reward
+null (select leaves it out of the metrics). An instruction with fewer than 2 rewarded answers cannot be scored: it goes to
 `crowd_excluded/` with the reason, and is counted; it is never silently dropped.
 """
 
 from __future__ import annotations
 
-import math
-
 import pyarrow as pa
 
 from crowdselect.core import columns as C
 from crowdselect.core import storage
+from crowdselect.crowd.parse import MAX_REWARD
 from crowdselect.pipeline.store import StageStore
 
 ANSWER = pa.struct([(C.MODEL, pa.string()), (C.RESPONSE, pa.string()), (C.REWARD, pa.float64())])
@@ -57,7 +56,7 @@ def assemble_shard(pool_rows: list[dict], answers: dict[str, dict[str, tuple[str
                 problems.append(f"{gen}: {error}")
                 continue
             reward = rewards.get((rid, gen))
-            if reward is None or not math.isfinite(reward):
+            if reward is None or not abs(reward) <= MAX_REWARD:  # NaN, inf, or out of select's range
                 reward = None
                 problems.append(f"{gen}: reward failed")
             items.append({C.MODEL: gen, C.RESPONSE: response, C.REWARD: reward})

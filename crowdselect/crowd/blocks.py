@@ -6,7 +6,7 @@ optionally `_error`) or of a ParquetRowsSource (the file's columns + `_file`, `_
 1. read: pyarrow.json reads all the lines of a block at once with the format's schema; Parquet blocks are
    columnar already (their types are checked, then cast);
 2. validate with Arrow compute: every row that could be a reject is flagged (a null or blank id or
-   instruction, an unknown or repeated model, an infinite reward, fewer than 2 usable answers), and, in
+   instruction, an unknown or repeated model, an infinite or out-of-range reward, fewer than 2 usable answers), and, in
    JSON, every row with a null response or reward (only the raw line tells a null from a missing key);
 3. unflagged rows become canonical rows with no Python per row; flagged rows go through the per-line parser
    (crowd/parse.py), and so does every row of a block that Arrow cannot read (invalid JSON, a type that
@@ -24,9 +24,11 @@ import pyarrow.json as pj
 
 from crowdselect.core import columns as C
 from crowdselect.core.records import FILE, LINE, TEXT
+from crowdselect.core.text import blank_mask
 from crowdselect.crowd.config import WideLayout
 from crowdselect.crowd.parse import (
     EMPTY_RESPONSE,
+    MAX_REWARD,
     MISSING,
     NULL_RESPONSE,
     NULL_REWARD,
@@ -243,12 +245,13 @@ def _classify(cols, row, model, response, reward, fmt, known, ambiguous_nulls) -
     flag |= (pairs > 1).any(axis=1)  # a model answers twice
     rew = pc.fill_null(reward, np.nan).to_numpy(zero_copy_only=False).astype(float)
     resp_null = pc.is_null(response).to_numpy(zero_copy_only=False)
-    empty = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(response)), 0), False)
+    empty = pc.fill_null(blank_mask(response), False)
     kind = np.zeros(len(row), np.int8)  # the order of these lines is parse.missing_kind's precedence
     kind[np.isnan(rew)] = 1 + MISSING.index(NULL_REWARD)
     kind[empty.to_numpy(zero_copy_only=False)] = 1 + MISSING.index(EMPTY_RESPONSE)
     kind[resp_null] = 1 + MISSING.index(NULL_RESPONSE)
-    suspect = np.isinf(rew)
+    with np.errstate(invalid="ignore"):
+        suspect = np.abs(rew) > MAX_REWARD  # infinite or out of range (NaN is a missing reward)
     if ambiguous_nulls:
         suspect |= resp_null | pc.is_null(reward).to_numpy(zero_copy_only=False)
     flag |= np.bincount(row[suspect], minlength=n) > 0
@@ -285,11 +288,11 @@ def _build(cols, batch, row, model, response, reward, flag, kind, fmt) -> pa.Tab
 
 
 def _blank(a: pa.ChunkedArray) -> np.ndarray:
-    """Null, or text that is empty after trimming whitespace (integers, as ids, are never blank)."""
+    """Null, or blank text (`crowdselect.core.text`: whitespace and invisible characters only; integers, as
+    ids, are never blank)."""
     if not (pa.types.is_string(a.type) or pa.types.is_large_string(a.type)):
         return a.is_null().to_numpy(zero_copy_only=False)
-    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(a)), 0)
-    return pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
+    return pc.fill_null(blank_mask(a), True).to_numpy(zero_copy_only=False)
 
 
 # -- the per-line parser --------------------------------------------------------------------------------------

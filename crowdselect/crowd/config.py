@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from crowdselect.core.config import ConfigError
 from crowdselect.core.records import JSON_SUFFIXES
 from crowdselect.core.rejects import bad_rows_policy
 
@@ -76,3 +77,5 @@ class InputConfig:
 
     def validate(self) -> None:
         self.on_bad_rows = bad_rows_policy(self.on_bad_rows)
+        if self.lines_per_block < 1:
+            raise ConfigError(f"lines_per_block: must be >= 1, got {self.lines_per_block}")

@@ -6,13 +6,16 @@ models, responses, rewards (aligned lists), source ("FILE:LINE"). A rejected row
 
 Rules (documented in the README):
 - id: a non-empty string (integers are accepted and turned into strings);
-- instruction: a non-empty string;
+- instruction: a non-empty string; blank text (`crowdselect.core.text.is_blank`: only whitespace and
+  invisible characters such as ZERO WIDTH SPACE) is empty, for ids, instructions and responses alike;
 - every answer names a generator listed in the crowd config (else "unknown model"), at most once per row;
 - a missing answer is left out of the metrics and counted by kind (MISSING): a null response (the generator
   did not answer), an empty or whitespace-only response, a null or NaN reward. A missing key is still an
   error ("missing field 'responses[1].reward'"): only an explicit null means "no answer";
 - reward: a number; a string, list or bool is "non-numeric reward"; Infinity, -Infinity or a number too big
-  for a double (1e400) is "non-finite reward": a reward model does not give those, so the row is suspect;
+  for a double (1e400) is "non-finite reward", and a finite one beyond +-MAX_REWARD (1e50) is "reward out of
+  range": a reward model does not give those, so the row is suspect (and the metrics of such numbers, a
+  variance and its moments, would overflow a double);
 - at least 2 answers with a reward, else "fewer than 2 answers".
 """
 
@@ -22,6 +25,7 @@ import math
 from typing import Any
 
 from crowdselect.core import columns as C
+from crowdselect.core.text import is_blank
 from crowdselect.crowd.config import WideLayout
 
 # kinds of missing answer, each counted per accepted row in a column of this name
@@ -29,6 +33,8 @@ NULL_RESPONSE = "missing_null_response"
 EMPTY_RESPONSE = "missing_empty_response"
 NULL_REWARD = "missing_null_reward"
 MISSING = (NULL_RESPONSE, EMPTY_RESPONSE, NULL_REWARD)
+# the largest |reward| accepted: the pool's sums of squared variances (~ (2 * 1e50) ** 4 per row) stay finite
+MAX_REWARD = 1e50
 
 
 class CrowdRowError(ValueError):
@@ -39,7 +45,7 @@ def _id(obj: dict, key: str) -> str:
     if key not in obj or obj[key] is None:
         raise CrowdRowError(f"missing field '{key}'")
     v = obj[key]
-    if isinstance(v, bool) or not isinstance(v, (str, int)) or (isinstance(v, str) and not v.strip()):
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or (isinstance(v, str) and is_blank(v)):
         raise CrowdRowError(f"field '{key}' must be a non-empty string, got {v!r:.40}")
     return str(v)
 
@@ -62,6 +68,8 @@ def _reward(v: Any, model: str) -> float | None:
     v = float(v)
     if math.isinf(v):
         raise CrowdRowError(f"non-finite reward {v} for model '{model}' (Infinity or a number beyond a double)")
+    if abs(v) > MAX_REWARD:
+        raise CrowdRowError(f"reward out of range {v:.4g} for model '{model}' (beyond +-{MAX_REWARD:g})")
     return None if math.isnan(v) else v
 
 
@@ -76,14 +84,14 @@ def missing_kind(response: str | None, reward: float | None) -> str | None:
     """Which kind of missing answer (response, reward) is, or None for a usable answer."""
     if response is None:
         return NULL_RESPONSE
-    if not response.strip():
+    if is_blank(response):
         return EMPTY_RESPONSE
     return NULL_REWARD if reward is None else None
 
 
 def _finish(row_id: str, instruction: str, answers: list[tuple[str, str | None, float | None]],
             known: set[str]) -> dict:
-    if not instruction.strip():
+    if is_blank(instruction):
         raise CrowdRowError("field 'instruction' is empty")
     seen: set[str] = set()
     models, responses, rewards = [], [], []

@@ -39,6 +39,7 @@ from crowdselect.core.records import (
     FILE,
     LINE,
     display_path,
+    iter_records,
     list_data_files,
     open_random_access,
     open_stream,
@@ -179,7 +180,7 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     counts, ids = block_stats(ds)
     dups = duplicate_ids(ids)
     if dups:
-        ds = reject_duplicates(ds, dups, file_order).materialize()
+        ds = reject_duplicates(ds, dups, file_order, {display_path(f): f for f in files}).materialize()
         counts, _ = block_stats(ds)
     columns = {g: {"response": list(r), "reward": list(w)} for g, (r, w) in layout.paths.items()}
     return Ingested(ds, fmt, files, file_order, counts, columns)
@@ -220,8 +221,13 @@ def duplicate_ids(ids: pa.Array) -> list[str]:
     return sorted(dup.to_pylist())
 
 
-def reject_duplicates(ds: ray.data.Dataset, dup_ids: list[str], file_order: dict[str, int]) -> ray.data.Dataset:
-    """Keep the first row of every id (file order, then line); later rows become 'duplicate id' rejections."""
+def reject_duplicates(ds: ray.data.Dataset, dup_ids: list[str], file_order: dict[str, int],
+                      paths: dict[str, str]) -> ray.data.Dataset:
+    """Keep the first row of every id (file order, then line); later rows become 'duplicate id' rejections.
+
+    paths: FILE (as rows show it) -> the path to read. A rejection keeps the row as it was written (answers
+    included, at most RAW_LIMIT characters), read again from its file: the parsed rows no longer hold it.
+    """
     hits = ds.filter(expr=col(C.ID).is_in(dup_ids) & col(C.ERROR).is_null()).select_columns(
         [C.ID, C.SOURCE, FILE, LINE]).take_all()
     first: dict[str, tuple] = {}
@@ -231,6 +237,11 @@ def reject_duplicates(ds: ray.data.Dataset, dup_ids: list[str], file_order: dict
             first[h[C.ID]] = (key, h[C.SOURCE])
     firsts = {k: v[1] for k, v in first.items()}
     keep = set(firsts.values())
+    later: dict[str, set[int]] = {}
+    for h in hits:
+        if h[C.SOURCE] not in keep:
+            later.setdefault(h[FILE], set()).add(h[LINE])
+    originals = raw_rows(later, paths)
     dup_set = pa.array(dup_ids, pa.string())
 
     def mark(batch: pa.Table) -> pa.Table:
@@ -244,11 +255,28 @@ def reject_duplicates(ds: ray.data.Dataset, dup_ids: list[str], file_order: dict
         for i in idx:
             rid = batch.column(C.ID)[int(i)].as_py()
             errors[i] = f"duplicate id '{rid}' (first at {firsts[rid]})"
-            raws[i] = json.dumps({C.ID: rid, C.INSTRUCTION: batch.column(C.INSTRUCTION)[int(i)].as_py()})[:RAW_LIMIT]
+            raws[i] = originals.get(batch.column(C.SOURCE)[int(i)].as_py()) or json.dumps(
+                {C.ID: rid, C.INSTRUCTION: batch.column(C.INSTRUCTION)[int(i)].as_py()})[:RAW_LIMIT]
         batch = batch.set_column(batch.schema.get_field_index(C.ERROR), C.ERROR, pa.array(errors, pa.string()))
         return batch.set_column(batch.schema.get_field_index(C.RAW), C.RAW, pa.array(raws, pa.string()))
 
     return ds.map_batches(mark, batch_format="pyarrow", batch_size=None)
+
+
+def raw_rows(lines: dict[str, set[int]], paths: dict[str, str]) -> dict[str, str]:
+    """FILE:LINE -> the row as written (at most RAW_LIMIT characters), for the given lines of each file
+    (FILE as rows show it; `paths` maps it to the path to read). Each file is read up to its last wanted
+    line, with the reader that made the rows, so the line numbers agree."""
+    out = {}
+    for file, wanted in lines.items():
+        left = set(wanted)
+        for rec in iter_records(paths[file]):
+            if rec.line in left:
+                out[f"{file}:{rec.line}"] = rec.raw[:RAW_LIMIT]
+                left.discard(rec.line)
+            if not left:
+                break
+    return out
 
 
 def accepted(rows: ray.data.Dataset) -> ray.data.Dataset:

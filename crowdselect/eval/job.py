@@ -18,14 +18,14 @@ A failed or unparseable turn is kept with its reason and counted; it is not in t
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import yaml
 
-from crowdselect.core import storage
+from crowdselect.core import jsonout, storage
 from crowdselect.core.config import to_dict
+from crowdselect.core.paths import check_out_dir
 from crowdselect.eval import questions as mtbench
 from crowdselect.eval.answer import AnswerGenerator, generate_answers, text_or_none
 from crowdselect.eval.config import EvalConfig, EvalModelSpec, load_eval_config
@@ -93,8 +93,8 @@ def write_outputs(cfg: EvalConfig, files: dict[str, list[dict[str, Any]]], summa
 
     out = cfg.out
     for name, rows in files.items():
-        storage.write_text(storage.join(out, name), "".join(json.dumps(r, default=str) + "\n" for r in rows))
-    storage.write_text(storage.join(out, "summary.json"), json.dumps(summary, indent=2, default=str) + "\n")
+        storage.write_text(storage.join(out, name), "".join(jsonout.dumps(r) + "\n" for r in rows))
+    storage.write_text(storage.join(out, "summary.json"), jsonout.dumps(summary, indent=2) + "\n")
     storage.write_text(storage.join(out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
     storage.write_text(storage.join(out, "report.md"), render_report(summary))
     png = render_plot(summary)
@@ -119,6 +119,7 @@ def headline(summary: dict[str, Any]) -> str:
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
     """Entry of `crowdselect eval` and jobs/eval.py; ConfigError/UserError reach the CLI (exit 2)."""
     cfg = load_eval_config(config_path, out, overrides or [])
+    check_out_dir(cfg.out)  # before any answer is generated
     summary = run_eval(cfg)
     print(f"{headline(summary)}; judge {summary['judge']['name']}; results in {cfg.out}")
     return 0

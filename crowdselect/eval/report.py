@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crowdselect.report.figures import png_bytes
+from crowdselect.report.figures import png_bytes, pyplot
 
 
 def _fmt(value: float | None) -> str:
@@ -63,10 +63,7 @@ def render_report(summary: dict[str, Any]) -> str:
 def render_plot(summary: dict[str, Any]) -> bytes | None:
     """PNG bytes of mean score per category, or None when matplotlib is not installed (`crowdselect[plot]`)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return None
     cats = [c for c, v in summary.get("by_category", {}).items() if v is not None]

@@ -43,7 +43,7 @@ class GeneratorSpec:
     max_retries: int = 5
 
     def validate(self) -> None:
-        if self.size_b <= 0:
+        if not self.size_b > 0:  # NaN fails too (also refused when read: not finite)
             raise ConfigError(f"size_b: must be > 0 for generator {self.name!r}, got {self.size_b}")
         if not self.name.strip():
             raise ConfigError("name: must not be empty")

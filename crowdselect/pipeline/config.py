@@ -16,7 +16,7 @@ from crowdselect.core.rejects import bad_rows_policy
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.reward.config import RewardSpec, check_reward_specs, primary_reward
 from crowdselect.runtime.ray_setup import RayConfig
-from crowdselect.select.config import EmbedderConfig, SelectionConfig
+from crowdselect.select.config import EmbedderConfig, SelectionConfig, check_stability_sizes
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -61,6 +61,7 @@ class RunConfig:
             raise ConfigError(f"generators: a crowd needs at least 2 generators, got {len(self.generators)}")
         for i, g in enumerate(self.generators):
             _check_generator(i, g)
+        check_stability_sizes(self.generators, self.selection)  # now, not after the generation
         if not self.rewards:
             raise ConfigError("rewards: give at least one reward model")
         _check_names("rewards", [r.name for r in self.rewards])

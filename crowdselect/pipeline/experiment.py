@@ -24,9 +24,10 @@ from typing import Any
 
 import yaml
 
-from crowdselect.core import log, storage
+from crowdselect.core import jsonout, log, storage
 from crowdselect.core.config import build, load_yaml, to_dict
 from crowdselect.core.errors import UserError
+from crowdselect.core.paths import check_out_dir, remove_outputs
 from crowdselect.pipeline.experiment_config import (
     ExperimentConfig,
     StrategySpec,
@@ -35,7 +36,7 @@ from crowdselect.pipeline.experiment_config import (
     cell_train_dict,
     load_experiment_config,
 )
-from crowdselect.report.html import write_report
+from crowdselect.report.html import REPORT, write_report
 
 
 @dataclass
@@ -136,17 +137,21 @@ def run_cell(cfg: ExperimentConfig, strategy: StrategySpec, student: StudentSpec
                     traceback=traceback.format_exc()[-2000:])
         log.say(f"{cell['cell']}: FAILED: {cell['error']}")
     cell["seconds"] = round(time.time() - t0, 1)
-    storage.write_text(marker, json.dumps(cell, indent=2, default=str))
+    storage.write_text(marker, jsonout.dumps(cell, indent=2))
     return cell
 
 
 def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Every selection, then every cell; then the results files. Returns experiment.json's dict."""
-    from crowdselect.pipeline.experiment_results import write_results
+    """Every selection, then every cell; then the results files. Returns experiment.json's dict.
+
+    The results files of an earlier run are removed first (the cells and selections are kept, to be
+    skipped): a rerun that fails leaves no results that are not its own."""
+    from crowdselect.pipeline.experiment_results import RESULT_FILES, write_results
     from crowdselect.runtime.ray_setup import ensure_ray
 
     t0 = time.time()
     storage.makedirs(cfg.out)
+    remove_outputs(cfg.out, (*RESULT_FILES, REPORT))
     storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
     crowd = open_crowd(cfg)
     ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
@@ -177,13 +182,14 @@ def _failed_cell(cfg: ExperimentConfig, strategy, student, seed, error: str) -> 
     cell = {"cell": name, "strategy": to_dict(strategy), "student": to_dict(student), "seed": seed, "dir": out,
             "status": "failed", "error": error}
     storage.makedirs(out)
-    storage.write_text(storage.join(out, "cell.json"), json.dumps(cell, indent=2, default=str))
+    storage.write_text(storage.join(out, "cell.json"), jsonout.dumps(cell, indent=2))
     return cell
 
 
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
     """Entry of `crowdselect experiment`; ConfigError/UserError reach the CLI (exit 2)."""
     cfg = load_experiment_config(config_path, out, overrides)
+    check_out_dir(cfg.out)  # before any cell runs
     result = run_experiment(cfg)
     n_done = sum(c["status"] == "done" for c in result["cells"])
     print(f"experiment: {n_done}/{len(result['cells'])} cells done in {result['seconds']:.0f}s; "

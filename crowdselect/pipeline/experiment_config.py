@@ -17,7 +17,7 @@ from typing import Any
 
 from crowdselect.core.config import ConfigError, build, load_config
 from crowdselect.runtime.ray_setup import RayConfig
-from crowdselect.select.config import STRATEGIES, EmbedderConfig
+from crowdselect.select.config import STRATEGIES, EmbedderConfig, SelectionConfig, check_seed
 
 
 @dataclass
@@ -45,6 +45,8 @@ class StrategySpec:
     def validate(self) -> None:
         if (self.strategy or self.name) not in STRATEGIES:
             raise ConfigError(f"strategy: unknown {self.strategy or self.name!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.weights is not None:  # select's own check, now rather than when the cell's selection runs
+            SelectionConfig(weights=self.weights).validate()
 
 
 @dataclass
@@ -80,6 +82,8 @@ class ExperimentConfig:
                 raise ConfigError(f"{key}: names must be unique, got {names}")
         if self.parallel < 1 or self.k < 1 or self.clusters < 1:
             raise ConfigError("k, clusters and parallel must be >= 1")
+        for seed in self.seeds:
+            check_seed("seeds", seed)
         if self.baseline not in [s.name for s in self.strategies]:
             raise ConfigError(f"baseline: {self.baseline!r} is not one of the strategies")
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import re
 import statistics
 from typing import Any
 
-from crowdselect.core import storage
-from crowdselect.report.figures import png_bytes
+from crowdselect.core import jsonout, storage
+from crowdselect.report.figures import png_bytes, pyplot
 
+RESULT_FILES = ("results.csv", "results.md", "results.png", "experiment.json")  # what write_results writes
 METRICS = {  # column -> (label, how to read it from an eval summary.json)
     "mtbench": ("MT-bench", lambda s: s.get("mean")),
     "turn1": ("turn 1", lambda s: (s.get("by_turn") or {}).get("1")),
@@ -58,12 +59,22 @@ def aggregate(cells: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]
     return rows
 
 
+def md_cell(text: Any) -> str:
+    """User text (a strategy or student name) as one Markdown table cell or list line: `|` escaped, line
+    breaks as one space, so that no name can end a row or add a column.
+
+    >>> md_cell("a|b\\nc")
+    'a\\\\|b c'
+    """
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).replace("|", r"\|")
+
+
 def render_table(rows: list[dict[str, Any]], baseline: str) -> str:
     """Markdown table: strategies x (student, metric); `mean ± spread (Δ vs baseline)`, best in bold."""
     cols = list(dict.fromkeys((r["student"], r["metric"]) for r in rows))
     strategies = list(dict.fromkeys(r["strategy"] for r in rows))
     at = {(r["strategy"], r["student"], r["metric"]): r for r in rows}
-    head = "| strategy | " + " | ".join(f"{s}: {METRICS[m][0]}" for s, m in cols) + " |"
+    head = "| strategy | " + " | ".join(f"{md_cell(s)}: {METRICS[m][0]}" for s, m in cols) + " |"
     lines = [head, "|---|" + "---|" * len(cols)]
     for st in strategies:
         cells = []
@@ -77,7 +88,7 @@ def render_table(rows: list[dict[str, Any]], baseline: str) -> str:
             if st != baseline and r["delta"] is not None:
                 text += f" ({r['delta']:+.3f})"
             cells.append(text)
-        lines.append(f"| {st} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_cell(st)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -85,8 +96,8 @@ def render_markdown(cfg, rows: list[dict[str, Any]], cells: list[dict[str, Any]]
     done = [c for c in cells if c["status"] == "done"]
     proxy_only = rows and all(r["metric"] == "proxy" for r in rows)
     parts = ["# Experiment: strategies compared by the students they train", ""]
-    if cfg.note:
-        parts += [f"> {cfg.note.strip()}", ""]
+    if cfg.note:  # every line of a note quoted: a line of its own could start a table row
+        parts += [f"> {line}" for line in cfg.note.strip().splitlines()] + [""]
     if proxy_only:
         parts += ["> Scores are a PROXY (the run's reward model scoring answers to held-out instructions), "
                   "not MT-bench.", ""]
@@ -97,17 +108,14 @@ def render_markdown(cfg, rows: list[dict[str, Any]], cells: list[dict[str, Any]]
     failed = [c for c in cells if c["status"] != "done"]
     if failed:
         parts += ["", "Failed cells (rerun the command to retry them):", ""]
-        parts += [f"- {c['cell']}: {c.get('error')}" for c in failed]
+        parts += [f"- {md_cell(c['cell'])}: {md_cell(c.get('error'))}" for c in failed]
     return "\n".join(parts) + "\n"
 
 
 def render_plot(rows: list[dict[str, Any]], baseline: str) -> bytes | None:
     """PNG: one panel per (student, metric), a bar per strategy with its spread; None without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return None
     cols = list(dict.fromkeys((r["student"], r["metric"]) for r in rows))
@@ -151,5 +159,5 @@ def write_results(cfg, crowd: dict[str, Any], cells: list[dict[str, Any]], secon
         storage.write_bytes(storage.join(cfg.out, "results.png"), png)
     result = {"out": cfg.out, "crowd": crowd, "k": cfg.k, "clusters": cfg.clusters, "seeds": cfg.seeds,
               "baseline": cfg.baseline, "results": rows, "cells": lineage(cfg, crowd, cells), "seconds": seconds}
-    storage.write_text(storage.join(cfg.out, "experiment.json"), json.dumps(result, indent=2, default=str))
+    storage.write_text(storage.join(cfg.out, "experiment.json"), jsonout.dumps(result, indent=2))
     return result

@@ -11,21 +11,20 @@ uninterrupted run gives. DIR/config.yaml holds the resolved config, DIR/run.json
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import yaml
 
-from crowdselect.core import log, storage
+from crowdselect.core import jsonout, log, storage
 from crowdselect.core.config import to_dict
-from crowdselect.core.paths import OutDirLock, check_inputs, check_out_dir
+from crowdselect.core.paths import OutDirLock, check_inputs, check_out_dir, remove_outputs
 from crowdselect.crowd.assemble import build_crowd
 from crowdselect.crowd.config import InputConfig
 from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
 from crowdselect.pipeline.stages import generate, ingest, output_settings, reward
 from crowdselect.pipeline.store import StageStore
-from crowdselect.report.html import write_report
+from crowdselect.report.html import REPORT, write_report
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import plan_run
 from crowdselect.select.config import SelectConfig
@@ -43,8 +42,14 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
         return run_pipeline(cfg, config_path)
 
 
+# the run's own summaries, rewritten at its end: a rerun removes the old ones first, so a rerun that fails
+# leaves no report or lineage of an earlier run beside its partial stages (the stages resume on their own)
+OWNED_OUTPUTS = ("run.json", REPORT)
+
+
 def run_pipeline(cfg: RunConfig, config_path: str) -> int:
     storage.makedirs(cfg.out)
+    remove_outputs(cfg.out, OWNED_OUTPUTS)
     storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
     times: dict[str, float] = {}
 
@@ -146,7 +151,7 @@ def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_
         "resources": resource_plan(cfg),
         "seconds": times,
     }
-    storage.write_text(storage.join(cfg.out, "run.json"), json.dumps(summary, indent=2, default=str))
+    storage.write_text(storage.join(cfg.out, "run.json"), jsonout.dumps(summary, indent=2))
     return summary
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crowdselect.core import storage
+from crowdselect.core import jsonout, storage
 from crowdselect.core.errors import UserError
 
 MANIFEST = "_manifest.json"
@@ -104,7 +104,7 @@ class StageStore:
     def _save(self) -> None:
         data = {"fingerprint": self.fp, "settings": self.settings, "shards": dict(sorted(self.shards.items())),
                 "complete": self.complete, "extra": self.extra, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        storage.write_text(storage.join(self.uri, MANIFEST), json.dumps(data, indent=1, default=str))
+        storage.write_text(storage.join(self.uri, MANIFEST), jsonout.dumps(data, indent=1))
 
 
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> str:

@@ -33,6 +33,7 @@ from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
 from crowdselect.core.records import Listing, iter_records, kind_of, list_data_files
 from crowdselect.core.rejects import BadRecord, Reject, fail_on_rejects
+from crowdselect.core.text import is_blank
 
 FORMATS = ("auto", "plain", "sharegpt", "alpaca", "messages")
 USER_ROLES = ("user", "human")
@@ -83,7 +84,7 @@ def _text(value: Any, what: str) -> str:
         value = "\n".join(p.get("text", "") for p in value if isinstance(p, dict) and p.get("type") == "text")
     if not isinstance(value, str):
         raise BadRecord(f"{what} is not text (got {type(value).__name__})")
-    if not value.strip():
+    if is_blank(value):
         raise BadRecord(f"{what} is empty")
     return value
 
@@ -103,7 +104,7 @@ def extract_instruction(row: Any, fmt: str, instruction_field: str = "instructio
         extra = row.get("input")
         if extra is not None and not isinstance(extra, str):
             raise BadRecord(f"input is not text (got {type(extra).__name__})")
-        if extra and extra.strip():
+        if extra and not is_blank(extra):
             text = f"{text}\n\n{extra}"
     return text
 

@@ -12,10 +12,15 @@ import numpy as np
 POOL, PICKED = "#9aa7b8", "#c8553d"
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, with user text drawn as written: every crowdselect plot starts
+    here. Names in figures come from users (generators, strategies, categories), and matplotlib would read a
+    `$...$` in one as mathtext (a parse error for `$\\foo{$`, or a formula where a name was meant), or
+    hand it to LaTeX with usetex. Raises ImportError without matplotlib (`crowdselect[plot]`)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams.update({"text.parse_math": False, "text.usetex": False})
     import matplotlib.pyplot as plt
 
     return plt
@@ -26,14 +31,14 @@ def png_bytes(fig, dpi: int = 90) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=dpi)
-    _plt().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
 def metric_histograms(metrics: dict[str, np.ndarray], selected: np.ndarray) -> bytes:
     """One panel per metric: the pool's distribution and the selected rows' (density), NaNs left out.
     metrics: name -> (n,); selected: (n,) bool."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.8), squeeze=False)
     for ax, (name, values) in zip(axes[0], metrics.items(), strict=True):
         ok = ~np.isnan(values)
@@ -51,7 +56,7 @@ def metric_histograms(metrics: dict[str, np.ndarray], selected: np.ndarray) -> b
 
 def correlation_heatmap(metrics: dict[str, np.ndarray]) -> bytes:
     """Pearson correlations between the metric columns (rows where all are defined)."""
-    plt = _plt()
+    plt = pyplot()
     names = list(metrics)
     data = np.column_stack([metrics[n] for n in names])
     data = data[~np.isnan(data).any(axis=1)]
@@ -70,7 +75,7 @@ def correlation_heatmap(metrics: dict[str, np.ndarray]) -> bytes:
 
 def reward_by_generator(generators: list[dict[str, Any]], mean_reward: dict[str, float]) -> bytes:
     """Left: mean reward per generator, grouped by family. Right: per-family size curves (log size)."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
     gens = [g for g in generators if g["name"] in mean_reward]
     gens.sort(key=lambda g: (g.get("family") or "", g.get("size_b") or 0))
@@ -92,7 +97,7 @@ def reward_by_generator(generators: list[dict[str, Any]], mean_reward: dict[str,
 
 def cluster_projection(xy: np.ndarray, clusters: np.ndarray, selected: np.ndarray) -> bytes:
     """Rows at their 2-D coordinates (n, 2) (the select run's pc1, pc2), coloured by cluster, selected ringed."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     ax.scatter(xy[:, 0], xy[:, 1], c=clusters, cmap="tab10", s=10, alpha=0.6)
     ax.scatter(xy[selected, 0], xy[selected, 1], facecolors="none", edgecolors="black", s=45, linewidths=1,
@@ -105,7 +110,7 @@ def cluster_projection(xy: np.ndarray, clusters: np.ndarray, selected: np.ndarra
 
 def cluster_quotas(clusters: np.ndarray, selected: np.ndarray) -> bytes:
     """Rows per cluster in the pool and selected from it."""
-    plt = _plt()
+    plt = pyplot()
     ids = np.unique(clusters)
     fig, ax1 = plt.subplots(figsize=(max(4.0, 0.5 * len(ids) + 2), 2.8))
     ax1.bar(ids - 0.2, [(clusters == c).sum() for c in ids], width=0.4, color=POOL, label="pool")
@@ -121,7 +126,7 @@ def cluster_quotas(clusters: np.ndarray, selected: np.ndarray) -> bytes:
 
 def loss_curves(curves: dict[str, list[tuple[int, float]]]) -> bytes:
     """Training loss per optimizer step, one line per run."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
     for name, points in curves.items():
         ax.plot([p[0] for p in points], [p[1] for p in points], "o-", markersize=3, label=name)
@@ -133,7 +138,7 @@ def loss_curves(curves: dict[str, list[tuple[int, float]]]) -> bytes:
 
 def scores_by_category(by_model: dict[str, dict[str, float | None]], ylabel: str) -> bytes:
     """Grouped bars: a category per group, a model (or cell) per bar."""
-    plt = _plt()
+    plt = pyplot()
     cats = sorted({c for v in by_model.values() for c in v})
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(cats) + 2), 3))
     width = 0.8 / max(1, len(by_model))

@@ -128,9 +128,9 @@ def _loss_section(curves: dict[str, str]) -> list[str]:
 
 
 def _md_table(md: str) -> str:
-    """The first Markdown table of `md` as an HTML table (bold kept)."""
+    """The first Markdown table of `md` as an HTML table (bold kept; `\\|` is a pipe inside a cell)."""
     rows = [line for line in md.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
-    cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+    cells = [[c.strip().replace(r"\|", "|") for c in re.split(r"(?<!\\)\|", r.strip()[1:-1])] for r in rows]
 
     def fmt(c: str) -> str:
         return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(c))

@@ -10,6 +10,8 @@ import logging
 import os
 from dataclasses import dataclass
 
+from crowdselect.core.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -18,6 +20,10 @@ class RayConfig:
     address: str | None = None  # None: RAY_ADDRESS or a job's cluster if set, else a local Ray
     num_cpus: int | None = None  # for a local Ray only
     temp_dir: str | None = None
+
+    def validate(self) -> None:
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ConfigError(f"num_cpus: must be >= 1, got {self.num_cpus}")
 
 
 class RayStartError(RuntimeError):

@@ -17,6 +17,7 @@ from crowdselect.core.paths import check_inputs, check_out_dir
 from crowdselect.crowd.config import InputConfig
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.select.metrics import has_sized_families, one_size_families
 
 STRATEGIES = (
     "crowdselect",
@@ -49,6 +50,10 @@ class EmbedderConfig:
     num_cpus: float = 1.0
     trust_remote_code: bool = False
 
+    def validate(self) -> None:
+        _at_least(self, 1, "batch_size", "max_length", "concurrency")
+        _at_least(self, 0, "num_gpus", "num_cpus")
+
 
 @dataclass
 class KMeansConfig:
@@ -58,6 +63,10 @@ class KMeansConfig:
     fit_sample: int | None = None  # fit on at most this many rows, then assign every row
     workers: int = 0  # k-means actors; 0 = one per available CPU, at most 8
     local_rows: int = 20_000  # fit in the driver, without actors, up to this many rows (same algorithm)
+
+    def validate(self) -> None:
+        _at_least(self, 1, "n_init", "max_iter", "fit_sample")
+        _at_least(self, 0, "tol", "workers", "local_rows")
 
 
 @dataclass
@@ -82,6 +91,16 @@ class SelectionConfig:
             raise ConfigError(f"clusters: must be >= 1, got {self.clusters}")
         if len(self.weights) != 3:
             raise ConfigError(f"weights: need 3 numbers (difficulty, separability, stability), got {self.weights}")
+        # finite is checked when the numbers are read; a negative weight would rank a metric backwards (the
+        # *-bottom strategies do that), and all zero would rank every row the same (by id)
+        if min(self.weights) < 0 or sum(self.weights) == 0:
+            raise ConfigError(f"weights: need numbers >= 0, not all 0, got {self.weights}")
+        check_seed("seed", self.seed)
+        # a quantile transform needs at least two points: one would map every row to 0
+        _at_least(self, 2, "n_quantiles", "sketch_size")
+        fit = self.kmeans.fit_sample
+        if self.cluster and fit is not None and fit < self.clusters:
+            raise ConfigError(f"kmeans.fit_sample: must be >= clusters ({self.clusters}) to fit them, got {fit}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy: unknown {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
@@ -108,6 +127,37 @@ class SelectConfig:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ConfigError(f"generators: name {dup[0]!r} is listed twice")
+        check_stability_sizes(self.generators, self.selection)
+
+
+def check_stability_sizes(generators: list[GeneratorSpec], sel: SelectionConfig) -> None:
+    """ConfigError when siblings are declared (a family of 2) but no family has 2 distinct sizes, while the
+    selection asks for stability: a size_b typo, most likely, and the run would drop stability for every row.
+    (A crowd with no siblings at all runs: stability is undefined for it, and the run says so.)"""
+    families, sizes = [g.family for g in generators], [g.size_b for g in generators]
+    same = one_size_families(families, sizes)
+    wants = sel.strategy.startswith("stability-") or (sel.strategy == "crowdselect" and sel.weights[2] > 0)
+    if not same or has_sized_families(families, sizes) or not wants:
+        return
+    fam, size = next(iter(same.items()))
+    members = ", ".join(g.name for g in generators if g.family == fam)
+    fix = "choose another strategy" if sel.strategy != "crowdselect" else "give stability no weight (--weights 1,1,0)"
+    raise ConfigError(f"generators: stability ranks a family's answers by size and needs a family with 2 distinct "
+                      f"sizes, but family {fam!r} ({members}) has one size, size_b {size:g}; fix size_b, or {fix}")
+
+
+def check_seed(key: str, seed: int) -> None:
+    """ConfigError "KEY: ..." unless 0 <= seed < 2**32 (numpy's and sklearn's seed range)."""
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"{key}: must be an integer from 0 to 2**32 - 1, got {seed}")
+
+
+def _at_least(obj: Any, low: float, *names: str) -> None:
+    """ConfigError "NAME: must be >= LOW, got V" for the first named field below `low` (None is unset)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < low:
+            raise ConfigError(f"{name}: must be >= {low}, got {value}")
 
 
 def check_paths(cfg: SelectConfig) -> None:

@@ -41,17 +41,17 @@ from crowdselect.core.rejects import REJECTS_FILE, Reject, write_rejects
 from crowdselect.crowd.blocks import N_ROWS
 from crowdselect.crowd.parse import MISSING
 from crowdselect.crowd.read import CROWD_SUFFIXES, accepted, read_crowd, rejected
-from crowdselect.report.html import write_report
+from crowdselect.report.html import REPORT, write_report
 from crowdselect.runtime.local_data import fetch
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import for_spec, plan
 from crowdselect.select.config import SelectConfig, check_paths
 from crowdselect.select.embed import Embedder
 from crowdselect.select.kmeans_ray import fit_kmeans
-from crowdselect.select.metrics import has_sibling_families
+from crowdselect.select.metrics import has_sized_families, one_size_families
 from crowdselect.select.normalize import QuantileSketch, fit_quantiles, merge_all
 from crowdselect.select.outputs import selected_records, write_json, write_selected
-from crowdselect.select.report import summarise
+from crowdselect.select.report import plot_metrics, summarise, write_summary
 from crowdselect.select.selection import global_select, quota_select
 from crowdselect.select.stages import (
     METRIC_COLUMNS,
@@ -68,7 +68,7 @@ LOCAL_MEMORY_SHARE = 0.25  # executor auto: in-process for input files under thi
 # Everything a select run writes in DIR: removed at the start of a rerun, so no output of an older run
 # (a stale rejected.jsonl, a second scores.parquet) sits beside this run's run.json.
 OWNED_OUTPUTS = ("selected.jsonl", "scores.parquet", "exports", "rejected.jsonl", "run.json", "summary.txt",
-                 "metrics.png")
+                 "metrics.png", REPORT)
 
 
 def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
@@ -141,7 +141,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
             metrics_ds = add_baseline(metrics_ds, field, cfg.baselines).materialize()
     with log.stage("normalise", timer, rows=n_acc):
         quantiles, defined = fit_pool_quantiles(metrics_ds, n_acc, sel.n_quantiles, sel.sketch_size)
-    use_stability = has_sibling_families(families) and defined[C.STABILITY] > 0
+    use_stability = has_sized_families(families, sizes) and defined[C.STABILITY] > 0
 
     clustering = sel.cluster and sel.clusters > 1
     kinfo: dict = {}
@@ -165,14 +165,16 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
             chosen = choose_by_tags(scored, sel.k)
         else:
             chosen = choose(scored, sel.k, sel.clusters if clustering else 1, clustering)
-    with log.stage("write", timer, rows=n_acc):
-        records = selected_records(chosen)
-        written = write_selected(cfg.out, records)
-        write_scores(scored, {r[C.ID] for r in records}, cfg.out)
-
+    # everything the outputs hold is computed before the first is written: a failure here leaves none
+    records = selected_records(chosen)
     decisions = describe_decisions(cfg, use_stability, defined, n_acc, len(records), counts["missing_answers"])
     summary, facts = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined,
-                        crowd=accepted(ing.rows))
+                               crowd=accepted(ing.rows))
+    with log.stage("write", timer, rows=n_acc):
+        written = write_selected(cfg.out, records)
+        write_scores(scored, {r[C.ID] for r in records}, cfg.out)
+        write_summary(cfg.out, summary)
+        plot_metrics(cfg.out, quantiles, chosen)
     run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
            "executor": "local" if local else "ray",
            "resources": plan({"embed": for_spec(cfg.embedder)}) if clustering else {},
@@ -180,7 +182,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
            "selected": len(records), "decisions": decisions, "kmeans": kinfo,
            "generator_rewards": {g: {"n": m.n, "mean": m.mean, "std": m.std} for g, m in facts.generator_rewards.items() if m.n},
            "metric_defined_rows": defined, "timings_s": dict(timer), "versions": versions(), "outputs": written}
-    write_json(storage.join(cfg.out, "run.json"), run)
+    write_json(storage.join(cfg.out, "run.json"), run)  # last but the report: run.json marks a finished run
     write_report(cfg.out)
     print(summary)
     return 0
@@ -312,11 +314,18 @@ def describe_decisions(cfg: SelectConfig, use_stability: bool, defined: dict, n:
                      "metrics and never chosen as the best answer")
     undefined = n - defined[C.STABILITY]
     ties_zero = cfg.selection.stability_ties == "zero"
+    gens = cfg.generators
+    for fam, size in one_size_families([g.family for g in gens], [g.size_b for g in gens]).items():
+        members = ", ".join(g.name for g in gens if g.family == fam)
+        notes.append(f"family {fam!r} ({members}) has one size, size_b {size:g}: stability needs 2 distinct "
+                     "sizes in a family, so this family gives it no signal")
     if cfg.selection.strategy == "crowdselect":
         if not use_stability:
-            notes.append("stability is undefined for every instruction (no family with 2 answering members): "
-                         "the score uses difficulty and separability only (stability weight dropped)")
-        elif undefined:
+            if cfg.selection.weights[2] > 0:
+                notes.append("stability is undefined for every instruction (no family with 2 answering members "
+                             "of different sizes): the score uses difficulty and separability only (stability "
+                             "weight dropped)")
+        elif undefined and cfg.selection.weights[2] > 0:  # a weight of 0: no row is rescaled
             differ = "" if ties_zero else " whose rewards differ"
             notes.append(f"stability is undefined for {undefined} instruction(s) (no family with 2 answering "
                          f"members{differ}): they are ranked by difficulty and separability, rescaled by "

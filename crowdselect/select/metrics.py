@@ -18,7 +18,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def reward_matrix(models: list[list[str]], rewards: list[list[float]], generators: list[str]) -> np.ndarray:
@@ -61,6 +60,9 @@ def family_spearman(rewards: np.ndarray, sizes: np.ndarray, ties: str = "undefin
     >>> family_spearman(np.array([[6.0, 6.0], [6.0, np.nan]]), np.array([0.5, 1.5]), ties="zero").tolist()
     [0.0, nan]
     """
+    # imported here: the config check imports this module before any work, and scipy takes seconds to import
+    from scipy.stats import rankdata
+
     present = ~np.isnan(rewards)
     size_grid = np.where(present, np.broadcast_to(sizes, rewards.shape), np.nan)
     rr = rankdata(rewards, axis=1, nan_policy="omit")
@@ -97,9 +99,29 @@ def stability(rewards: np.ndarray, families: list[str], sizes: list[float],
         return np.nanmean(np.stack(per_family, axis=1), axis=1)
 
 
-def has_sibling_families(families: list[str]) -> bool:
-    """True when some family has >= 2 generators, so stability can be defined at all."""
-    return any(families.count(f) >= 2 for f in set(families))
+def has_sized_families(families: list[str], sizes: list[float]) -> bool:
+    """True when some family has generators of >= 2 distinct sizes, so stability can be defined at all.
+
+    >>> has_sized_families(["a", "b", "a"], [1, 2, 7]), has_sized_families(["a", "b", "a"], [7, 2, 7])
+    (True, False)
+    """
+    return any(len(set(s)) >= 2 for s in _family_sizes(families, sizes).values())
+
+
+def one_size_families(families: list[str], sizes: list[float]) -> dict[str, float]:
+    """Families of >= 2 generators that all have one size -> that size: they can never rank by size.
+
+    >>> one_size_families(["q", "q", "g", "g"], [7, 7, 2, 9])
+    {'q': 7}
+    """
+    return {f: s[0] for f, s in _family_sizes(families, sizes).items() if len(s) >= 2 and len(set(s)) == 1}
+
+
+def _family_sizes(families: list[str], sizes: list[float]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for f, s in zip(families, sizes, strict=True):
+        out.setdefault(f, []).append(s)
+    return out
 
 
 def best_answer(rewards: np.ndarray) -> np.ndarray:

@@ -12,11 +12,11 @@ import json
 import math
 
 from crowdselect.core import columns as C
-from crowdselect.core import storage
+from crowdselect.core import jsonout, storage
 
 
 def _num(x):
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
 def selected_records(rows: list[dict]) -> list[dict]:
@@ -64,4 +64,4 @@ def write_selected(out: str, records: list[dict], llamafactory_format: str = "al
 
 
 def write_json(uri: str, obj: dict) -> None:
-    storage.write_text(uri, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    storage.write_text(uri, jsonout.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -7,7 +7,7 @@ Four pieces, one job each:
 - `write_summary`: the text -> DIR/summary.txt;
 - `plot_metrics`: per metric, the pool's CDF (from the global quantiles) against the selected rows' CDF
   (matplotlib is optional: without it no plot is drawn).
-`summarise` runs the four in order.
+`summarise` runs the first two (no I/O); the job writes after every output is computed.
 
 The text shows counts (input = accepted + rejected), per-cluster pool size / quota / selected, the mean and
 standard deviation of the primary reward per generator (how far the reward model tells the crowd apart), on
@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from crowdselect.core import columns as C
 from crowdselect.core import storage
-from crowdselect.report.figures import png_bytes
+from crowdselect.report.figures import png_bytes, pyplot
 from crowdselect.select.config import SelectConfig
 
 FRACTIONS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -213,21 +213,16 @@ def write_summary(out: str, text: str) -> str:
 
 def summarise(cfg: SelectConfig, counts: dict, chosen: list[dict], scored, quantiles: dict,
               decisions: list[str], clustering: bool, defined: dict, crowd=None) -> tuple[str, SummaryFacts]:
-    """gather_facts -> summary_text -> write_summary -> plot_metrics; returns the text and the facts."""
+    """gather_facts -> summary_text; returns the text and the facts. Writes nothing (the job writes the text
+    with `write_summary` and the plot with `plot_metrics` once every output is computed)."""
     facts = gather_facts(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined, crowd)
-    text = summary_text(facts)
-    write_summary(cfg.out, text)
-    plot_metrics(cfg.out, quantiles, chosen)
-    return text, facts
+    return summary_text(facts), facts
 
 
 def plot_metrics(out: str, quantiles: dict, chosen: list[dict]) -> bool:
     """metrics.png: pool vs selected CDF per metric. False when matplotlib is not installed."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return False
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))

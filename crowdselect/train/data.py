@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
 from crowdselect.core.rejects import BadRecord, Reject
+from crowdselect.core.text import is_blank
 
 if TYPE_CHECKING:
     from crowdselect.core.records import Listing
@@ -68,7 +69,7 @@ def check_messages(messages: list[dict[str, str]]) -> None:
     for i, m in enumerate(messages, start=1):
         if m["role"] not in ROLES:
             raise BadRecord(f"message {i}: unknown role {m['role']!r} (known: {', '.join(ROLES)})")
-        if not m["content"].strip():
+        if is_blank(m["content"]):
             raise BadRecord(f"message {i} ({m['role']}): empty text")
     if not any(m["role"] == "assistant" for m in messages):
         raise BadRecord("no assistant turn: nothing to learn from")
@@ -115,7 +116,7 @@ def _from_alpaca(row: dict) -> list[dict[str, str]]:
     extra = row.get("input") or ""
     if not isinstance(extra, str):
         raise BadRecord("'input' must be text")
-    prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+    prompt = f"{instruction}\n\n{extra}" if not is_blank(extra) else instruction
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
 
 

@@ -25,8 +25,9 @@ from typing import Any
 
 import yaml
 
-from crowdselect.core import storage
+from crowdselect.core import jsonout, storage
 from crowdselect.core.config import ConfigError, to_dict
+from crowdselect.core.paths import check_out_dir
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.runtime.models import resolve_model
 from crowdselect.runtime.ray_setup import ensure_ray
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
     """CLI entry: load and validate the config, train, print where the model went. Returns the exit code."""
     cfg = load_train_config(config_path, out, overrides)
+    check_out_dir(cfg.out)  # before Ray starts: a file named by --out fails now, not after training
     summary = run_training(cfg)
     nan = float("nan")
     print(f"trained to step {summary['steps']}, loss {summary['first_loss'] or nan:.4g} -> "
@@ -79,7 +81,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         print(f"[train] {schedule.notice}", flush=True)
     cfg = replace(cfg, optim=replace(cfg.optim, warmup_steps=schedule.warmup_steps))
     report = {**prepared.report, **steps, "warmup_steps": schedule.warmup_steps, "schedule_notice": schedule.notice}
-    storage.write_text(storage.join(cfg.out, "data_report.json"), json.dumps(report, indent=2))
+    storage.write_text(storage.join(cfg.out, "data_report.json"), jsonout.dumps(report, indent=2))
     print(f"[train] {report['rows_used']}/{report['rows_read']} rows used ({report['rows_rejected']} rejected), "
           f"{report['tokens']} tokens; {steps['steps']} optimizer steps", flush=True)
     ensure_ray(cfg.ray.address, _local_cpus(cfg), cfg.ray.temp_dir)
@@ -99,7 +101,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
                "first_loss": steps_logged[0]["loss"] if steps_logged else None,
                "last_loss": steps_logged[-1]["loss"] if steps_logged else None,
                "data": report, "seconds": round(time.time() - t0, 1)}
-    storage.write_text(storage.join(cfg.out, "train.json"), json.dumps(summary, indent=2))
+    storage.write_text(storage.join(cfg.out, "train.json"), jsonout.dumps(summary, indent=2))
     return summary
 
 

@@ -89,9 +89,9 @@ class StepLog:
         self.tracker = _open_tracker(tracking, run_config)
 
     def write(self, record: dict[str, Any]) -> None:
-        from crowdselect.core import storage
+        from crowdselect.core import jsonout, storage
 
-        line = json.dumps(record)
+        line = jsonout.dumps(record)
         self.lines.append(line)
         if not storage.is_remote(self.uri):
             with open(self.uri, "a") as f:

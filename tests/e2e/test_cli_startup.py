@@ -54,6 +54,28 @@ def test_out_naming_a_file_exits_2(tmp_path):
     assert code == 2 and "is a file, so the folder cannot be created" in err
 
 
+def test_out_a_dangling_link_or_the_root_exits_2(tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    for out in (link, link / "below"):
+        code, err, _, ray_started = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL),
+                                        "--out", str(out))
+        assert code == 2 and f"{link} is a symbolic link to {tmp_path / 'gone'}, which does not exist" in err
+        assert "Traceback" not in err and not ray_started
+    code, err, _, ray_started = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL), "--out", "/")
+    assert code == 2 and "--out /: is the filesystem root" in err and not ray_started
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "experiment"])
+def test_every_command_refuses_out_naming_a_file_before_any_work(tmp_path, command):
+    config = {"train": "train.yaml", "eval": "eval.yaml", "experiment": "experiment_cpu.yaml"}[command]
+    target = tmp_path / "a-file"
+    target.write_text("keep me")
+    code, err, seconds, ray_started = cli(tmp_path, command, str(ROOT / "examples" / config), "--out", str(target))
+    assert code == 2 and f"--out {target}: is an existing file" in err and "Traceback" not in err
+    assert not ray_started and seconds < 30 and target.read_text() == "keep me"
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_out_that_cannot_be_written_exits_2(tmp_path):
     locked = tmp_path / "ro"

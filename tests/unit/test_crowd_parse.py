@@ -214,3 +214,53 @@ def test_canonical_parquet_and_long_jsonl_match_the_per_line_parser(tmp_path):
     block = line_block([json.dumps(x) for x in long])
     same(parse_block(block, "long", KNOWN, WideLayout()),
          parse_lines(block, np.arange(block.num_rows), "long", KNOWN, WideLayout()))
+
+
+# -- rewards beyond the bound, and invisible text: both parsers, the same answer ----------------------------
+
+INVISIBLE = ["\u200b", "\u200b \ufeff\u2060", "\u200c\u200d", "\t\u00a0\u3000"]
+
+
+def both(lines):
+    """(vectorised, per-line) results of the same JSON lines; they must be equal."""
+    block = line_block(lines)
+    fast = parse_block(block, "canonical", KNOWN, WideLayout())
+    same(fast, parse_lines(block, np.arange(block.num_rows), "canonical", KNOWN, WideLayout()))
+    return fast.to_pylist()
+
+
+@pytest.mark.parametrize("reward", [1.7e308, -1.7e308, 1.0001e50])
+def test_a_reward_beyond_the_bound_is_a_named_reject_in_both_parsers(reward):
+    """Finite but huge rewards made the variance and the summary's moments overflow (inf/NaN, then a crash
+    after the outputs were written): such a row is a reject, FILE:LINE: reason."""
+    rows = both([json.dumps(r) for r in GOOD[:3]] + [json.dumps(canon(("a", "r", reward), ("b", "s", 1.0),
+                                                                      ("c", "t", 2.0), id="h1"))])
+    assert [r[C.ERROR] for r in rows[:3]] == [None] * 3
+    assert rows[3][C.ERROR] == f"reward out of range {reward:.4g} for model 'a' (beyond +-1e+50)"
+    assert rows[3][C.SOURCE] == "f.jsonl:4"
+
+
+def test_a_reward_at_the_bound_is_accepted():
+    rows = both([json.dumps(canon(("a", "r", -1e50), ("b", "s", 1e50), id="h1"))])
+    assert rows[0][C.ERROR] is None and rows[0][C.REWARDS] == [-1e50, 1e50]
+
+
+@pytest.mark.parametrize("text", INVISIBLE)
+def test_an_invisible_answer_is_an_empty_answer_in_both_parsers(text):
+    """A zero-width-space answer counted as an answer and, with the top reward, was chosen as the best."""
+    rows = both([json.dumps(canon(("a", text, 99.0), ("b", "fine", 1.0), ("c", "ok", 2.0), id="z1"))])
+    assert rows[0][C.ERROR] is None and rows[0][C.MODELS] == ["b", "c"]
+    assert (rows[0][EMPTY_RESPONSE], rows[0][NULL_RESPONSE], rows[0][NULL_REWARD]) == (1, 0, 0)
+
+
+@pytest.mark.parametrize("text", INVISIBLE)
+def test_an_invisible_id_or_instruction_is_blank_in_both_parsers(text):
+    rows = both([json.dumps(canon(("a", "r", 1.0), ("b", "s", 2.0), id=text)),
+                 json.dumps(canon(("a", "r", 1.0), ("b", "s", 2.0), instruction=text))])
+    assert rows[0][C.ERROR].startswith("field 'id' must be a non-empty string")
+    assert rows[1][C.ERROR] == "field 'instruction' is empty"
+
+
+def test_visible_text_around_invisible_characters_is_kept():
+    rows = both([json.dumps(canon(("a", "\u200bok\u200b", 1.0), ("b", "s", 2.0), id="\ufeffv1"))])
+    assert rows[0][C.ERROR] is None and rows[0][C.RESPONSES] == ["\u200bok\u200b", "s"]

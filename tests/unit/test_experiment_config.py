@@ -40,6 +40,19 @@ def test_errors_name_the_key(tmp_path):
                     "train: {optim: {lr: -1}}\n")
     with pytest.raises(ConfigError, match=r"optim.lr: must be > 0"):
         load_experiment_config(str(path))
+    # a strategy's weights and the seeds are select's settings: checked now, not when a cell's selection runs
+    path.write_text("crowd: {run: r}\nstrategies: [{name: random}, {name: crowdselect, weights: [1, .nan, 2]}]\n"
+                    "students: [{name: s, model: m}]\nout: o\n")
+    with pytest.raises(ConfigError, match=r"e.yaml: strategies\[1\].weights\[1\]: expected a finite number"):
+        load_experiment_config(str(path))
+    path.write_text("crowd: {run: r}\nstrategies: [{name: random}, {name: crowdselect, weights: [1, -1, 2]}]\n"
+                    "students: [{name: s, model: m}]\nout: o\n")
+    with pytest.raises(ConfigError, match=r"e.yaml: strategies\[1\].weights: need numbers >= 0"):
+        load_experiment_config(str(path))
+    path.write_text("crowd: {run: r}\nstrategies: [{name: random}]\nstudents: [{name: s, model: m}]\nout: o\n"
+                    "seeds: [1, -1]\n")
+    with pytest.raises(ConfigError, match=r"e.yaml: seeds: must be an integer from 0 to 2\*\*32 - 1, got -1"):
+        load_experiment_config(str(path))
 
 
 def test_table_marks_best_and_delta_against_random():
@@ -64,3 +77,23 @@ def test_a_crowd_yaml_brings_its_column_mapping_to_every_cell(monkeypatch):
     assert len(crowd.generators) == 19 and crowd.input["format"] == "wide"
     assert crowd.input["wide"]["reward"] == "{name}.Skywork-Reward-Llama-3.1-8B"
     assert crowd.input["path"] == ["hf://datasets/Magpie-Align/Magpie-100K-Generator-Zoo/data/*.parquet"]
+
+
+def test_pipes_and_line_breaks_in_names_and_notes_keep_the_table_whole():
+    """A `|` or a newline in a strategy name, a student name or the note added columns or ended rows."""
+    from types import SimpleNamespace
+
+    from crowdselect.pipeline.experiment_results import render_markdown
+    from crowdselect.report.html import _md_table
+
+    cells = [{"status": "done", "strategy": {"name": n}, "student": {"name": "s|1\nb"}, "summary": {"mean": m}}
+             for n, m in (("random", 5.0), ("mine|x\nnew", 6.0))]
+    cells.append({"status": "failed", "cell": "bad|cell\nx", "error": "boom\n| a | b |"})
+    cfg = SimpleNamespace(note="first line\n| not | a | row |", k=8, clusters=2, seeds=[1], baseline="random")
+    md = render_markdown(cfg, aggregate(cells, "random"), cells, 1.0)
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert table == ["| strategy | s\\|1 b: MT-bench |", "|---|---|", "| random | 5.000 |",
+                     "| mine\\|x new | **6.000** (+1.000) |"]
+    assert "> first line\n> | not | a | row |" in md and "- bad\\|cell x: boom \\| a \\| b \\|" in md
+    html = _md_table(md)
+    assert "<th>s|1 b: MT-bench</th>" in html and "<td>mine|x new</td>" in html and html.count("<tr>") == 3

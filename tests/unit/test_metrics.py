@@ -65,7 +65,9 @@ def test_all_tied_family_is_undefined_and_no_siblings_at_all():
     assert np.isnan(M.stability(np.array([[0.3, 0.3]]), ["a", "a"], [1, 2])[0])
     out = M.stability(np.ones((4, 3)), ["a", "b", "c"], [1, 2, 3])
     assert np.isnan(out).all()
-    assert not M.has_sibling_families(["a", "b", "c"]) and M.has_sibling_families(["a", "b", "a"])
+    assert not M.has_sized_families(["a", "b", "c"], [1, 2, 3]) and M.has_sized_families(["a", "b", "a"], [1, 2, 3])
+    assert not M.has_sized_families(["a", "b", "a"], [7, 2, 7])  # siblings of one size: no size signal
+    assert M.one_size_families(["a", "b", "a", "c", "c"], [7, 2, 7, 1, 3]) == {"a": 7}
 
 
 def test_tied_rewards_count_as_zero_when_asked_but_constant_sizes_stay_undefined():

@@ -97,3 +97,11 @@ def test_hf_datasets_save_to_disk_folder(tmp_path):
     (d / "state.json").write_text('{"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}')
     got = read_pool([str(d)])
     assert got.rows == [{C.ID: "h1", C.INSTRUCTION: "from arrow", C.SOURCE: f"{d}/data-00000-of-00001.arrow:1"}]
+
+
+def test_an_instruction_of_invisible_characters_is_empty(tmp_path):
+    """The rule of every reader (crowdselect.core.text): zero-width and format characters are blank."""
+    path = write_jsonl(tmp_path / "p.jsonl", [{"instruction": "\u200b \ufeff\u2060"}, {"instruction": "\u200bok"}])
+    got = read_pool([path], fmt="auto")
+    assert [r[C.INSTRUCTION] for r in got.rows] == ["\u200bok"]
+    assert [r.reason for r in got.rejects] == ["instruction is empty"]

@@ -43,6 +43,8 @@ def test_formats_become_messages():
     ({C.MESSAGES: [{"role": "user", "content": "Q"}]}, "no assistant turn"),
     ({C.MESSAGES: [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "  "}]},
      "message 2 (assistant): empty text"),
+    ({C.MESSAGES: [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "\u200b \ufeff\u2060"}]},
+     "message 2 (assistant): empty text"),  # invisible characters only: blank, as in every reader
     ({C.MESSAGES: [{"role": "robot", "content": "Q"}]}, "unknown role 'robot'"),
     ({"instruction": "Q"}, "no 'output'"),
     ({"conversations": [{"from": "alien", "value": "Q"}]}, "unknown speaker 'alien'"),
