@@ -28,7 +28,7 @@ from crowdselect.pipeline.store import StageStore
 from crowdselect.report.html import write_report
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import plan_run
-from crowdselect.select.config import SelectConfig
+from crowdselect.select.config import SelectConfig, check_embedder_weights
 
 
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
@@ -39,6 +39,8 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
     resource_plan(cfg)  # a resource setting Ray would refuse fails now, not after generation
     check_out_dir(cfg.out)
     check_inputs(cfg.pool.path, flag="pool.path")
+    if cfg.selection.cluster and cfg.selection.clusters > 1:
+        check_embedder_weights(cfg.embedder)  # here, not after hours of generation
     with OutDirLock(cfg.out):
         return run_pipeline(cfg, config_path)
 

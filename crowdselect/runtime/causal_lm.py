@@ -68,18 +68,37 @@ def pick_dtype(name: str, device: str) -> Any:
 def check_weights(path: str, allow_pickle: bool) -> None:
     """Refuse a local model folder whose only weights are pickle files, unless `allow_pickle`.
 
+    A sentence-transformers folder's module folders (modules.json `path`, e.g. 2_Dense) are checked too.
     A hub id is checked by transformers itself (`use_safetensors=True` makes it fail without safetensors).
     """
     if allow_pickle or not os.path.isdir(path):
         return
-    names = os.listdir(path)
-    if any(n.endswith(".safetensors") for n in names):
-        return
-    pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
-    if pickles:
-        raise ConfigError(
-            f"model {path}: holds only pickle weights ({', '.join(pickles[:3])}), which can run code when "
-            "loaded; convert them to safetensors, or set allow_pickle_weights: true for a source you trust")
+    for folder in _weight_folders(path):
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        if any(n.endswith(".safetensors") for n in names):
+            continue
+        pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
+        if pickles:
+            raise ConfigError(
+                f"model {folder}: holds only pickle weights ({', '.join(pickles[:3])}), which can run code when "
+                "loaded; convert them to safetensors, or set allow_pickle_weights: true for a source you trust")
+
+
+def _weight_folders(path: str) -> list[str]:
+    """`path` and, for a sentence-transformers folder, each module folder its modules.json names."""
+    import json
+
+    folders = [path]
+    try:
+        with open(os.path.join(path, "modules.json")) as f:
+            modules = json.load(f)
+    except (OSError, ValueError):
+        return folders
+    for m in modules if isinstance(modules, list) else []:
+        sub = m.get("path") if isinstance(m, dict) else None
+        if isinstance(sub, str) and sub:
+            folders.append(os.path.join(path, sub))
+    return folders
 
 
 def load_tokenizer(spec: Any, padding_side: str | None = None) -> Any:

@@ -224,7 +224,8 @@ def embed(ds: ray.data.Dataset, cfg: SelectConfig, local: bool = False) -> ray.d
         Embedder, batch_format="numpy", batch_size=None if local else e.batch_size * 4,
         fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": e.batch_size,
                                "max_length": e.max_length, "device": "cuda" if e.num_gpus > 0 else "cpu",
-                               "trust_remote_code": e.trust_remote_code},
+                               "trust_remote_code": e.trust_remote_code,
+                               "allow_pickle_weights": e.allow_pickle_weights},
         compute=ray.data.ActorPoolStrategy(size=e.concurrency), **for_spec(e).remote_options()).materialize()
 
 
