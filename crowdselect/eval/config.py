@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crowdselect.core.config import ConfigError, load_config
+from crowdselect.core.secrets import check_env_name
 from crowdselect.reward.config import RewardSpec
 from crowdselect.runtime.ray_setup import RayConfig
 
@@ -68,6 +69,7 @@ class ApiJudgeSpec:
             raise ConfigError(f"base_url: must start with http:// or https://, got {self.base_url!r}")
         if self.max_retries < 0 or self.replicas < 1 or self.max_in_flight < 1:
             raise ConfigError("max_retries must be >= 0, replicas and max_in_flight >= 1")
+        check_env_name(self.api_key_env)
 
 
 @dataclass

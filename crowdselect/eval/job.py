@@ -26,6 +26,7 @@ import yaml
 
 from crowdselect.core import storage
 from crowdselect.core.config import to_dict
+from crowdselect.core.secrets import scrub_config
 from crowdselect.eval import questions as mtbench
 from crowdselect.eval.answer import AnswerGenerator, generate_answers, text_or_none
 from crowdselect.eval.config import EvalConfig, EvalModelSpec, load_eval_config
@@ -94,8 +95,8 @@ def write_outputs(cfg: EvalConfig, files: dict[str, list[dict[str, Any]]], summa
     out = cfg.out
     for name, rows in files.items():
         storage.write_text(storage.join(out, name), "".join(json.dumps(r, default=str) + "\n" for r in rows))
-    storage.write_text(storage.join(out, "summary.json"), json.dumps(summary, indent=2, default=str) + "\n")
-    storage.write_text(storage.join(out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    storage.write_text(storage.join(out, "summary.json"), json.dumps(scrub_config(summary), indent=2, default=str) + "\n")
+    storage.write_text(storage.join(out, "config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     storage.write_text(storage.join(out, "report.md"), render_report(summary))
     png = render_plot(summary)
     if png is not None:

@@ -27,6 +27,7 @@ import yaml
 from crowdselect.core import log, storage
 from crowdselect.core.config import build, load_yaml, to_dict
 from crowdselect.core.errors import UserError
+from crowdselect.core.secrets import scrub_config
 from crowdselect.pipeline.experiment_config import (
     ExperimentConfig,
     StrategySpec,
@@ -133,7 +134,7 @@ def run_cell(cfg: ExperimentConfig, strategy: StrategySpec, student: StudentSpec
                     traceback=traceback.format_exc()[-2000:])
         log.say(f"{cell['cell']}: FAILED: {cell['error']}")
     cell["seconds"] = round(time.time() - t0, 1)
-    storage.write_text(marker, json.dumps(cell, indent=2, default=str))
+    storage.write_text(marker, json.dumps(scrub_config(cell), indent=2, default=str))
     return cell
 
 
@@ -144,7 +145,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
 
     t0 = time.time()
     storage.makedirs(cfg.out)
-    storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     crowd = open_crowd(cfg)
     ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
     failed_select = {}
@@ -174,7 +175,7 @@ def _failed_cell(cfg: ExperimentConfig, strategy, student, seed, error: str) -> 
     cell = {"cell": name, "strategy": to_dict(strategy), "student": to_dict(student), "seed": seed, "dir": out,
             "status": "failed", "error": error}
     storage.makedirs(out)
-    storage.write_text(storage.join(out, "cell.json"), json.dumps(cell, indent=2, default=str))
+    storage.write_text(storage.join(out, "cell.json"), json.dumps(scrub_config(cell), indent=2, default=str))
     return cell
 
 

@@ -17,6 +17,7 @@ import statistics
 from typing import Any
 
 from crowdselect.core import storage
+from crowdselect.core.secrets import scrub_config
 from crowdselect.report.figures import png_bytes
 
 METRICS = {  # column -> (label, how to read it from an eval summary.json)
@@ -151,5 +152,5 @@ def write_results(cfg, crowd: dict[str, Any], cells: list[dict[str, Any]], secon
         storage.write_bytes(storage.join(cfg.out, "results.png"), png)
     result = {"out": cfg.out, "crowd": crowd, "k": cfg.k, "clusters": cfg.clusters, "seeds": cfg.seeds,
               "baseline": cfg.baseline, "results": rows, "cells": lineage(cfg, crowd, cells), "seconds": seconds}
-    storage.write_text(storage.join(cfg.out, "experiment.json"), json.dumps(result, indent=2, default=str))
+    storage.write_text(storage.join(cfg.out, "experiment.json"), json.dumps(scrub_config(result), indent=2, default=str))
     return result

@@ -20,6 +20,7 @@ import yaml
 from crowdselect.core import log, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.paths import OutDirLock, check_inputs, check_out_dir
+from crowdselect.core.secrets import scrub_config
 from crowdselect.crowd.assemble import build_crowd
 from crowdselect.crowd.config import InputConfig
 from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
@@ -47,7 +48,7 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
 
 def run_pipeline(cfg: RunConfig, config_path: str) -> int:
     storage.makedirs(cfg.out)
-    storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     times: dict[str, float] = {}
 
     def timed(stage: str, fn, *args):
@@ -148,7 +149,7 @@ def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_
         "resources": resource_plan(cfg),
         "seconds": times,
     }
-    storage.write_text(storage.join(cfg.out, "run.json"), json.dumps(summary, indent=2, default=str))
+    storage.write_text(storage.join(cfg.out, "run.json"), json.dumps(scrub_config(summary), indent=2, default=str))
     return summary
 
 

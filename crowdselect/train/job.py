@@ -28,6 +28,7 @@ import yaml
 from crowdselect.core import storage
 from crowdselect.core.config import ConfigError, to_dict
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
+from crowdselect.core.secrets import scrub_config
 from crowdselect.runtime.models import resolve_model
 from crowdselect.runtime.ray_setup import ensure_ray
 from crowdselect.train.config import TrainConfig, load_train_config
@@ -68,7 +69,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
                                      and storage.absolute(cfg.checkpoint.resume_from)))
     model_path = student_path(cfg)
     storage.makedirs(cfg.out)
-    storage.write_text(storage.join(cfg.out, "train_config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    storage.write_text(storage.join(cfg.out, "train_config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     prepared = prepare(cfg, model_path)
     if prepared.bad:
         write_rejects(prepared.bad, storage.join(cfg.out, REJECTS_FILE))
