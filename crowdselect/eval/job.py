@@ -27,6 +27,7 @@ import yaml
 from crowdselect.core import storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.secrets import scrub_config
+from crowdselect.core.text import printable
 from crowdselect.eval import questions as mtbench
 from crowdselect.eval.answer import AnswerGenerator, generate_answers, text_or_none
 from crowdselect.eval.config import EvalConfig, EvalModelSpec, load_eval_config
@@ -121,5 +122,5 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
     """Entry of `crowdselect eval` and jobs/eval.py; ConfigError/UserError reach the CLI (exit 2)."""
     cfg = load_eval_config(config_path, out, overrides or [])
     summary = run_eval(cfg)
-    print(f"{headline(summary)}; judge {summary['judge']['name']}; results in {cfg.out}")
+    print(printable(f"{headline(summary)}; judge {summary['judge']['name']}; results in {cfg.out}"))
     return 0

@@ -21,6 +21,7 @@ from crowdselect.core import log, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.paths import OutDirLock, check_inputs, check_out_dir
 from crowdselect.core.secrets import scrub_config
+from crowdselect.core.text import printable
 from crowdselect.crowd.assemble import build_crowd
 from crowdselect.crowd.config import InputConfig
 from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
@@ -177,4 +178,4 @@ def print_summary(s: dict) -> None:
     if s["train"]:
         lines.append(f"trained: {s['train']['model'] or s['train']['checkpoint']} ({s['train']['steps']} steps)")
     lines.append("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds"].items()))
-    print("\n".join(lines), flush=True)
+    print(printable("\n".join(lines)), flush=True)
