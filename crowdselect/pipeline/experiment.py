@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from crowdselect.core import log, storage
-from crowdselect.core.config import build, load_yaml, to_dict
+from crowdselect.core.config import build, load_yaml, parse_yaml, to_dict
 from crowdselect.core.errors import UserError
 from crowdselect.core.secrets import scrub_config
 from crowdselect.pipeline.experiment_config import (
@@ -56,7 +56,7 @@ def open_crowd(cfg: ExperimentConfig) -> Crowd:
         if not storage.exists(run_json):
             raise UserError(f"crowd.run: {run_json} is missing: is {c.run} a finished `crowdselect run` folder?")
         run = json.loads(storage.read_text(run_json))
-        gens = yaml.safe_load(storage.read_text(run_yaml))["generators"]
+        gens = (parse_yaml(storage.read_text(run_yaml), run_yaml) or {}).get("generators") or []
         return Crowd({"path": [run["crowd"]["path"]], "format": "canonical"}, gens,
                      {"run": c.run, "crowd": run["crowd"], "generators": run["generators"], "rewards": run["rewards"]})
     gens = load_yaml(c.config).get("generators") or []
