@@ -61,14 +61,15 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     """Answer, judge, compare, proxy; write the files; returns the summary."""
     from crowdselect.runtime.ray_setup import ensure_ray
 
+    questions = []  # read and checked before Ray starts: a bad questions file fails in a second
+    if cfg.mtbench or (cfg.pairwise is not None and cfg.pairwise.questions is None):
+        questions = mtbench.load_questions(cfg.questions, cfg.categories, cfg.limit, cfg.per_category)
     ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
     summary: dict[str, Any] = {"model": cfg.model.name or cfg.model.model, "judge": cfg.judge_label,
                                "benchmark": "mt-bench" if cfg.questions is None else cfg.questions,
                                "turns": cfg.turns}
     files: dict[str, list[dict[str, Any]]] = {}
-    questions, answered = [], None
-    if cfg.mtbench or (cfg.pairwise is not None and cfg.pairwise.questions is None):
-        questions = mtbench.load_questions(cfg.questions, cfg.categories, cfg.limit, cfg.per_category)
+    answered = None
     if cfg.mtbench:
         log.info("eval: %d questions x %d turn(s) of %s", len(questions), cfg.turns, cfg.model.model)
         answered = generate_answers(cfg.model, questions, cfg.turns)
