@@ -30,7 +30,7 @@ from crowdselect.core.config import ConfigError, to_dict
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.core.secrets import scrub_config
 from crowdselect.runtime.models import resolve_model
-from crowdselect.runtime.ray_setup import ensure_ray
+from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.train.config import TrainConfig, load_train_config
 from crowdselect.train.export import export_model
 from crowdselect.train.launch import build_trainer, storage_path
@@ -84,6 +84,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     print(f"[train] {report['rows_used']}/{report['rows_read']} rows used ({report['rows_rejected']} rejected), "
           f"{report['tokens']} tokens; {steps['steps']} optimizer steps", flush=True)
     ensure_ray(cfg.ray.address, _local_cpus(cfg), cfg.ray.temp_dir)
+    configure_data(preserve_order=True)  # as select and run: Ray Data's INFO lines only with --verbose
     result = build_trainer(cfg, prepared.rows, steps, model_path, prepared.pad_id).fit()
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
