@@ -20,6 +20,7 @@ from crowdselect.core.config import ConfigError, load_config
 from crowdselect.core.secrets import check_env_name
 from crowdselect.reward.config import RewardSpec
 from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.runtime.weights import check_load_format
 
 
 @dataclass
@@ -45,6 +46,9 @@ class EvalModelSpec:
     num_gpus: float = 0.0
     num_cpus: float = 1.0
     accelerator_type: str | None = None
+
+    def validate(self) -> None:
+        check_load_format(self.engine_kwargs, self.allow_pickle_weights)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from crowdselect.core.paths import check_inputs, check_out_dir
 from crowdselect.crowd.config import InputConfig
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.runtime.weights import check_weights
 
 STRATEGIES = (
     "crowdselect",
@@ -124,8 +125,6 @@ def check_paths(cfg: SelectConfig) -> None:
 def check_embedder_weights(e: EmbedderConfig) -> None:
     """A local embedder folder holding only pickle weights is refused before Ray starts (the actor that
     loads it refuses too: `crowdselect.select.embed`). `pkg:` models ship as safetensors."""
-    from crowdselect.runtime.causal_lm import check_weights
-
     if e.model.startswith("pkg:"):
         return
     try:

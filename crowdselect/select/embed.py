@@ -14,8 +14,8 @@ import os
 import numpy as np
 
 from crowdselect.core import columns as C
-from crowdselect.runtime.causal_lm import check_weights
 from crowdselect.runtime.models import resolve_model
+from crowdselect.runtime.weights import check_weights
 
 
 def _is_sentence_transformers(path: str) -> bool:
