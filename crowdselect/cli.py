@@ -19,6 +19,8 @@ import sys
 
 from crowdselect.core import log
 from crowdselect.core.errors import ConfigError, UserError
+from crowdselect.core.secrets import scrub_secrets
+from crowdselect.core.text import show
 from crowdselect.runtime.ray_setup import RayStartError
 from crowdselect.select.config import STRATEGIES
 
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return dispatch(args)
     except (ConfigError, UserError) as e:
-        print(f"crowdselect: error: {e}", file=sys.stderr)
+        print(f"crowdselect: error: {show(scrub_secrets(str(e)))}", file=sys.stderr)
         return 2
     except RayStartError as e:
         print(f"crowdselect: error: {e}", file=sys.stderr)

@@ -101,18 +101,65 @@ def _blame(e: ConfigError, origins: dict[str, str]) -> ConfigError:
 
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping; an unreadable or non-mapping file is a ConfigError naming the file."""
-    p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        text = Path(path).read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    data = parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+MAX_YAML_VALUES = 100_000  # values a config may hold with its aliases expanded (configs hold hundreds)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """`yaml.safe_load` (plain data only: a `!!python/...` tag is an error) of a user's config text, refusing
+    what would blow up later: aliases (`*name`) that expand to more than MAX_YAML_VALUES values (a
+    "billion laughs" of 500 bytes expands to 387 million, copied by every walk of the config), an alias
+    inside its own anchor (a cycle), and nesting deeper than Python's recursion. ConfigError naming `source`.
+    """
+    try:
+        data = yaml.safe_load(text)
+        size = _expanded_size(data, {}, set())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a config") from None
+    except _AliasCycle:
+        raise ConfigError(f"{source}: an alias (*name) is used inside its own anchor (&name)") from None
+    if size > MAX_YAML_VALUES:
+        raise ConfigError(f"{source}: its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values; "
+                          "write the values out or use fewer aliases")
+    return data
+
+
+class _AliasCycle(Exception):
+    pass
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], open_: set[int]) -> int:
+    """Values in `node` with every alias expanded, counted once per shared object (linear time); stops
+    adding once past MAX_YAML_VALUES."""
+    if not isinstance(node, (dict, list)):
+        return 1
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise _AliasCycle
+    open_.add(key)
+    total = 1
+    for child in (node.values() if isinstance(node, dict) else node):
+        total += _expanded_size(child, sizes, open_) + isinstance(node, dict)
+        if total > MAX_YAML_VALUES:
+            break
+    open_.discard(key)
+    sizes[key] = total
+    return total
 
 
 def set_dotted(data: dict, key: str, value: Any, *, file: str = "<overrides>") -> None:
@@ -145,9 +192,11 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"{OVERRIDES}: override {item!r} is not of the form key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
+        value = parse_yaml(raw, f"{OVERRIDES}: {key.strip()}") if raw.strip() else None
+    except ConfigError as e:
+        if "not valid YAML" not in str(e):
+            raise
+        value = raw  # not YAML: the text itself
     return key.strip(), value
 
 

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from crowdselect.core.text import printable
+
 PREFIX = "[crowdselect]"
 PROGRESS_EVERY_S = float(os.environ.get("CROWDSELECT_PROGRESS_S", "10"))
 VERBOSE = {"on": False}
@@ -35,8 +37,9 @@ def interactive() -> bool:
 
 
 def say(msg: str) -> None:
-    """One line of the tool's own on stderr, prefixed so it stands out from Ray's and the models' lines."""
-    print(f"{PREFIX} {msg}", file=sys.stderr, flush=True)
+    """One line of the tool's own on stderr, prefixed so it stands out from Ray's and the models' lines;
+    control characters (from file names, ids, reasons in `msg`) are shown as escapes (`core.text`)."""
+    print(f"{PREFIX} {printable(msg)}", file=sys.stderr, flush=True)
 
 
 def configure(verbose: bool = False) -> None:

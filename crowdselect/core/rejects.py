@@ -13,8 +13,11 @@ from dataclasses import dataclass
 
 from crowdselect.core.config import ConfigError
 from crowdselect.core.errors import UserError
+from crowdselect.core.text import printable
+from crowdselect.core.text import show as shown
 
 RAW_LIMIT = 2000  # characters of a rejected row kept in rejected.jsonl
+REASON_LIMIT = 500  # characters of a reason printed on the terminal (rejected.jsonl keeps it whole)
 REJECTS_FILE = "rejected.jsonl"
 POLICIES = ("fail", "quarantine")
 
@@ -53,11 +56,16 @@ def bad_rows_policy(value: str, key: str = "on_bad_rows") -> str:
     return value
 
 
+def reason_line(source: str, reason: str) -> str:
+    """`FILE:LINE: reason` as printed: one line, control characters escaped, the reason clipped."""
+    return f"{printable(source, layout=False)}: {shown(reason, REASON_LIMIT, layout=False)}"
+
+
 def fail_on_rejects(rejects: list[Reject], what: str, key: str, n_read: int | None = None, show: int = 5) -> None:
     """Raise a UserError naming the first bad rows (FILE:LINE: reason) and how to go on; nothing if none."""
     if not rejects:
         return
-    lines = [f"  {r.source}: {r.reason}" for r in rejects[:show]]
+    lines = [f"  {reason_line(r.source, r.reason)}" for r in rejects[:show]]
     if len(rejects) > show:
         lines.append(f"  ... and {len(rejects) - show} more")
     of = f" of {n_read} rows" if n_read is not None else ""

@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from crowdselect.core import columns as C
+from crowdselect.core.blank import blank_mask
 from crowdselect.core.records import FILE, LINE, TEXT
-from crowdselect.core.text import blank_mask
 from crowdselect.crowd.config import WideLayout
 from crowdselect.crowd.parse import (
     EMPTY_RESPONSE,

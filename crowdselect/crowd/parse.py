@@ -25,7 +25,7 @@ import math
 from typing import Any
 
 from crowdselect.core import columns as C
-from crowdselect.core.text import is_blank
+from crowdselect.core.blank import is_blank
 from crowdselect.crowd.config import WideLayout
 
 # kinds of missing answer, each counted per accepted row in a column of this name

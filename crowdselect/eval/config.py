@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crowdselect.core.config import ConfigError, load_config
+from crowdselect.core.secrets import check_env_name
 from crowdselect.reward.config import RewardSpec
 from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.runtime.weights import check_load_format
 
 
 @dataclass
@@ -32,6 +34,7 @@ class EvalModelSpec:
     chat_template: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
+    allow_pickle_weights: bool = False  # also load pytorch_model.bin (pickle can run code); else safetensors only
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     max_length: int = 4096  # conversation tokens; a longer conversation is a failed row
@@ -43,6 +46,9 @@ class EvalModelSpec:
     num_gpus: float = 0.0
     num_cpus: float = 1.0
     accelerator_type: str | None = None
+
+    def validate(self) -> None:
+        check_load_format(self.engine_kwargs, self.allow_pickle_weights)
 
 
 @dataclass
@@ -67,6 +73,7 @@ class ApiJudgeSpec:
             raise ConfigError(f"base_url: must start with http:// or https://, got {self.base_url!r}")
         if self.max_retries < 0 or self.replicas < 1 or self.max_in_flight < 1:
             raise ConfigError("max_retries must be >= 0, replicas and max_in_flight >= 1")
+        check_env_name(self.api_key_env)
 
 
 @dataclass

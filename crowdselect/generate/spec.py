@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crowdselect.core.config import ConfigError
+from crowdselect.core.secrets import check_env_name, refuse_inline_secret
+from crowdselect.runtime.weights import check_load_format
 
 
 @dataclass
@@ -47,3 +49,6 @@ class GeneratorSpec:
             raise ConfigError(f"size_b: must be > 0 for generator {self.name!r}, got {self.size_b}")
         if not self.name.strip():
             raise ConfigError("name: must not be empty")
+        check_env_name(self.api_key_env)
+        check_load_format(self.engine_kwargs, self.allow_pickle_weights)
+        refuse_inline_secret(self.sampling, "sampling")  # sampling is sent as the request body and recorded

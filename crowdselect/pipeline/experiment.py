@@ -25,9 +25,10 @@ from typing import Any
 import yaml
 
 from crowdselect.core import jsonout, log, storage
-from crowdselect.core.config import build, load_yaml, to_dict
+from crowdselect.core.config import build, load_yaml, parse_yaml, to_dict
 from crowdselect.core.errors import UserError
 from crowdselect.core.paths import check_out_dir, remove_outputs
+from crowdselect.core.secrets import scrub_config
 from crowdselect.pipeline.experiment_config import (
     ExperimentConfig,
     StrategySpec,
@@ -56,7 +57,7 @@ def open_crowd(cfg: ExperimentConfig) -> Crowd:
         if not storage.exists(run_json):
             raise UserError(f"crowd.run: {run_json} is missing: is {c.run} a finished `crowdselect run` folder?")
         run = json.loads(storage.read_text(run_json))
-        gens = yaml.safe_load(storage.read_text(run_yaml))["generators"]
+        gens = (parse_yaml(storage.read_text(run_yaml), run_yaml) or {}).get("generators") or []
         return Crowd({"path": [run["crowd"]["path"]], "format": "canonical"}, gens,
                      {"run": c.run, "crowd": run["crowd"], "generators": run["generators"], "rewards": run["rewards"]})
     crowd_yaml = load_yaml(c.config)
@@ -137,7 +138,7 @@ def run_cell(cfg: ExperimentConfig, strategy: StrategySpec, student: StudentSpec
                     traceback=traceback.format_exc()[-2000:])
         log.say(f"{cell['cell']}: FAILED: {cell['error']}")
     cell["seconds"] = round(time.time() - t0, 1)
-    storage.write_text(marker, jsonout.dumps(cell, indent=2))
+    storage.write_text(marker, jsonout.dumps(scrub_config(cell), indent=2))
     return cell
 
 
@@ -152,7 +153,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     t0 = time.time()
     storage.makedirs(cfg.out)
     remove_outputs(cfg.out, (*RESULT_FILES, REPORT))
-    storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     crowd = open_crowd(cfg)
     ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
     failed_select = {}
@@ -182,7 +183,7 @@ def _failed_cell(cfg: ExperimentConfig, strategy, student, seed, error: str) -> 
     cell = {"cell": name, "strategy": to_dict(strategy), "student": to_dict(student), "seed": seed, "dir": out,
             "status": "failed", "error": error}
     storage.makedirs(out)
-    storage.write_text(storage.join(out, "cell.json"), jsonout.dumps(cell, indent=2))
+    storage.write_text(storage.join(out, "cell.json"), jsonout.dumps(scrub_config(cell), indent=2))
     return cell
 
 

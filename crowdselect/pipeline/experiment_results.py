@@ -17,6 +17,7 @@ import statistics
 from typing import Any
 
 from crowdselect.core import jsonout, storage
+from crowdselect.core.secrets import scrub_config
 from crowdselect.report.figures import png_bytes, pyplot
 
 RESULT_FILES = ("results.csv", "results.md", "results.png", "experiment.json")  # what write_results writes
@@ -159,5 +160,5 @@ def write_results(cfg, crowd: dict[str, Any], cells: list[dict[str, Any]], secon
         storage.write_bytes(storage.join(cfg.out, "results.png"), png)
     result = {"out": cfg.out, "crowd": crowd, "k": cfg.k, "clusters": cfg.clusters, "seeds": cfg.seeds,
               "baseline": cfg.baseline, "results": rows, "cells": lineage(cfg, crowd, cells), "seconds": seconds}
-    storage.write_text(storage.join(cfg.out, "experiment.json"), jsonout.dumps(result, indent=2))
+    storage.write_text(storage.join(cfg.out, "experiment.json"), jsonout.dumps(scrub_config(result), indent=2))
     return result

@@ -19,6 +19,8 @@ import yaml
 from crowdselect.core import jsonout, log, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.paths import OutDirLock, check_inputs, check_out_dir, remove_outputs
+from crowdselect.core.secrets import scrub_config
+from crowdselect.core.text import printable
 from crowdselect.crowd.assemble import build_crowd
 from crowdselect.crowd.config import InputConfig
 from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
@@ -27,7 +29,7 @@ from crowdselect.pipeline.store import StageStore
 from crowdselect.report.html import REPORT, write_report
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import plan_run
-from crowdselect.select.config import SelectConfig
+from crowdselect.select.config import SelectConfig, check_embedder_weights
 
 
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
@@ -38,6 +40,8 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
     resource_plan(cfg)  # a resource setting Ray would refuse fails now, not after generation
     check_out_dir(cfg.out)
     check_inputs(cfg.pool.path, flag="pool.path")
+    if cfg.selection.cluster and cfg.selection.clusters > 1:
+        check_embedder_weights(cfg.embedder)  # here, not after hours of generation
     with OutDirLock(cfg.out):
         return run_pipeline(cfg, config_path)
 
@@ -50,7 +54,7 @@ OWNED_OUTPUTS = ("run.json", REPORT)
 def run_pipeline(cfg: RunConfig, config_path: str) -> int:
     storage.makedirs(cfg.out)
     remove_outputs(cfg.out, OWNED_OUTPUTS)
-    storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     times: dict[str, float] = {}
 
     def timed(stage: str, fn, *args):
@@ -151,7 +155,7 @@ def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_
         "resources": resource_plan(cfg),
         "seconds": times,
     }
-    storage.write_text(storage.join(cfg.out, "run.json"), jsonout.dumps(summary, indent=2))
+    storage.write_text(storage.join(cfg.out, "run.json"), jsonout.dumps(scrub_config(summary), indent=2))
     return summary
 
 
@@ -179,4 +183,4 @@ def print_summary(s: dict) -> None:
     if s["train"]:
         lines.append(f"trained: {s['train']['model'] or s['train']['checkpoint']} ({s['train']['steps']} steps)")
     lines.append("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds"].items()))
-    print("\n".join(lines), flush=True)
+    print(printable("\n".join(lines)), flush=True)

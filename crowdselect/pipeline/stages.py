@@ -26,6 +26,7 @@ from crowdselect.core import columns as C
 from crowdselect.core import log, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
+from crowdselect.core.secrets import scrub_config
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.pipeline.config import RunConfig
 from crowdselect.pipeline.store import StageStore, shard_name
@@ -61,7 +62,8 @@ class Pool:
 
 
 def output_settings(spec) -> dict:
-    return {k: v for k, v in to_dict(spec).items() if k not in SCHEDULING}
+    """What a stage's output depends on, as written to its manifest: no scheduling keys, no credentials."""
+    return scrub_config({k: v for k, v in to_dict(spec).items() if k not in SCHEDULING})
 
 
 def ingest(cfg: RunConfig, out: str) -> Pool:

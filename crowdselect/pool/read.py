@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from crowdselect.core import columns as C
+from crowdselect.core.blank import is_blank
 from crowdselect.core.errors import UserError
 from crowdselect.core.records import Listing, iter_records, kind_of, list_data_files
 from crowdselect.core.rejects import BadRecord, Reject, fail_on_rejects
-from crowdselect.core.text import is_blank
 
 FORMATS = ("auto", "plain", "sharegpt", "alpaca", "messages")
 USER_ROLES = ("user", "human")

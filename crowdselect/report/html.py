@@ -24,6 +24,7 @@ import numpy as np
 
 from crowdselect.core import columns as C
 from crowdselect.core import storage
+from crowdselect.core.text import DISPLAY_LIMIT, show
 from crowdselect.report import figures
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,11 @@ def _read_jsonl(uri: str) -> list[dict[str, Any]]:
 
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _text(value: Any, limit: int = DISPLAY_LIMIT) -> str:
+    """User text for the page: clipped, control characters as escapes (`core.text.show`), HTML-escaped."""
+    return html.escape(show(value, limit))
 
 
 def _number(x: Any) -> str:
@@ -109,10 +115,10 @@ def selection_sections(select_dir: str) -> list[str]:
             out.append(_section("Per-cluster quotas", _img(figures.cluster_quotas(clusters, selected), "quotas")))
     examples = _read_jsonl(storage.join(select_dir, "selected.jsonl"))[:EXAMPLES]
     if examples:
-        body = "".join(f"<h3>{html.escape(str(e.get(C.ID)))} (cluster {e.get(C.CLUSTER)}, score "
-                       f"{_number(e.get(C.SCORE))}, answer by {html.escape(str(e.get(C.MODEL)))})</h3>"
-                       f"<pre>{html.escape(str(e.get(C.INSTRUCTION)))}</pre><pre>{html.escape(str(e.get(C.RESPONSE)))}"
-                       "</pre>" for e in examples)
+        body = "".join(f"<h3>{_text(e.get(C.ID), 200)} (cluster {e.get(C.CLUSTER)}, score "
+                       f"{_number(e.get(C.SCORE))}, answer by {_text(e.get(C.MODEL), 200)})</h3>"
+                       f"<pre>{_text(e.get(C.INSTRUCTION))}</pre><pre>{_text(e.get(C.RESPONSE))}</pre>"
+                       for e in examples)
         out.append(_section(f"Selected examples (first {len(examples)})", body))
     if run.get("decisions"):
         out.append(_section("Decisions", "<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in run["decisions"])

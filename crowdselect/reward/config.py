@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crowdselect.core.config import ConfigError, build
+from crowdselect.runtime.weights import check_load_format
 
 
 @dataclass
@@ -70,6 +71,7 @@ class RewardSpec:
     def validate(self) -> None:
         if not self.name.strip():
             raise ConfigError("name: must not be empty")
+        check_load_format(self.engine_kwargs, self.allow_pickle_weights)
         if self.kind == "classifier" and self.backend != "hf":
             raise ConfigError(f"backend: classifier reward {self.name!r} runs on hf only, got {self.backend!r}")
         for key in ("batch_size", "max_length", "concurrency", "tokens_per_forward", "max_new_tokens"):

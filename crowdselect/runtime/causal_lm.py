@@ -10,14 +10,14 @@ Used by the HF generator, the judge and classifier rewards, the baselines (IFD, 
 student's training and export, and the benchmarks. `spec` is any object with the fields `model` (hub id,
 folder or `pkg:` alias), `revision`, `trust_remote_code`, `chat_template`, `dtype`, and optionally
 `model_kwargs` and `allow_pickle_weights` (absent means False): RewardSpec, GeneratorSpec, `ModelSource`. Weights in pickle files
-(`pytorch_model.bin`) can run code when loaded, so they are refused unless the config allows them.
+(`pytorch_model.bin`) can run code when loaded, so they are refused unless the config allows them
+(`crowdselect.runtime.weights`).
 This module knows nothing of Ray, rows or scores; torch and transformers are imported when first needed.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,11 +28,9 @@ from crowdselect.core.config import ConfigError
 from crowdselect.core.secrets import scrub_secrets
 from crowdselect.reward.tokens import length_batches
 from crowdselect.runtime.models import resolve_model
+from crowdselect.runtime.weights import check_weights
 
 log = logging.getLogger(__name__)
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
 
 @dataclass
 class ModelSource:
@@ -63,23 +61,6 @@ def pick_dtype(name: str, device: str) -> Any:
     if name == "auto":
         return torch.bfloat16 if device == "cuda" else torch.float32
     return getattr(torch, {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(name, name))
-
-
-def check_weights(path: str, allow_pickle: bool) -> None:
-    """Refuse a local model folder whose only weights are pickle files, unless `allow_pickle`.
-
-    A hub id is checked by transformers itself (`use_safetensors=True` makes it fail without safetensors).
-    """
-    if allow_pickle or not os.path.isdir(path):
-        return
-    names = os.listdir(path)
-    if any(n.endswith(".safetensors") for n in names):
-        return
-    pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
-    if pickles:
-        raise ConfigError(
-            f"model {path}: holds only pickle weights ({', '.join(pickles[:3])}), which can run code when "
-            "loaded; convert them to safetensors, or set allow_pickle_weights: true for a source you trust")
 
 
 def load_tokenizer(spec: Any, padding_side: str | None = None) -> Any:

@@ -17,6 +17,7 @@ from crowdselect.core.paths import check_inputs, check_out_dir
 from crowdselect.crowd.config import InputConfig
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.runtime.weights import check_weights
 from crowdselect.select.metrics import has_sized_families, one_size_families
 
 STRATEGIES = (
@@ -49,6 +50,7 @@ class EmbedderConfig:
     num_gpus: float = 0.0  # per actor; > 0 puts the model on CUDA
     num_cpus: float = 1.0
     trust_remote_code: bool = False
+    allow_pickle_weights: bool = False  # also load pytorch_model.bin (pickle can run code); else safetensors only
 
     def validate(self) -> None:
         _at_least(self, 1, "batch_size", "max_length", "concurrency")
@@ -166,6 +168,19 @@ def check_paths(cfg: SelectConfig) -> None:
         raise UserError("no output directory: give --out DIR or out: in the config")
     check_out_dir(cfg.out)
     check_inputs(cfg.input.path)
+    if cfg.selection.cluster and cfg.selection.clusters > 1:
+        check_embedder_weights(cfg.embedder)
+
+
+def check_embedder_weights(e: EmbedderConfig) -> None:
+    """A local embedder folder holding only pickle weights is refused before Ray starts (the actor that
+    loads it refuses too: `crowdselect.select.embed`). `pkg:` models ship as safetensors."""
+    if e.model.startswith("pkg:"):
+        return
+    try:
+        check_weights(e.model, e.allow_pickle_weights)
+    except ConfigError as err:
+        raise ConfigError(f"embedder.model: {err}") from None
 
 
 # CLI flag -> config key. Every flag of `crowdselect select` is a config key.

@@ -2,7 +2,9 @@
 
 sentence-transformers models (a folder with modules.json) run through SentenceTransformer; any other HF
 encoder through AutoModel with masked mean pooling. Output rows are L2-normalised float32 (n, d).
-CPU by default; `device="cuda"` when the stage is given GPUs. Remote code only when the config asks.
+CPU by default; `device="cuda"` when the stage is given GPUs. Remote code only when the config asks; weights
+as safetensors only unless `allow_pickle_weights` (pickle files can run code when loaded), the rule of
+`crowdselect.runtime.causal_lm.check_weights`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from crowdselect.core import columns as C
 from crowdselect.runtime.models import resolve_model
+from crowdselect.runtime.weights import check_weights
 
 
 def _is_sentence_transformers(path: str) -> bool:
@@ -23,8 +26,10 @@ class Embedder:
     """Callable stage: batch[instruction] (n,) -> batch[embedding] (n, d) float32, unit norm."""
 
     def __init__(self, model: str, kind: str = "auto", batch_size: int = 64, max_length: int = 256,
-                 device: str = "cpu", trust_remote_code: bool = False):
+                 device: str = "cpu", trust_remote_code: bool = False, allow_pickle_weights: bool = False):
         self.path = resolve_model(model)
+        check_weights(self.path, allow_pickle_weights)
+        safetensors_only = None if allow_pickle_weights else True  # a hub id without safetensors fails to load
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = device
@@ -32,14 +37,16 @@ class Embedder:
         if use_st:
             from sentence_transformers import SentenceTransformer
 
-            self.st = SentenceTransformer(self.path, device=device, trust_remote_code=trust_remote_code)
+            self.st = SentenceTransformer(self.path, device=device, trust_remote_code=trust_remote_code,
+                                          model_kwargs={"use_safetensors": safetensors_only})
             self.st.max_seq_length = max_length
         else:
             from transformers import AutoModel, AutoTokenizer
 
             self.st = None
             self.tok = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
-            self.model = AutoModel.from_pretrained(self.path, trust_remote_code=trust_remote_code).to(device).eval()
+            self.model = AutoModel.from_pretrained(self.path, trust_remote_code=trust_remote_code,
+                                                   use_safetensors=safetensors_only).to(device).eval()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """(n,) texts -> (n, d) float32 unit vectors."""

@@ -37,7 +37,7 @@ from crowdselect.core.config import to_dict
 from crowdselect.core.errors import UserError
 from crowdselect.core.paths import OutDirLock, remove_outputs
 from crowdselect.core.records import FILE, LINE, list_data_files
-from crowdselect.core.rejects import REJECTS_FILE, Reject, write_rejects
+from crowdselect.core.rejects import REJECTS_FILE, Reject, reason_line, write_rejects
 from crowdselect.crowd.blocks import N_ROWS
 from crowdselect.crowd.parse import MISSING
 from crowdselect.crowd.read import CROWD_SUFFIXES, accepted, read_crowd, rejected
@@ -195,7 +195,7 @@ def handle_rejects(rows: ray.data.Dataset, file_order: dict[str, int], mode: str
     bad.sort(key=lambda r: (file_order.get(r[FILE], 0), r[LINE]))
     if mode == "fail":
         for r in bad[:MAX_PRINTED_PROBLEMS]:
-            print(f"{r[C.SOURCE]}: {r[C.ERROR]}", file=sys.stderr)
+            print(reason_line(r[C.SOURCE], r[C.ERROR]), file=sys.stderr)
         if len(bad) > MAX_PRINTED_PROBLEMS:
             print(f"... and {len(bad) - MAX_PRINTED_PROBLEMS} more problems", file=sys.stderr)
         raise UserError(f"{len(bad)} bad input row(s); fix them, or rerun with --on-bad-rows quarantine "
@@ -226,7 +226,8 @@ def embed(ds: ray.data.Dataset, cfg: SelectConfig, local: bool = False) -> ray.d
         Embedder, batch_format="numpy", batch_size=None if local else e.batch_size * 4,
         fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": e.batch_size,
                                "max_length": e.max_length, "device": "cuda" if e.num_gpus > 0 else "cpu",
-                               "trust_remote_code": e.trust_remote_code},
+                               "trust_remote_code": e.trust_remote_code,
+                               "allow_pickle_weights": e.allow_pickle_weights},
         compute=ray.data.ActorPoolStrategy(size=e.concurrency), **for_spec(e).remote_options()).materialize()
 
 

@@ -13,6 +13,7 @@ import math
 
 from crowdselect.core import columns as C
 from crowdselect.core import jsonout, storage
+from crowdselect.core.secrets import scrub_config
 
 
 def _num(x):
@@ -64,4 +65,5 @@ def write_selected(out: str, records: list[dict], llamafactory_format: str = "al
 
 
 def write_json(uri: str, obj: dict) -> None:
-    storage.write_text(uri, jsonout.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """run.json: the record, scrubbed of credentials (`scrub_config`), as strict JSON."""
+    storage.write_text(uri, jsonout.dumps(scrub_config(obj), indent=2, sort_keys=False) + "\n")

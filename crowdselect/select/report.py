@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from crowdselect.core import columns as C
 from crowdselect.core import storage
+from crowdselect.core.text import printable, show
 from crowdselect.report.figures import png_bytes, pyplot
 from crowdselect.select.config import SelectConfig
 
@@ -175,11 +176,12 @@ def _example_lines(f: SummaryFacts) -> list[str]:
     lines = []
     for i, r in enumerate(f.chosen[:EXAMPLES], start=1):
         reward = r.get(C.BEST_REWARD)
-        lines += ["", f"--- selected example {i} of {len(f.chosen)}: id {r[C.ID]}, cluster {r.get(C.CLUSTER)}, "
-                  f"score {r.get(C.SCORE, float('nan')):.4g}; best answer by {r.get(C.BEST_MODEL)} "
+        lines += ["", f"--- selected example {i} of {len(f.chosen)}: id {show(r[C.ID], 200, layout=False)}, "
+                  f"cluster {r.get(C.CLUSTER)}, score {r.get(C.SCORE, float('nan')):.4g}; best answer by "
+                  f"{printable(r.get(C.BEST_MODEL), layout=False)} "
                   f"(reward {float('nan') if reward is None else reward:.4g})",
-                  "[instruction]", str(r.get(C.INSTRUCTION, "")).rstrip(),
-                  "[answer]", str(r.get(C.BEST_RESPONSE, "")).rstrip()]
+                  "[instruction]", show(str(r.get(C.INSTRUCTION, "")).rstrip()),
+                  "[answer]", show(str(r.get(C.BEST_RESPONSE, "")).rstrip())]
     return lines
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crowdselect.core import columns as C
+from crowdselect.core.blank import is_blank
 from crowdselect.core.errors import UserError
 from crowdselect.core.rejects import BadRecord, Reject
-from crowdselect.core.text import is_blank
 
 if TYPE_CHECKING:
     from crowdselect.core.records import Listing

@@ -29,8 +29,9 @@ from crowdselect.core import jsonout, storage
 from crowdselect.core.config import ConfigError, to_dict
 from crowdselect.core.paths import check_out_dir
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
+from crowdselect.core.secrets import scrub_config
 from crowdselect.runtime.models import resolve_model
-from crowdselect.runtime.ray_setup import ensure_ray
+from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.train.config import TrainConfig, load_train_config
 from crowdselect.train.export import export_model
 from crowdselect.train.launch import build_trainer, storage_path
@@ -70,7 +71,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
                                      and storage.absolute(cfg.checkpoint.resume_from)))
     model_path = student_path(cfg)
     storage.makedirs(cfg.out)
-    storage.write_text(storage.join(cfg.out, "train_config.yaml"), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    storage.write_text(storage.join(cfg.out, "train_config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     prepared = prepare(cfg, model_path)
     if prepared.bad:
         write_rejects(prepared.bad, storage.join(cfg.out, REJECTS_FILE))
@@ -85,6 +86,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     print(f"[train] {report['rows_used']}/{report['rows_read']} rows used ({report['rows_rejected']} rejected), "
           f"{report['tokens']} tokens; {steps['steps']} optimizer steps", flush=True)
     ensure_ray(cfg.ray.address, _local_cpus(cfg), cfg.ray.temp_dir)
+    configure_data(preserve_order=True)  # as select and run: Ray Data's INFO lines only with --verbose
     result = build_trainer(cfg, prepared.rows, steps, model_path, prepared.pad_id).fit()
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")

@@ -118,3 +118,15 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
     with OutDirLock(str(tmp_path)) as lock:
         assert f'"pid": {os.getpid()}' in lock.path.read_text()
     assert not (tmp_path / ".crowdselect.lock").exists()  # released on exit
+
+
+def test_pickle_only_embedder_folder_exits_2_before_ray(tmp_path):
+    (tmp_path / "emb").mkdir()
+    (tmp_path / "emb" / "config.json").write_text("{}")
+    (tmp_path / "emb" / "pytorch_model.bin").write_bytes(b"not loaded")
+    for executor in ("ray", "local"):
+        code, err, _, ray_started = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL),
+                                        "--out", str(tmp_path / "out"), "--executor", executor,
+                                        "--embedder", str(tmp_path / "emb"))
+        assert code == 2 and "embedder.model: model" in err and "holds only pickle weights" in err, err
+        assert "Traceback" not in err and not ray_started

@@ -90,3 +90,28 @@ def test_written_judgments_pairwise_and_proxy_end_to_end(ray_local, tmp_path, ca
     assert summary["proxy"]["answered"] == 2 and summary["proxy"]["label"].startswith("proxy")
     report = (out / "report.md").read_text()
     assert "unparseable" in report and "PROXY" in report and "Pairwise against" in report
+
+
+@pytest.mark.slow
+def test_eval_hides_ray_info_lines_without_verbose(tmp_path):
+    """Piped, as in CI: without --verbose none of Ray Data's INFO lines (execution plans, progress blocks)
+    reach the output, as for select and run; the tool's own result line does. A process of its own, since
+    log levels are per process."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    path = write_config(tmp_path, turns=1, limit=1, rating="logprob", ray="{num_cpus: 2}")
+    root = Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory(prefix="rcs-", dir="/tmp") as ray_tmp:  # Ray's socket paths must be short
+        env = {**os.environ, "CROWDSELECT_RAY_TMP": ray_tmp, "PYTHONPATH": str(root)}
+        env.pop("RAY_ADDRESS", None)
+        r = subprocess.run([sys.executable, "-m", "crowdselect.cli", "eval", path, "--out", str(tmp_path / "o"),
+                            "model.max_new_tokens=4"], capture_output=True, text=True, env=env, timeout=400)
+    output = r.stdout + r.stderr
+    assert r.returncode == 0, output[-3000:]
+    assert "MT-bench mean" in r.stdout
+    info = [line for line in output.splitlines() if "\tINFO " in line or " INFO " in line]
+    assert not info, info[:5]

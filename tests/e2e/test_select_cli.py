@@ -258,3 +258,18 @@ def test_missing_answers_are_counted_never_best_and_infinite_rewards_rejected(ra
     assert run["counts"]["missing_answers"] == {"null_response": 1, "empty_response": 1, "null_reward": 1}
     assert run["counts"]["input_rows"] == 8 and run["counts"]["rejected_rows"] == 3
     assert "3 missing answer(s)" in (tmp_path / "o" / "summary.txt").read_text()
+
+
+def test_run_json_holds_no_credential_from_the_config(tmp_path, capsys):
+    """A key in a generator's base_url userinfo or in a credential-named engine_kwargs entry is *** in run.json."""
+    key = "tok3n-Private-9f2e7c"
+    crowd = tmp_path / "crowd.yaml"
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    crowd.write_text((examples / "crowd.yaml").read_text().replace(
+        "size_b: 0.5}", f"size_b: 0.5, base_url: 'https://me:{key}@api.example/v1', engine_kwargs: {{token: {key}}}}}"))
+    out = tmp_path / "o"
+    assert main(["select", "--config", str(crowd), "--input", str(examples / "crowd.jsonl"), "--out", str(out),
+                 "--k", "4", "--no-cluster", "--executor", "local"]) == 0
+    text = (out / "run.json").read_text()
+    assert key not in text and "https://***@api.example/v1" in text
+    assert key not in capsys.readouterr().err

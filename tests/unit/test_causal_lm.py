@@ -60,3 +60,28 @@ def test_failing_row_costs_only_itself_and_its_error_is_scrubbed():
     assert results == [1, None, 3, 2]
     assert errors[1] == "judge: RuntimeError: server said: Authorization: Bearer ***"
     assert errors[0] is errors[2] is errors[3] is None
+
+
+def test_vllm_load_format_override_cannot_undo_the_rule(tmp_path):
+    """engine_kwargs.load_format 'pt' / 'auto' (pickle) is refused unless allow_pickle_weights, for a
+    generator, a reward model and the eval's model alike."""
+    from crowdselect.eval.config import load_eval_config
+    from crowdselect.pipeline.config import load_run_config
+
+    run = tmp_path / "run.yaml"
+    run.write_text("out: o\npool: {path: pool.jsonl}\ngenerators:\n"
+                   "  - {name: a, family: f, size_b: 1, model: m1, engine_kwargs: {load_format: pt}}\n"
+                   "  - {name: b, family: f, size_b: 2, model: m2}\n"
+                   "rewards:\n  - {name: j, model: j, kind: judge, backend: vllm, engine_kwargs: {load_format: auto}}\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: generators\[0\].engine_kwargs.load_format: 'pt' may load pickle"):
+        load_run_config(str(run), None, [])
+    with pytest.raises(ConfigError, match=r"rewards\[0\].engine_kwargs.load_format: 'auto' may load pickle"):
+        load_run_config(str(run), None, ["generators[0].allow_pickle_weights=true"])
+    cfg = load_run_config(str(run), None, ["generators[0].allow_pickle_weights=true",
+                                           "rewards[0].engine_kwargs.load_format=safetensors"])
+    assert cfg.generators[0].engine_kwargs == {"load_format": "pt"}
+    ev = tmp_path / "eval.yaml"
+    ev.write_text("model: {model: m, backend: vllm, engine_kwargs: {load_format: npcache}}\n"
+                  "judge: {name: j, model: j, kind: judge}\nout: o\n")
+    with pytest.raises(ConfigError, match=r"eval.yaml: model.engine_kwargs.load_format: 'npcache' may load pickle"):
+        load_eval_config(str(ev))

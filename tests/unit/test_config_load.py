@@ -89,3 +89,56 @@ def test_a_string_stays_a_string_where_a_list_or_string_is_allowed(tmp_path):
     assert cfg.lora.target_modules == "all-linear"
     assert load_train_config(None, "o", ["data.path=x", "lora.target_modules=[q_proj]"]).lora.target_modules == [
         "q_proj"]
+
+
+BOMB = """      a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+      b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+      c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+      d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+      e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+      f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+      g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+      h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+      i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_yaml_alias_bomb_is_refused_naming_the_file(tmp_path):
+    """A 'billion laughs' in engine_kwargs (9^9 values once expanded, ~500 bytes): exit 2 in seconds. Run in a
+    child with a 3 GB address-space cap and a timeout, so a regression fails here instead of eating the machine."""
+    import resource
+    import subprocess
+    import sys
+
+    gen_a = "  - {name: a, family: f, size_b: 1, model: m1}\n"
+    bomb = "  - name: a\n    family: f\n    size_b: 1\n    model: m1\n    engine_kwargs:\n" + BOMB
+    path = write(tmp_path, RUN.replace(gen_a, bomb).replace("out: from-file", f"out: {tmp_path / 'o'}"), "run.yaml")
+
+    (tmp_path / "pool.jsonl").write_text('{"instruction": "hi"}\n')  # a run that would go on to write config.yaml
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    r = subprocess.run([sys.executable, "-m", "crowdselect.cli", "run", path], capture_output=True, text=True,
+                       timeout=60, preexec_fn=cap, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert f"{path}: its aliases (*name) expand to more than 100,000 values" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_yaml_alias_cycle_and_python_tags_are_refused(tmp_path):
+    from crowdselect.core.config import load_yaml
+
+    path = write(tmp_path, "a: &x [1, *x]\n")
+    with pytest.raises(ConfigError, match=r"crowd.yaml: an alias \(\*name\) is used inside its own anchor"):
+        load_yaml(path)
+    marker = tmp_path / "ran"
+    path = write(tmp_path, f"out: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError, match=r"crowd.yaml: not valid YAML: could not determine a constructor"):
+        load_yaml(path)
+    assert not marker.exists()
+    path = write(tmp_path, "a: " + "[" * 1000 + "]" * 1000 + "\n")
+    with pytest.raises(ConfigError, match=r"crowd.yaml: nested too deeply"):
+        load_yaml(path)
+    path = write(tmp_path, "shared: &s {temperature: 0.7}\nx: *s\ny: *s\n")  # a few aliases are fine
+    assert load_yaml(path)["y"] == {"temperature": 0.7}

@@ -100,7 +100,7 @@ def test_hf_datasets_save_to_disk_folder(tmp_path):
 
 
 def test_an_instruction_of_invisible_characters_is_empty(tmp_path):
-    """The rule of every reader (crowdselect.core.text): zero-width and format characters are blank."""
+    """The rule of every reader (crowdselect.core.blank): zero-width and format characters are blank."""
     path = write_jsonl(tmp_path / "p.jsonl", [{"instruction": "\u200b \ufeff\u2060"}, {"instruction": "\u200bok"}])
     got = read_pool([path], fmt="auto")
     assert [r[C.INSTRUCTION] for r in got.rows] == ["\u200bok"]

@@ -204,7 +204,7 @@ def test_mtbench_bad_files_name_file_and_line(tmp_path):
     with pytest.raises(Exception, match=r"q.jsonl:2: not valid JSON"):
         mtbench.load_questions(str(bad))
     bad.write_text('{"question_id": 1, "turns": []}\n')
-    with pytest.raises(Exception, match=r"q.jsonl: question 1: needs question_id"):
+    with pytest.raises(Exception, match=r"q.jsonl:1: question 1: `turns` must be a non-empty list"):
         mtbench.load_questions(str(bad))
     with pytest.raises(Exception, match="no question of category 'poetry'"):
         mtbench.load_questions(categories=["poetry"])

@@ -59,3 +59,19 @@ def test_moments_block_skips_nan():
     m = Moments.of(2, 4.0, 10.0)
     assert (m.n, m.mean, m.std) == (2, 2.0, 1.0)
     assert Moments.of(0, 0.0, 0.0).n == 0
+
+
+def test_examples_neutralise_control_characters_and_clip_huge_text():
+    """An instruction holding ANSI CSI/OSC sequences and a 50,000-character answer: the summary shows the
+    escapes as text (no ESC, BEL or CR reaches the terminal) and at most DISPLAY_LIMIT characters of each."""
+    from crowdselect.core.text import DISPLAY_LIMIT
+
+    evil = "clear\x1b[2J\x1b]0;pwned\x07 done\rX\u202eabc\nnext\tline"
+    chosen = [dict(facts().chosen[0], **{C.ID: "id\x1b[31m", C.INSTRUCTION: evil,
+                                         C.BEST_RESPONSE: "y" * 50_000})]
+    text = summary_text(facts(chosen=chosen))
+    assert not any(c in text for c in "\x1b\x07\r\u202e")
+    assert "clear\\x1b[2J\\x1b]0;pwned\\x07 done\\x0dX\\u202eabc\nnext\tline" in text  # layout kept
+    assert "id id\\x1b[31m," in text
+    assert "y" * DISPLAY_LIMIT + f"… ({50_000 - DISPLAY_LIMIT:,} more characters)" in text
+    assert "y" * (DISPLAY_LIMIT + 1) not in text
