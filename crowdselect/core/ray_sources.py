@@ -23,30 +23,36 @@ from crowdselect.core.records import (
     TEXT,
     decode_line,
     display_path,
-    iter_lines,
+    iter_rows,
+    stream_compression,
 )
 
 
 class JsonLinesSource(FileBasedDatasource):
-    """JSON lines (optionally compressed) streamed in blocks of `lines_per_block` lines: `_file`, `_line`,
-    `_text` (the raw line; null when it cannot be read) and `_error` (null, or the reason). Memory per read
-    task is bounded by the block size. Reading errors never escape the task: they become `_error` rows."""
+    """JSON lines or a `.json` list (optionally compressed) streamed in blocks of `lines_per_block` rows:
+    `_file`, `_line`, `_text` (the raw line; null when it cannot be read) and `_error` (null, or the reason).
+    Memory per read task is bounded by the block size (a `.json` list is read whole). Reading errors never
+    escape the task: they become `_error` rows."""
 
     _FILE_EXTENSIONS = list(JSON_EXTENSIONS)
 
-    def __init__(self, paths, lines_per_block: int = 4096, **kwargs):
+    def __init__(self, paths: list[str], lines_per_block: int = 4096, **kwargs):
         super().__init__(paths, **kwargs)
         self.lines_per_block = lines_per_block
+
+    def resolve_compression(self, path: str, open_args: dict) -> str | None:
+        return stream_compression(path)  # gzip and bz2 are decompressed by the reader, to the last good byte
 
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
         return json_line_blocks(f, path, self.lines_per_block)
 
 
 def json_line_blocks(f, path: str, lines_per_block: int) -> Iterator[pa.Table]:
-    """Blocks of `_file`, `_line`, `_text`, `_error` from a binary stream of JSON lines (decompressed)."""
+    """Blocks of `_file`, `_line`, `_text`, `_error` from a stream opened with `stream_compression(path)`
+    (rows as `iter_rows` gives them: lines, or the elements of a `.json` list)."""
     name = display_path(path)
     numbers, texts, errors = [], [], []
-    for lineno, raw, error in iter_lines(f):
+    for lineno, raw, error in iter_rows(f, path):
         text = None
         if raw is not None:
             text, error = decode_line(raw)
@@ -71,7 +77,7 @@ class ParquetRowsSource(FileBasedDatasource):
 
     _FILE_EXTENSIONS = list(PARQUET_EXTENSIONS)
 
-    def __init__(self, paths, lines_per_block: int = 4096, **kwargs):
+    def __init__(self, paths: list[str], lines_per_block: int = 4096, **kwargs):
         super().__init__(paths, **kwargs)
         self.lines_per_block = lines_per_block
 
