@@ -69,6 +69,19 @@ def test_a_bad_flag_is_blamed_on_the_flag(tmp_path):
     assert code == 2 and "crowdselect: error: --k: must be >= 1, got -5" in err and not ray_started
 
 
+def test_a_ray_address_where_nothing_listens_exits_3_in_seconds(tmp_path):
+    """ray.init would retry such an address for about 14 minutes; the CLI probes it and says so in one line."""
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, err, seconds, _ = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL), "--out",
+                                str(tmp_path / "o"), "--executor", "ray", "--ray-address", f"127.0.0.1:{port}")
+    assert code == 3 and "Traceback" not in err, err[-2000:]
+    assert f"crowdselect: error: could not join Ray at 127.0.0.1:{port} (tried twice): nothing answers at " \
+           f"127.0.0.1:{port} (Connection refused)" in err
+    assert seconds < 60
+
+
 def test_a_second_run_into_a_folder_in_use_refuses(tmp_path):
     """A live run (another process holding DIR's lock) makes a second run into DIR exit 2 before any work."""
     out = tmp_path / "out"
