@@ -1,7 +1,7 @@
 """One reader for every input file: listing and line/row iteration with FILE:LINE (Ray Data sources in
 `core/ray_sources.py`, rejects in `core/rejects.py`).
 
-Listing (`list_data_files`): files, folders (recursive), local globs and s3:// gs:// URIs (folders, files,
+Listing (`list_data_files`): files, folders (recursive), local globs and s3:// gs:// hf:// URIs (folders, files,
 globs in the last path part). Inside a folder or a glob only data files are read: `.jsonl .json .ndjson
 .txt .parquet .arrow`, the line formats also compressed (`.gz .zst .bz2`); the caller narrows the suffixes
 (a crowd has no `.txt`). Other files (NOTES.md, plot.png, HF `dataset_info.json`/`state.json`) are skipped

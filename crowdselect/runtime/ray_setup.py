@@ -98,7 +98,7 @@ def probe_address(target: str) -> None:
 
 def _forwarded_env() -> dict[str, str]:
     """Env vars every Ray worker needs to see as the driver does (offline hub, caches). No secrets."""
-    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CROWDSELECT_CACHE", "VLLM_CPU_KVCACHE_SPACE",
+    keys = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "TRANSFORMERS_OFFLINE", "CROWDSELECT_CACHE", "VLLM_CPU_KVCACHE_SPACE",
             "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM", "HF_HOME", "AWS_ENDPOINT_URL",
             "AWS_DEFAULT_REGION", "RAY_DATA_DISABLE_PROGRESS_BARS", "TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")
     return {k: os.environ[k] for k in keys if k in os.environ}

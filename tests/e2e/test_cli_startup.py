@@ -42,6 +42,16 @@ def test_missing_input_is_reported_fast_without_starting_ray(tmp_path):
     assert seconds < 30
 
 
+def test_an_hf_input_offline_is_one_line_before_ray_starts(tmp_path):
+    """HF_HUB_OFFLINE=1 (tests/conftest.py), as on a machine without a network: the real HfFileSystem refuses."""
+    uri = "hf://datasets/Magpie-Align/Magpie-100K-Generator-Zoo/data"
+    code, err, seconds, ray_started = cli(tmp_path, "select", "--config", str(CROWD), "--input", uri, "--out",
+                                          str(tmp_path / "o"), "--executor", "ray")
+    assert code == 2 and "Traceback" not in err and not ray_started, err[-2000:]
+    assert f"crowdselect: error: --input {uri}: cannot reach the Hugging Face Hub (offline?): " in err
+    assert len(err.strip().splitlines()) == 1 and seconds < 30
+
+
 def test_out_naming_a_file_exits_2(tmp_path):
     target = tmp_path / "a-file"
     target.write_text("keep me")

@@ -13,8 +13,8 @@ import ray
 
 from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
 from crowdselect.core.records import ERROR, FILE, LINE, TEXT
-from crowdselect.crowd.config import InputConfig
 from crowdselect.crowd import synthetic
+from crowdselect.crowd.config import InputConfig
 from crowdselect.crowd.read import accepted, read_crowd, rejected
 from crowdselect.generate.spec import GeneratorSpec
 
