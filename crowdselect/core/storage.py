@@ -175,10 +175,11 @@ class _HubHandler(pafs.FSSpecHandler):
         return self.open_input_stream(path)  # HfFileSystem files are seekable: random access for Parquet
 
 
-def _hub_filesystem() -> pafs.FileSystem:
+def _hub_filesystem(endpoint: str | None = None) -> pafs.FileSystem:
+    """HfFileSystem (HF_ENDPOINT read now, not at huggingface_hub's import) wrapped for pyarrow."""
     from huggingface_hub import HfFileSystem
 
-    return pafs.PyFileSystem(_HubHandler(HfFileSystem()))
+    return pafs.PyFileSystem(_HubHandler(HfFileSystem(endpoint=endpoint)))
 
 
 def _endpoint_env() -> tuple[str | None, ...]:
@@ -191,7 +192,7 @@ def _endpoint_env() -> tuple[str | None, ...]:
 @lru_cache(maxsize=64)
 def _remote_filesystem(kind: str, bucket: str, env: tuple[str | None, ...]) -> pafs.FileSystem:
     if kind == "hf":
-        return _hub_filesystem()
+        return _hub_filesystem(env[4])
     if kind == "s3" and env[0]:
         scheme_, host = _split_endpoint(env[0])
         return pafs.S3FileSystem(endpoint_override=host, scheme=scheme_,
