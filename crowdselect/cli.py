@@ -28,7 +28,7 @@ from crowdselect.select.config import STRATEGIES
 def _select_parser(sub) -> None:
     p = sub.add_parser("select", parents=[COMMON], help="select a subset from a precomputed crowd (instructions x answers x rewards)")
     p.add_argument("--config", help="crowd YAML: generators (name, family, size_b) and any other settings")
-    p.add_argument("--input", nargs="+", help="pool files, directories, globs or s3:// gs:// URIs")
+    p.add_argument("--input", nargs="+", help="pool files, directories, globs or s3:// gs:// hf://datasets/ URIs")
     p.add_argument("--format", choices=["auto", "canonical", "long", "wide"])
     p.add_argument("--k", type=int, help="rows to select (default 1000)")
     p.add_argument("--clusters", type=int, help="k-means clusters for the equal quota (default 10)")

@@ -17,9 +17,12 @@ from __future__ import annotations
 import glob
 import json
 import os
+import posixpath
 import socket
 import time
 from pathlib import Path
+
+import pyarrow.fs as pafs
 
 from crowdselect.core import storage
 from crowdselect.core.errors import UserError
@@ -28,10 +31,14 @@ LOCK_NAME = ".crowdselect.lock"
 
 
 def check_inputs(paths: list[str], flag: str = "--input") -> None:
-    """Every local path exists (a glob matches a file); remote URIs are left to the reader."""
+    """Every local path exists (a glob matches a file), an hf:// path names a dataset that answers; s3:// and
+    gs:// URIs are left to the reader."""
     if not paths:
         raise UserError(f"no input: give {flag} PATH or its config key")
     for p in paths:
+        if storage.scheme(p) == "hf":
+            _check_hub_path(p, flag)
+            continue
         if storage.is_remote(p):
             continue
         if any(ch in p for ch in "*?["):
@@ -41,12 +48,32 @@ def check_inputs(paths: list[str], flag: str = "--input") -> None:
             raise UserError(f"{flag} {p}: no such file or directory")
 
 
+def _check_hub_path(uri: str, flag: str) -> None:
+    """An hf:// path has the dataset form and its repository answers (one request; offline: at once)."""
+    try:
+        storage.parse_hf_uri(uri)
+    except ValueError as e:
+        raise UserError(f"{flag} {e}") from None
+    fs, inner = storage.filesystem(uri)
+    if any(ch in inner for ch in "*?["):  # a glob: its folder must exist
+        inner = posixpath.dirname(inner[:min(inner.find(ch) for ch in "*?[" if ch in inner)])
+    try:
+        found = fs.get_file_info(inner)
+    except OSError as e:  # storage.HubError: offline, no network, refused
+        raise UserError(f"{flag} {uri}: {e}") from None
+    if found.type == pafs.FileType.NotFound:
+        raise UserError(f"{flag} {uri}: no such file or directory on the Hugging Face Hub (a private or gated "
+                        "dataset needs HF_TOKEN)")
+
+
 def check_out_dir(out: str, flag: str = "--out") -> None:
     """`out` must be a folder or a path a folder can be created at; checked without creating anything.
 
     Refused: an existing file, a symbolic link (at `out` or above it) to nothing, the filesystem root (a
     run removes the outputs it owns in DIR: a root is nobody's run folder), a path under a file, a folder
     that cannot be written."""
+    if storage.scheme(out) == "hf":
+        raise UserError(f"{flag} {out}: hf:// paths are read-only inputs; write to a local folder, s3:// or gs://")
     if storage.is_remote(out):
         return
     p = Path(out)

@@ -1,7 +1,7 @@
 """One reader for every input file: listing and line/row iteration with FILE:LINE (Ray Data sources in
 `core/ray_sources.py`, rejects in `core/rejects.py`).
 
-Listing (`list_data_files`): files, folders (recursive), local globs and s3:// gs:// URIs (folders, files,
+Listing (`list_data_files`): files, folders (recursive), local globs and s3:// gs:// hf:// URIs (folders, files,
 globs in the last path part). Inside a folder or a glob only data files are read: `.jsonl .json .ndjson
 .txt .parquet .arrow`, the line formats also compressed (`.gz .zst .bz2`); the caller narrows the suffixes
 (a crowd has no `.txt`). Other files (NOTES.md, plot.png, HF `dataset_info.json`/`state.json`) are skipped
@@ -10,25 +10,30 @@ and listed in `Listing.skipped` for the caller to report; hidden and `_`-prefixe
 when the suffix is unknown (`data.out`, `rows.log`): the user chose it. An empty (0-byte) file stops the
 read with `FILE: file is empty` — it is almost always a failed export, never data.
 
-Rows (`iter_records` on the driver, `JsonLinesSource`/`ParquetRowsSource` on Ray Data) carry their 1-based
-line: the line of a JSONL/TXT file, the element of a `.json` list, the row of a Parquet/Arrow file. Blank
-lines are not rows. Nothing is changed silently: a line with invalid UTF-8 is a row error "invalid UTF-8
-at byte N" (N 1-based within the line); a file that cannot be read on (truncated or corrupt gzip, broken
-Parquet) gives one row error at the line where reading stopped, after the rows before it. Callers turn row
+Rows (`iter_records` on the driver, `JsonLinesSource`/`ParquetRowsSource` on Ray Data, both through
+`iter_rows`) carry their 1-based line: the line of a JSONL/TXT file, the element of a `.json` file that
+holds one JSON list (the element's index, not its text line: a pretty-printed list spans many lines), the
+row of a Parquet/Arrow file. Blank lines are not rows; a UTF-8 byte-order mark opening a file is not text.
+Nothing is changed silently: a line with invalid UTF-8 is a row error "invalid UTF-8 at byte N" (N 1-based
+within the line), a line that is not JSON "not valid JSON (REASON at column N)", or "(nested too deeply)"
+past Python's recursion limit; a file that cannot be read on (truncated or corrupt gzip/bz2/zstd, broken
+Parquet) gives one row error at the line after the last complete one, after every row before it. Callers turn row
 errors into `Reject`s: with policy `fail` they stop with `FILE:LINE: reason` (exit 2), with `quarantine`
 they go to `rejected.jsonl` as `{source, reason, raw}` — the one rejects format of every command.
 """
 
 from __future__ import annotations
 
+import bz2
 import fnmatch
 import glob
-import io
 import json
 import os
 import posixpath
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import pyarrow as pa
@@ -52,6 +57,10 @@ METADATA_FILES = ("dataset_info.json", "state.json")  # written by HF `save_to_d
 JSON_EXTENSIONS = ("jsonl", "json", "ndjson", "jsonl.gz", "json.gz", "jsonl.zst", "jsonl.bz2")
 PARQUET_EXTENSIONS = ("parquet",)
 READ_ERRORS = (OSError, pa.ArrowException, EOFError)
+JSON_ERRORS = (json.JSONDecodeError, RecursionError)  # RecursionError: a value nested ~1000 levels deep
+DECOMPRESSORS = {"gzip": lambda: zlib.decompressobj(wbits=31), "bz2": bz2.BZ2Decompressor}
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark (Windows tools write it)
+CHUNK_BYTES = 1 << 16
 
 
 # ---------------------------------------------------------------- listing
@@ -103,7 +112,10 @@ def list_data_files(paths: list[str], suffixes: tuple[str, ...] = DATA_SUFFIXES,
     without data files, or an empty file."""
     listing = Listing([])
     for p in paths:
-        found = _expand(p, suffixes, what, listing.skipped)
+        try:
+            found = _expand(p, suffixes, what, listing.skipped)
+        except OSError as e:  # a Hub or bucket that cannot be reached, a folder that cannot be listed
+            raise UserError(f"{p}: {' '.join(str(e).split())}") from None
         new = [(f, size) for f, size in found if f not in listing.files]
         listing.files += [f for f, _ in new]
         listing.bytes += sum(size or 0 for _, size in new)
@@ -162,19 +174,71 @@ def split_by_kind(files: list[str]) -> tuple[list[str], list[str]]:
 # ---------------------------------------------------------------- lines and records
 
 
-def iter_lines(stream: Any, chunk_bytes: int = 1 << 18) -> Iterator[tuple[int, bytes | None, str | None]]:
-    """(line number, raw bytes, None) per non-blank line of a binary stream; when the stream fails
-    (corrupt or truncated compression) one last (line, None, reason) for the line where it stopped.
-    Chunks are small so that a failing read loses little: what a failed read decompressed is gone."""
+def stream_compression(path: str) -> str | None:
+    """The compression a filesystem stream of `path` should undo itself: None for gzip and bz2, which
+    `iter_chunks` decompresses (keeping every byte before a fault), "zstd" for Arrow's decoder."""
+    codec = compression_of(path)
+    return None if codec in DECOMPRESSORS else codec
+
+
+def iter_chunks(stream: Any, path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Decompressed bytes of a stream opened with `stream_compression(path)`. A truncated gzip/bz2 file
+    raises EOFError("Truncated compressed stream") after every byte that decompressed before the cut; a
+    corrupt one OSError("gzip data is corrupt: ..."). Arrow's zstd decoder loses what its failing
+    read had decompressed (at most `chunk_bytes`): the standard library has no streaming zstd decoder."""
+    codec = compression_of(path)
+    if codec not in DECOMPRESSORS:
+        while chunk := stream.read(chunk_bytes):
+            yield chunk
+        return
+    decoder = DECOMPRESSORS[codec]()
+    while data := stream.read(chunk_bytes):
+        while data:
+            try:
+                yield decoder.decompress(data)
+            except (zlib.error, OSError) as e:  # bz2 raises OSError
+                raise OSError(f"{codec} data is corrupt: {e}") from None
+            data = decoder.unused_data if decoder.eof else b""
+            if data:  # the next member of a multi-member file (`cat a.gz b.gz`, pbzip2)
+                decoder = DECOMPRESSORS[codec]()
+    if not decoder.eof:
+        raise EOFError("Truncated compressed stream")
+
+
+def iter_rows(stream: Any, path: str) -> Iterator[tuple[int, bytes | None, str | None]]:
+    """(n, raw bytes, None) per row of a stream opened with `stream_compression(path)`: per non-blank line
+    (n: the line), or per element of a `.json` file holding one JSON list (n: the element, 1-based; the
+    list is read whole). When the stream fails, one last (n, None, reason) where reading stopped. A UTF-8
+    byte-order mark at the start of the file is not part of the first row."""
+    chunks = iter_chunks(stream, path)
+    head = b""
+    try:
+        while not head.lstrip(BOM + b" \t\r\n") and (chunk := next(chunks, None)) is not None:
+            head += chunk
+    except READ_ERRORS as e:
+        yield head.count(b"\n") + 1, None, _fault(e)
+        return
+    head = head.removeprefix(BOM)
+    if kind_of(path) == "json" and head.lstrip()[:1] == b"[":
+        yield from _list_rows(head, chunks)
+        return
+    yield from _line_rows(chain([head], chunks))
+
+
+def _fault(e: BaseException) -> str:
+    return f"corrupt or truncated file ({e}); nothing from here on is read"
+
+
+def _line_rows(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes | None, str | None]]:
     pending: list[bytes] = []  # pieces of the line not yet ended (a long line spans chunks)
     lineno = 0
     while True:
         try:
-            chunk = stream.read(chunk_bytes)
-        except READ_ERRORS as e:
-            yield lineno + 1, None, f"corrupt or truncated file ({e}); nothing from here on is read"
+            chunk = next(chunks, None)
+        except READ_ERRORS as e:  # the partial line before the fault is not a row: the fault is its line
+            yield lineno + 1, None, _fault(e)
             return
-        if not chunk:
+        if chunk is None:
             break
         if b"\n" not in chunk:
             pending.append(chunk)
@@ -188,6 +252,39 @@ def iter_lines(stream: Any, chunk_bytes: int = 1 << 18) -> Iterator[tuple[int, b
     rest = b"".join(pending)
     if rest.strip():
         yield lineno + 1, rest, None
+
+
+def _list_rows(head: bytes, chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes | None, str | None]]:
+    """The elements of a JSON list, each as compact JSON text; one error row when the list cannot be read."""
+    whole = "a .json file holding a list is read whole, so none of its rows is read"
+    try:
+        data = head + b"".join(chunks)
+    except READ_ERRORS as e:
+        yield 1, None, f"corrupt or truncated file ({e}); {whole}"
+        return
+    try:
+        items = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        byte = e.start - data.rfind(b"\n", 0, e.start)  # 1-based within its line
+        yield data.count(b"\n", 0, e.start) + 1, None, f"invalid UTF-8 at byte {byte}; {whole}"
+        return
+    except JSON_ERRORS as e:
+        yield getattr(e, "lineno", 1), None, f"not valid JSON ({json_reason(e)}); {whole}"
+        return
+    for n, item in enumerate(items, start=1):
+        try:
+            yield n, json.dumps(item, ensure_ascii=False).encode("utf-8"), None
+        except (RecursionError, ValueError) as e:
+            yield n, None, f"not valid JSON ({json_reason(e)})"
+
+
+def json_reason(e: BaseException) -> str:
+    """Why json.loads failed, for a row error: "Expecting value at column 2", "nested too deeply"."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if isinstance(e, json.JSONDecodeError):  # some messages end in "at" ("Invalid control character at")
+        return f"{e.msg.removesuffix(' at')} at column {e.colno}"
+    return str(e)
 
 
 def decode_line(raw: bytes) -> tuple[str, str | None]:
@@ -221,7 +318,7 @@ def open_stream(path: str) -> Any:
     """A binary input stream, decompressed by suffix; UserError naming the file when it cannot be opened."""
     fs, inner = storage.filesystem(path)
     try:
-        return fs.open_input_stream(inner, compression=compression_of(path))
+        return fs.open_input_stream(inner, compression=stream_compression(path))
     except READ_ERRORS as e:
         raise UserError(f"{display_path(path)}: cannot open: {e}") from None
 
@@ -242,17 +339,7 @@ def iter_records(path: str) -> Iterator[Record]:
         yield from _table_records(path)
         return
     with open_stream(path) as stream:
-        if kind == "json":
-            try:
-                data = stream.read()
-            except READ_ERRORS as e:
-                yield Record(1, None, "", f"corrupt or truncated file ({e})")
-                return
-            if data.lstrip()[:1] == b"[":
-                yield from _json_list_records(data)
-                return
-            stream = io.BytesIO(data)
-        for lineno, raw, error in iter_lines(stream):
+        for lineno, raw, error in iter_rows(stream, path):
             if raw is None:
                 yield Record(lineno, None, "", error)
                 continue
@@ -262,27 +349,8 @@ def iter_records(path: str) -> Iterator[Record]:
                 continue
             try:
                 yield Record(lineno, json.loads(text), text)
-            except json.JSONDecodeError as e:
-                yield Record(lineno, None, text, f"not valid JSON ({e.msg} at column {e.colno})")
-
-
-def _json_list_records(data: bytes) -> Iterator[Record]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        byte = e.start - data.rfind(b"\n", 0, e.start)  # 1-based within its line
-        yield Record(line, None, "", f"invalid UTF-8 at byte {byte}; a .json file is read whole, so none of its "
-                     "rows is read")
-        return
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as e:
-        yield Record(e.lineno, None, "", f"not valid JSON ({e.msg} at column {e.colno}); a .json file holds "
-                     "one JSON list or JSON lines, so none of its rows is read")
-        return
-    for n, item in enumerate(items, start=1):
-        yield Record(n, item, json.dumps(item, ensure_ascii=False, default=str)[:RAW_LIMIT])
+            except JSON_ERRORS as e:
+                yield Record(lineno, None, text, f"not valid JSON ({json_reason(e)})")
 
 
 def _table_records(path: str) -> Iterator[Record]:

@@ -1,4 +1,4 @@
-"""Paths that may be local folders or cloud URIs (s3://, gs://): one small API over pyarrow filesystems.
+"""Paths that may be local folders or URIs (s3://, gs://, hf://): one small API over pyarrow filesystems.
 
 Run directories, manifests and checkpoints go through here so that `--out s3://bucket/run` works like a
 local folder. URIs keep their scheme everywhere (`join`, `list_files` return URIs); only `filesystem`
@@ -11,8 +11,14 @@ Endpoints and credentials come from the environment, never from config files:
   for crowdselect alone (e.g. `http://minio:9000`).
 - GCS: Google's default credentials. CROWDSELECT_GCS_ENDPOINT (`http://host:port`) targets an emulator or
   private endpoint; CROWDSELECT_GCS_ANONYMOUS=1 skips credentials (emulators).
-Ray workers must see the same variables: put them in the job's runtime_env (jobs/runtime_env.yaml).
-This module knows nothing of runs or stages.
+- Hugging Face Hub datasets, read-only: `hf://datasets/ORG/NAME[@REV]/PATH` (PATH a file, a folder or a
+  glob; REV a branch, tag or commit, `refs%2Fconvert%2Fparquet` for a ref with slashes) through
+  huggingface_hub's fsspec `HfFileSystem` wrapped for pyarrow (`PyFileSystem(FSSpecHandler)`). huggingface_hub
+  reads HF_TOKEN (private or gated datasets) and HF_ENDPOINT (a mirror) itself; crowdselect never reads or
+  logs the token. A Hub that cannot be reached (HF_HUB_OFFLINE=1, no network) is one `HubError` (an OSError)
+  saying so, raised at once: the readers report it as `PATH: cannot reach the Hugging Face Hub (offline?)`.
+Ray workers must see the same variables: put them in the job's runtime_env (jobs/runtime_env.yaml), except
+secrets (HF_TOKEN, keys), which belong in the nodes' environment. This module knows nothing of runs or stages.
 """
 
 from __future__ import annotations
@@ -20,11 +26,15 @@ from __future__ import annotations
 import datetime
 import os
 import posixpath
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import pyarrow.fs as pafs
 
-REMOTE_SCHEMES = ("s3", "gs", "gcs")
+REMOTE_SCHEMES = ("s3", "gs", "gcs", "hf")
+FSSPEC_SCHEMES = ("hf",)  # served by an fsspec filesystem: Ray Data must be handed it (it cannot resolve them)
+HF_FORM = "hf://datasets/ORG/NAME[@REV]/PATH"
 
 
 def is_remote(uri: str) -> bool:
@@ -61,14 +71,128 @@ def ray_path(uri: str) -> tuple[str, pafs.FileSystem | None]:
     return path, fs
 
 
+def ray_filesystem(uri: str) -> pafs.FileSystem | None:
+    """The filesystem a Ray Data datasource must be given for `uri`: hf:// only (Ray resolves local paths,
+    s3:// and gs:// itself, from the same environment)."""
+    return filesystem(uri)[0] if scheme(uri) in FSSPEC_SCHEMES else None
+
+
+def by_scheme(uris: list[str]) -> list[list[str]]:
+    """`uris` split into runs of one scheme, order kept (a Ray datasource reads through one filesystem)."""
+    runs: list[list[str]] = []
+    for u in uris:
+        if runs and scheme(runs[-1][-1]) == scheme(u):
+            runs[-1].append(u)
+        else:
+            runs.append([u])
+    return runs
+
+
+@dataclass(frozen=True)
+class HfPath:
+    """The parts of `hf://datasets/ORG/NAME[@REV]/PATH`."""
+
+    repo_id: str  # ORG/NAME
+    revision: str | None
+    path: str  # inside the repository ("" for its root)
+
+
+def parse_hf_uri(uri: str) -> HfPath:
+    """`hf://datasets/ORG/NAME[@REV][/PATH]` -> HfPath; ValueError naming the expected form otherwise.
+
+    >>> parse_hf_uri("hf://datasets/Magpie-Align/Zoo@v1.0/data/*.parquet")
+    HfPath(repo_id='Magpie-Align/Zoo', revision='v1.0', path='data/*.parquet')
+    """
+    rest = uri.split("://", 1)[1] if uri.lower().startswith("hf://") else ""
+    parts = rest.split("/", 3)
+    if len(parts) < 3 or parts[0] != "datasets" or not parts[1] or not parts[2] or parts[2].startswith("@"):
+        raise ValueError(f"{uri}: an hf:// path reads a dataset repository: {HF_FORM}")
+    name, _, revision = parts[2].partition("@")
+    if "@" in parts[2] and not revision:
+        raise ValueError(f"{uri}: empty revision after '@' ({HF_FORM})")
+    return HfPath(f"{parts[1]}/{name}", revision or None, parts[3].strip("/") if len(parts) > 3 else "")
+
+
+class HubError(ConnectionError):
+    """The Hugging Face Hub could not be reached or refused a request; the message is one line."""
+
+
+def _hub_error(e: BaseException) -> HubError | None:
+    """The HubError for an exception of huggingface_hub or its HTTP client; None for anything else (a
+    missing file stays FileNotFoundError, which pyarrow reads as "not found")."""
+    if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError, HubError)):
+        return None
+    library = type(e).__module__.split(".")[0]
+    if library not in ("huggingface_hub", "httpx", "httpx2", "requests", "urllib3") and not isinstance(e, OSError):
+        return None
+    reason = " ".join(str(e).split())[:300] or type(e).__name__
+    if isinstance(e, ConnectionError) or "Connect" in type(e).__name__ or "Timeout" in type(e).__name__:
+        return HubError(f"cannot reach the Hugging Face Hub (offline?): {reason}")
+    return HubError(f"Hugging Face Hub: {reason}")
+
+
+def _on_hub(call, *args):
+    try:
+        return call(*args)
+    except Exception as e:
+        err = _hub_error(e)
+        if err is None:
+            raise
+        raise err from None
+
+
+class _HubFile:
+    """A file of the Hub whose reads raise HubError (pyarrow's PythonFile reads through it)."""
+
+    def __init__(self, f: Any):
+        self._f = f
+
+    def read(self, *args):
+        return _on_hub(self._f.read, *args)
+
+    def readinto(self, buf):
+        return _on_hub(self._f.readinto, buf)
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
+class _HubHandler(pafs.FSSpecHandler):
+    """pyarrow's FSSpecHandler over HfFileSystem, with the Hub's errors as one-line HubErrors."""
+
+    def get_file_info(self, paths):
+        return _on_hub(super().get_file_info, paths)
+
+    def get_file_info_selector(self, selector):
+        return _on_hub(super().get_file_info_selector, selector)
+
+    def open_input_stream(self, path):
+        import pyarrow as pa
+
+        return pa.PythonFile(_HubFile(_on_hub(self.fs.open, path, "rb")), mode="r")
+
+    def open_input_file(self, path):
+        return self.open_input_stream(path)  # HfFileSystem files are seekable: random access for Parquet
+
+
+def _hub_filesystem(endpoint: str | None = None) -> pafs.FileSystem:
+    """HfFileSystem (HF_ENDPOINT read now, not at huggingface_hub's import) wrapped for pyarrow."""
+    from huggingface_hub import HfFileSystem
+
+    return pafs.PyFileSystem(_HubHandler(HfFileSystem(endpoint=endpoint)))
+
+
 def _endpoint_env() -> tuple[str | None, ...]:
     # Part of the cache key, so a changed endpoint (tests, notebooks) gets a new filesystem.
-    keys = ("CROWDSELECT_S3_ENDPOINT", "AWS_ENDPOINT_URL", "CROWDSELECT_GCS_ENDPOINT", "CROWDSELECT_GCS_ANONYMOUS")
+    keys = ("CROWDSELECT_S3_ENDPOINT", "AWS_ENDPOINT_URL", "CROWDSELECT_GCS_ENDPOINT", "CROWDSELECT_GCS_ANONYMOUS",
+            "HF_ENDPOINT", "HF_HUB_OFFLINE")
     return tuple(os.environ.get(k) for k in keys)
 
 
 @lru_cache(maxsize=64)
 def _remote_filesystem(kind: str, bucket: str, env: tuple[str | None, ...]) -> pafs.FileSystem:
+    if kind == "hf":
+        return _hub_filesystem(env[4])
     if kind == "s3" and env[0]:
         scheme_, host = _split_endpoint(env[0])
         return pafs.S3FileSystem(endpoint_override=host, scheme=scheme_,

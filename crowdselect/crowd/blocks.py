@@ -24,7 +24,7 @@ import pyarrow.json as pj
 
 from crowdselect.core import columns as C
 from crowdselect.core.blank import blank_mask
-from crowdselect.core.records import FILE, LINE, TEXT
+from crowdselect.core.records import FILE, JSON_ERRORS, LINE, TEXT, json_reason
 from crowdselect.crowd.config import WideLayout
 from crowdselect.crowd.parse import (
     EMPTY_RESPONSE,
@@ -334,8 +334,8 @@ def parse_lines(batch: pa.Table, rows: np.ndarray, fmt: str, known: list[str], l
 def _loads(raw: str) -> dict:
     try:
         obj = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise CrowdRowError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+    except JSON_ERRORS as e:
+        raise CrowdRowError(f"invalid JSON ({json_reason(e)})") from None
     if not isinstance(obj, dict):
         raise CrowdRowError(f"expected a JSON object, got {type(obj).__name__}")
     return obj

@@ -27,7 +27,7 @@ import ray
 from ray.data.expressions import col
 
 from crowdselect.core import columns as C
-from crowdselect.core import log
+from crowdselect.core import log, storage
 from crowdselect.core.errors import UserError
 from crowdselect.core.ray_sources import (
     JsonLinesSource,
@@ -163,9 +163,10 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
             parts.append(parallel_map(read_files(group, *LOCAL_READERS[source], cfg.lines_per_block), step,
                                       LOCAL_THREADS))
         elif group:
-            # reads are not fused with the parse: a file is read by one task, its blocks parsed by many
-            raw = ray.data.read_datasource(source(group, lines_per_block=cfg.lines_per_block), num_cpus=READ_CPUS)
-            parts.append(raw.map_batches(step, batch_format="pyarrow", batch_size=None))
+            for same in storage.by_scheme(group):  # one filesystem per datasource (hf:// is handed to Ray)
+                # reads are not fused with the parse: a file is read by one task, its blocks parsed by many
+                raw = ray.data.read_datasource(source(same, lines_per_block=cfg.lines_per_block), num_cpus=READ_CPUS)
+                parts.append(raw.map_batches(step, batch_format="pyarrow", batch_size=None))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     file_order = {display_path(f): i for i, f in enumerate(files)}
     if fmt == "long":

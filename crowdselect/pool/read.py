@@ -1,7 +1,7 @@
 """Read an instruction pool: plain instructions, ShareGPT, Alpaca or OpenAI `messages` rows.
 
 Input: files (`.jsonl`, `.json`, `.ndjson`, `.txt`, `.parquet`, `.arrow`; line formats also `.gz .zst .bz2`),
-directories of them (an HF-datasets `save_to_disk` folder or a folder of shards), globs, s3:// gs:// URIs,
+directories of them (an HF-datasets `save_to_disk` folder or a folder of shards), globs, s3:// gs:// hf:// URIs,
 read in sorted order so ids and `FILE:LINE` are stable; files and faults as in `crowdselect.core.records`
 (non-data files of a folder are skipped and named in `PoolRead.skipped`).
 Output: rows `{id, instruction, source}` (see `crowdselect.core.columns`), where `source` is `FILE:LINE`

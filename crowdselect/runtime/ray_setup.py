@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 
 from crowdselect.core.config import ConfigError
 
 log = logging.getLogger(__name__)
+PROBE_TIMEOUT_S = 5.0  # one TCP connect to a cluster's GCS address before ray.init
 
 
 @dataclass
@@ -69,6 +71,7 @@ def _init(address: str | None, num_cpus: int | None, temp_dir: str | None) -> st
 
     target = _target(address)
     if target:
+        probe_address(target)
         runtime_env = None if _in_submitted_job() else {"env_vars": _forwarded_env()}
         ray.init(address=target, runtime_env=runtime_env, log_to_driver=True,
                  logging_level=ray_logging_level())
@@ -83,9 +86,25 @@ def _init(address: str | None, num_cpus: int | None, temp_dir: str | None) -> st
     return "local"
 
 
+def probe_address(target: str) -> None:
+    """ConnectionError when nothing accepts a TCP connection at a `host:port` (or `ray://host:port`) address.
+
+    ray.init gives an address nobody answers 20 attempts of about 40 s each (Ray 2.60, node.py's GCS client
+    loop: 5 s connect, 5 s pubsub, 30 s cluster id), some 14 minutes before it fails; one connect here fails in
+    at most PROBE_TIMEOUT_S. Addresses without a port ("auto", "local") are left to Ray.
+    """
+    host, _, port = target.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConnectionError(f"nothing answers at {target} ({e.strerror or e})") from None
+
+
 def _forwarded_env() -> dict[str, str]:
     """Env vars every Ray worker needs to see as the driver does (offline hub, caches). No secrets."""
-    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CROWDSELECT_CACHE", "VLLM_CPU_KVCACHE_SPACE",
+    keys = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "TRANSFORMERS_OFFLINE", "CROWDSELECT_CACHE", "VLLM_CPU_KVCACHE_SPACE",
             "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM", "HF_HOME", "AWS_ENDPOINT_URL",
             "AWS_DEFAULT_REGION", "RAY_DATA_DISABLE_PROGRESS_BARS", "TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")
     return {k: os.environ[k] for k in keys if k in os.environ}

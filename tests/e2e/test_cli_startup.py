@@ -42,6 +42,16 @@ def test_missing_input_is_reported_fast_without_starting_ray(tmp_path):
     assert seconds < 30
 
 
+def test_an_hf_input_offline_is_one_line_before_ray_starts(tmp_path):
+    """HF_HUB_OFFLINE=1 (tests/conftest.py), as on a machine without a network: the real HfFileSystem refuses."""
+    uri = "hf://datasets/Magpie-Align/Magpie-100K-Generator-Zoo/data"
+    code, err, seconds, ray_started = cli(tmp_path, "select", "--config", str(CROWD), "--input", uri, "--out",
+                                          str(tmp_path / "o"), "--executor", "ray")
+    assert code == 2 and "Traceback" not in err and not ray_started, err[-2000:]
+    assert f"crowdselect: error: --input {uri}: cannot reach the Hugging Face Hub (offline?): " in err
+    assert len(err.strip().splitlines()) == 1 and seconds < 30
+
+
 def test_out_naming_a_file_exits_2(tmp_path):
     target = tmp_path / "a-file"
     target.write_text("keep me")
@@ -89,6 +99,19 @@ def test_a_bad_flag_is_blamed_on_the_flag(tmp_path):
     code, err, _, ray_started = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL),
                                     "--k", "-5", "--out", str(tmp_path / "o"))
     assert code == 2 and "crowdselect: error: --k: must be >= 1, got -5" in err and not ray_started
+
+
+def test_a_ray_address_where_nothing_listens_exits_3_in_seconds(tmp_path):
+    """ray.init would retry such an address for about 14 minutes; the CLI probes it and says so in one line."""
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, err, seconds, _ = cli(tmp_path, "select", "--config", str(CROWD), "--input", str(POOL), "--out",
+                                str(tmp_path / "o"), "--executor", "ray", "--ray-address", f"127.0.0.1:{port}")
+    assert code == 3 and "Traceback" not in err, err[-2000:]
+    assert f"crowdselect: error: could not join Ray at 127.0.0.1:{port} (tried twice): nothing answers at " \
+           f"127.0.0.1:{port} (Connection refused)" in err
+    assert seconds < 60
 
 
 def test_a_second_run_into_a_folder_in_use_refuses(tmp_path):

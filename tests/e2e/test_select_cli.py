@@ -129,10 +129,11 @@ def bad_pool(tmp_path):
     unknown["responses"][0]["model"] = "gpt-9"
     one = {"id": "o1", "instruction": "x?", "responses": [{"model": "a-1b", "response": "y", "reward": 1.0}]}
     lines += ['{"id": "j1", "instruction": ', json.dumps({"id": "m1", "responses": []}), json.dumps(bad_reward),
-              json.dumps(unknown), lines[2], json.dumps(one)]
+              json.dumps(unknown), lines[2], json.dumps(one), "[" * 100_000 + "]" * 100_000, '{"id": "t\t1"}']
     (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n")
     return {7: "invalid JSON", 8: "missing field 'instruction'", 9: "non-numeric reward 'high'",
-            10: "unknown model 'gpt-9'", 11: "duplicate id 'ex000002' (first at ", 12: "fewer than 2 answers"}
+            10: "unknown model 'gpt-9'", 11: "duplicate id 'ex000002' (first at ", 12: "fewer than 2 answers",
+            13: "invalid JSON (nested too deeply)", 14: "invalid JSON (Invalid control character at column 10)"}
 
 
 def test_bad_rows_fail_with_file_line_reason_and_no_traceback(pool, tmp_path):
@@ -146,7 +147,7 @@ def test_bad_rows_fail_with_file_line_reason_and_no_traceback(pool, tmp_path):
     assert "Traceback" not in proc.stderr
     for line, reason in expected.items():
         assert f"bad.jsonl:{line}: {reason}" in proc.stderr
-    assert "6 bad input row(s)" in proc.stderr
+    assert "8 bad input row(s)" in proc.stderr
     assert not (tmp_path / "o" / "selected.jsonl").exists()
 
 
@@ -185,7 +186,7 @@ def test_quarantine_accounts_for_every_row(ray_local, pool, tmp_path, executor):
     assert all(expected[int(r["source"].rsplit(":", 1)[1])] in r["reason"] for r in rej)
     run = json.loads((tmp_path / "q" / "run.json").read_text())
     c = run["counts"]
-    assert c["input_rows"] == 12 and c["accepted_rows"] == 6 and c["rejected_rows"] == 6
+    assert c["input_rows"] == 14 and c["accepted_rows"] == 6 and c["rejected_rows"] == 8
     assert len(read_jsonl(tmp_path / "q" / "selected.jsonl")) == 3
 
 

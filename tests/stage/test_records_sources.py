@@ -4,15 +4,19 @@ with a long Ray traceback."""
 
 import gzip
 import json
+import zlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import ray
 
 from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
 from crowdselect.core.records import ERROR, FILE, LINE, TEXT
+from crowdselect.crowd import synthetic
 from crowdselect.crowd.config import InputConfig
-from crowdselect.crowd.read import read_crowd, rejected
+from crowdselect.crowd.read import accepted, read_crowd, rejected
+from crowdselect.generate.spec import GeneratorSpec
 
 ROWS = [{"instruction": f"question number {i}, long enough to fill compressed blocks " * 3} for i in range(6000)]
 
@@ -57,3 +61,43 @@ def test_crowd_read_turns_error_lines_into_rejects(ray_local, tmp_path):
     assert reasons[f"{utf}:2"] == "invalid UTF-8 at byte 21"
     cut = [s for s, e in reasons.items() if "Truncated compressed stream" in e]
     assert len(cut) == 1 and cut[0].startswith(f"{gz}:")
+
+
+CROWD = [("a-1b", "a", 1), ("a-7b", "a", 7), ("b-2b", "b", 2)]
+
+
+def crowd_rows(n, start):
+    rows = synthetic.canonical_rows([f"Question {start + i}: {'why ' * (i + 3)}?" for i in range(n)], CROWD, seed=start)
+    return [{**r, "id": f"q{start + i}"} for i, r in enumerate(rows)]
+
+
+def awkward_crowd(d):
+    """A folder of crowd files that each used to fail: a .json list, a BOM, a gzip cut inside its last row,
+    a line nested 100,000 deep beside an invalid line. Returns (accepted ids, {source: reason})."""
+    listed, bom, cut, deep = crowd_rows(7, 0), crowd_rows(5, 100), crowd_rows(12, 200), crowd_rows(3, 300)
+    (d / "list.json").write_text(json.dumps(listed, indent=2))
+    (d / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in bom).encode())
+    data = gzip.compress("".join(json.dumps(r) + "\n" for r in cut).encode())
+    (d / "cut.jsonl.gz").write_bytes(data[:-60])
+    whole = zlib.decompressobj(wbits=31).decompress(data[:-60]).count(b"\n")  # rows that decompress
+    lines = [json.dumps(r) for r in deep] + ["[" * 100_000 + "]" * 100_000, '{"id": "x", "instruction": "\x01"}']
+    (d / "deep.jsonl").write_text("\n".join(lines) + "\n")
+    ids = [r["id"] for r in (*bom, *cut[:whole], *deep, *listed)]  # files in name order
+    reasons = {f"{d}/cut.jsonl.gz:{whole + 1}": "corrupt or truncated file (Truncated compressed stream); nothing "
+               "from here on is read", f"{d}/deep.jsonl:4": "invalid JSON (nested too deeply)",
+               f"{d}/deep.jsonl:5": "invalid JSON (Invalid control character at column 29)"}
+    return ids, reasons
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["ray", "local"])
+def test_crowd_reader_reads_lists_boms_cut_gzips_and_deep_lines_on_both_executors(ray_local, tmp_path, local):
+    """Format detection (auto) and the read of every file, on several blocks per file (3 rows a block)."""
+    ids, reasons = awkward_crowd(tmp_path)
+    gens = [GeneratorSpec(name, family, size) for name, family, size in CROWD]
+    ing = read_crowd(InputConfig(path=[str(tmp_path)], format="auto", lines_per_block=3), gens, local=local)
+    assert ing.format == "canonical"
+    assert [r["id"] for r in accepted(ing.rows).take_all()] == ids
+    assert {r["source"]: r["error"] for r in rejected(ing.rows).take_all()} == reasons
+    assert ing.counts.accepted_rows == len(ids) and ing.counts.rejected_rows == len(reasons)
+    listed = [r["source"] for r in accepted(ing.rows).take_all() if "list.json" in r["source"]]
+    assert listed == [f"{tmp_path}/list.json:{n}" for n in range(1, 8)]  # N is the element, not the text line
