@@ -33,6 +33,7 @@ from crowdselect.crowd.wide import StructShape, first_row, reward_line, struct_s
 CHUNK = 4096  # JSON lines per Arrow table while streaming
 FLAT_SUFFIX = DEFAULT_RESPONSE.removeprefix("{name}")  # "_response": a flat wide table's generator columns
 ID_COLUMNS = (C.ID, "uuid")  # the id column a proposed config names, first found
+PAPER_REWARD = "Skywork-Reward-Llama-3.1-8B"  # the reward model that drives the paper's metrics (SPEC: "main")
 
 
 @dataclass
@@ -232,8 +233,8 @@ def render(insp: Inspection) -> str:
         lo, hi = (f"{s.min:.4g}", f"{s.max:.4g}") if s.values else ("-", "-")
         lines.append(f"  {k:<34} {lo:>10} {hi:>10} {s.nulls:>7,}")
     if len(insp.rewards) > 1:
-        lines += ["", "several reward keys: choose the one that drives the metrics, e.g.",
-                  f"  {reward_line(next(iter(insp.rewards)), insp.columns)}"]
+        lines += ["", f"several reward keys: the proposed config below uses {proposed_reward(list(insp.rewards))};"
+                  " to choose another in your own config:", f"  {reward_line(next(iter(insp.rewards)), insp.columns)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -267,10 +268,22 @@ def _input_section(insp: Inspection, paths: list[str]) -> list[str]:
         return out + [f"    response: {json.dumps(DEFAULT_RESPONSE)}", f"    reward: {json.dumps(DEFAULT_REWARD)}"]
     out.append(f"    response: {json.dumps('{name}.' + (insp.struct.answer or 'FIELD'))}")
     keys = list(insp.rewards)
-    if len(keys) == 1:
-        return out + [f"    reward: {json.dumps('{name}.' + keys[0])}"]
-    out.append(f"    # {len(keys)} reward keys in the data; uncomment the one that drives the metrics:")
-    return out + [f"    # reward: {json.dumps('{name}.' + k)}" for k in keys]
+    chosen = proposed_reward(keys)
+    if len(keys) > 1:  # chosen in the open, so the file runs as it is and the choice is the user's to change
+        out.append(f"    # {len(keys)} reward keys in the data; {chosen} drives the metrics "
+                   f"({'the paper' if chosen == PAPER_REWARD else 'the first key'}'s choice). Others:")
+        out += [f"    #   reward: {json.dumps('{name}.' + k)}" for k in keys if k != chosen]
+    return out + [f"    reward: {json.dumps('{name}.' + chosen)}"]
+
+
+def proposed_reward(keys: list[str]) -> str:
+    """The reward key a proposed config names: the paper's primary reward model when the data has it, else the
+    first key in the file's order. (`select` itself never picks one of several: it stops and names them.)
+
+    >>> proposed_reward(["ArmoRM-Llama3-8B-v0.1", "Skywork-Reward-Llama-3.1-8B"]), proposed_reward(["b", "a"])
+    ('Skywork-Reward-Llama-3.1-8B', 'b')
+    """
+    return PAPER_REWARD if PAPER_REWARD in keys else keys[0]
 
 
 def run_inspect(paths: list[str], write_config: str | None = None) -> int:

@@ -167,13 +167,14 @@ def test_inspect_shows_the_zoo_and_proposes_a_config_select_reads(tmp_path, caps
     out = capsys.readouterr().out
     assert "wide, struct columns" in out and "rows:       60 (counted)" in out and "Skywork-Reward-Gemma-2-27B" in out
     text = (tmp_path / "c.yaml").read_text()
-    assert f'# reward: "{{name}}.{make_zoo.PRIMARY}"' in text and text in out
+    assert f'\n    reward: "{{name}}.{make_zoo.PRIMARY}"\n' in text and text in out
+    for other in make_zoo.REWARD_KEYS[1:]:  # the alternatives stay visible, commented
+        assert f'#   reward: "{{name}}.{other}"' in text
     gens = yaml.safe_load(text)["generators"]
     assert [(g["name"], g["family"], g["size_b"]) for g in gens] == [tuple(x) for x in make_zoo.GENERATORS]
-    (tmp_path / "c.yaml").write_text(text.replace(f'# reward: "{{name}}.{make_zoo.PRIMARY}"',
-                                                  f'reward: "{{name}}.{make_zoo.PRIMARY}"'))
     cfg = load_select_config(str(tmp_path / "c.yaml"), {"out": str(tmp_path / "o")}, [])
     assert cfg.input.wide.id == "uuid" and cfg.input.path == [str(tmp_path / "zoo.jsonl")]
+    assert cfg.input.wide.reward == f"{{name}}.{make_zoo.PRIMARY}"
 
 
 def test_inspect_leaves_unreadable_names_to_the_user(tmp_path):
