@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.core.errors import UserError
+from crowdselect.core.paths import check_inputs
 from crowdselect.core.records import READ_ERRORS, display_path, iter_records, list_data_files, split_by_kind
 from crowdselect.crowd.config import CROWD_SUFFIXES, DEFAULT_RESPONSE, DEFAULT_REWARD
 from crowdselect.crowd.names import family_and_size
@@ -84,6 +85,7 @@ class Inspection:
 
 def inspect_crowd(paths: list[str]) -> Inspection:
     """Read every file of `paths` once and gather what `render` prints."""
+    check_inputs(paths, flag="inspect")  # a missing path, or a Hub that does not answer, in one line
     files = list_data_files(paths, CROWD_SUFFIXES, what="crowd").files
     first, tree = next(((r, t) for r, t in map(first_row, files) if r is not None), (None, None))
     if first is None:
