@@ -8,13 +8,16 @@ is Ray Data's where the engine relies on it: `map_batches` never calls its funct
 (or n-D) columns as arrays (Arrow's fixed-shape tensor type here, Ray's tensor type on Ray), so both
 executors give the same selection (`tests/e2e/test_executors_agree.py`).
 
-Memory: every transform and `count`, `to_*_refs`, `write_parquet` hold one block at a time (plus a few in
-`parallel_map`); `take_batch` holds at most `batch_size` rows. `materialize()` keeps its blocks in memory
+Memory: every transform and `count`, `write_parquet` hold one block at a time (plus a few in
+`parallel_map`); `take_batch` holds at most `batch_size` rows; `to_arrow_refs` / `to_numpy_refs` return
+every block at once (Ray: refs), which the engine asks only of small outputs (counts and ids, candidates)
+and of the embeddings k-means fits on (held whole in the driver's fit anyway). `materialize()` keeps its blocks in memory
 up to `SPILL_BYTES`, then all of them in Arrow IPC files in the temp folder (as Ray's object store spills
 to disk), read back one block at a time. Three operations hold a whole dataset in memory at once, where
 Ray Data would shuffle it across the object store: `sort`, `groupby(...).map_groups` (the table is sorted
-by key, then cut into groups) and `take_all`. The engine uses them on narrow rows only (one row per long
-table line before the merge; candidate or tag rows).
+by key, then cut into groups) and `take_all`. The engine sorts and groups only a long table (its merge by
+id holds the parsed lines, answers included), and takes all of small things only (rejected rows, per-block
+sketches and counts, the tags baseline's narrow rows).
 
 Why: on one machine, for a pool that fits in memory, starting Ray and moving every block through its
 object store costs more than the work (bench/e2e_bench.py measures both against a plain script). Ray
