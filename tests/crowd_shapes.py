@@ -7,8 +7,8 @@ each kind, reward ties, duplicate ids). A shape is one function from those rows 
     SHAPES = {"canonical": ..., "long": ..., "wide": ...}        # rows, generator names -> records
     write_records(records, path)                                  # .jsonl or .parquet by suffix
 
-so a new input layout (say, one struct column per generator) is one more `rows -> records` function and
-its entry in SHAPES (plus `SHAPE_FORMAT`, the `input.format` it is read with). Pure Python + numpy +
+so a new input layout (say, one struct column per generator) is one more `rows -> records` function, its
+entry in SHAPES, and in SHAPE_INPUT the `input:` keys it is read with. Pure Python + numpy +
 pyarrow: no Ray, no crowdselect import, so the test's reference cannot borrow the engine's code.
 """
 
@@ -40,6 +40,7 @@ class CrowdSpec:
     ties: bool = False  # rewards on a coarse grid: ties within rows, families with all-equal rewards
     duplicates: int = 0  # rows repeated later with the same id (and other rewards)
     texts: int = 0  # > 0: only this many distinct instructions (identical embeddings: empty k-means clusters)
+    silent: tuple = ()  # generators that never answer (in Parquet: a column of null type)
     seed: int = 0
 
 
@@ -58,7 +59,9 @@ def random_crowd(spec: CrowdSpec) -> list[dict]:
         for j, (name, _, _) in enumerate(spec.crowd):
             answer = {"model": name, "response": f"[{name}] answer {i} " + "x" * int(rng.integers(0, 9)),
                       "reward": float(rewards[i, j])}
-            if rng.random() < spec.missing:
+            if name in spec.silent:
+                answer.update(response=None, reward=None)
+            elif rng.random() < spec.missing:
                 answer.update(({"response": None}, {"response": " "}, {"reward": None})[int(rng.integers(3))])
             answers.append(answer)
         text = texts[i % len(texts)] if spec.texts else f"{texts[i]} (question {i})"
@@ -95,7 +98,8 @@ def wide_records(rows: list[dict], names: list[str]) -> list[dict]:
 
 
 SHAPES = {"canonical": canonical_records, "long": long_records, "wide": wide_records}
-SHAPE_FORMAT = {"canonical": "canonical", "long": "long", "wide": "wide"}
+# the `input:` config keys each shape is read with (a layout that needs a column mapping adds it here)
+SHAPE_INPUT = {"canonical": {"format": "canonical"}, "long": {"format": "long"}, "wide": {"format": "wide"}}
 
 
 def write_records(records: list[dict], path: Path) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from crowd_shapes import NO_SIBLINGS, SHAPE_FORMAT, SHAPES, TIED_SIZES, CrowdSpec, random_crowd, write_records
+from crowd_shapes import NO_SIBLINGS, SHAPE_INPUT, SHAPES, TIED_SIZES, CrowdSpec, random_crowd, write_records
 from scipy.stats import spearmanr
 from sklearn.preprocessing import QuantileTransformer
 
@@ -53,7 +53,7 @@ class Case:
     def id(self) -> str:
         s = self.spec
         parts = [self.shape, self.suffix[1:], f"n{s.n}", f"blocks{self.lines_per_block}"]
-        parts += [p for p, on in (("missing", s.missing), ("ties", s.ties), ("dups", s.duplicates),
+        parts += [p for p, on in (("missing", s.missing), ("ties", s.ties), ("dups", s.duplicates), ("silent", s.silent),
                                   (f"{self.files}files", self.files > 1), (f"texts{s.texts}", s.texts),
                                   (f"{len(s.crowd)}gen", s.crowd is not CrowdSpec.crowd),
                                   (f"clusters{self.clusters}", self.clusters)) if on]
@@ -62,7 +62,7 @@ class Case:
 
 CASES = [
     Case(CrowdSpec(1), "canonical", k=1),
-    Case(CrowdSpec(2, seed=1), "wide", ".parquet", k=1),
+    Case(CrowdSpec(2, silent=("c-3b",), seed=1), "wide", ".parquet", k=1),
     Case(CrowdSpec(700, missing=0.15, ties=True, duplicates=5, seed=2), "canonical", lines_per_block=128, k=40),
     Case(CrowdSpec(300, missing=0.1, ties=True, duplicates=3, seed=4), "long", ".parquet", lines_per_block=256,
          files=2, k=30),
@@ -96,7 +96,7 @@ def config(case: Case, paths: list[str], out: Path, executor: str) -> SelectConf
                  "clusters": case.clusters or 10}
     return build(SelectConfig, {
         "generators": crowd, "selection": selection, "out": str(out), "executor": executor,
-        "input": {"path": paths, "format": SHAPE_FORMAT[case.shape], "on_bad_rows": "quarantine",
+        "input": {"path": paths, **SHAPE_INPUT[case.shape], "on_bad_rows": "quarantine",
                   "lines_per_block": case.lines_per_block}}, file="test")
 
 
