@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
-from ray.data.expressions import col
 
 from crowdselect.core import columns as C
 from crowdselect.core import log, storage
@@ -56,6 +55,7 @@ from crowdselect.crowd.parse import (
 from crowdselect.crowd.wide import first_row, resolve_wide
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.local_data import fetch, parallel_map, read_files
+from crowdselect.runtime.rows import Rows, filter_rows
 
 READ_CPUS = 0.25  # a read task splits lines (or yields Parquet batches); the parse tasks do the work
 LOCAL_READERS = {JsonLinesSource: (json_line_blocks, open_stream), ParquetRowsSource: (parquet_row_blocks,
@@ -83,7 +83,7 @@ class IngestCounts:
 
 @dataclass
 class Ingested:
-    rows: ray.data.Dataset  # SCHEMA's bookkeeping columns (+ whatever `then` makes); accepted: error null
+    rows: Rows  # SCHEMA's bookkeeping columns (+ whatever `then` makes); accepted: error null
     format: str
     files: list[str]
     file_order: dict[str, int]  # displayed file name -> position in `files` (orders rows for reports)
@@ -187,7 +187,7 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     return Ingested(ds, fmt, files, file_order, counts, columns)
 
 
-def block_stats(ds: ray.data.Dataset) -> tuple[IngestCounts, pa.Array]:
+def block_stats(ds: Rows) -> tuple[IngestCounts, pa.Array]:
     """Counts of a parsed dataset and the ids of its accepted rows (in block order), in one pass."""
     refs = ds.map_batches(_stats_block, batch_format="pyarrow", batch_size=None).to_arrow_refs()
     total, ids = IngestCounts(), []
@@ -222,15 +222,15 @@ def duplicate_ids(ids: pa.Array) -> list[str]:
     return sorted(dup.to_pylist())
 
 
-def reject_duplicates(ds: ray.data.Dataset, dup_ids: list[str], file_order: dict[str, int],
-                      paths: dict[str, str]) -> ray.data.Dataset:
+def reject_duplicates(ds: Rows, dup_ids: list[str], file_order: dict[str, int], paths: dict[str, str]) -> Rows:
     """Keep the first row of every id (file order, then line); later rows become 'duplicate id' rejections.
 
     paths: FILE (as rows show it) -> the path to read. A rejection keeps the row as it was written (answers
     included, at most RAW_LIMIT characters), read again from its file: the parsed rows no longer hold it.
     """
-    hits = ds.filter(expr=col(C.ID).is_in(dup_ids) & col(C.ERROR).is_null()).select_columns(
-        [C.ID, C.SOURCE, FILE, LINE]).take_all()
+    dup_set = pa.array(dup_ids, pa.string())
+    hits = filter_rows(ds, lambda b: pc.and_(pc.is_in(b[C.ID], value_set=dup_set), pc.is_null(b[C.ERROR]))
+                       ).select_columns([C.ID, C.SOURCE, FILE, LINE]).take_all()
     first: dict[str, tuple] = {}
     for h in hits:
         key = (file_order[h[FILE]], h[LINE])
@@ -243,7 +243,6 @@ def reject_duplicates(ds: ray.data.Dataset, dup_ids: list[str], file_order: dict
         if h[C.SOURCE] not in keep:
             later.setdefault(h[FILE], set()).add(h[LINE])
     originals = raw_rows(later, paths)
-    dup_set = pa.array(dup_ids, pa.string())
 
     def mark(batch: pa.Table) -> pa.Table:
         hit = pc.fill_null(pc.and_(pc.is_in(batch.column(C.ID), value_set=dup_set), pc.is_null(batch.column(C.ERROR))),
@@ -280,14 +279,14 @@ def raw_rows(lines: dict[str, set[int]], paths: dict[str, str]) -> dict[str, str
     return out
 
 
-def accepted(rows: ray.data.Dataset) -> ray.data.Dataset:
-    return rows.filter(expr=col(C.ERROR).is_null())
+def accepted(rows: Rows) -> Rows:
+    return filter_rows(rows, lambda b: pc.is_null(b[C.ERROR]))
 
 
-def rejected(rows: ray.data.Dataset) -> ray.data.Dataset:
-    return rows.filter(expr=col(C.ERROR).is_not_null())
+def rejected(rows: Rows) -> Rows:
+    return filter_rows(rows, lambda b: pc.is_valid(b[C.ERROR]))
 
 
-def count_input_rows(rows: ray.data.Dataset) -> IngestCounts:
+def count_input_rows(rows: Rows) -> IngestCounts:
     """Counts of a parsed dataset: accepted instructions and input rows, rejected records and input rows."""
     return block_stats(rows)[0]

@@ -1,13 +1,23 @@
-"""In-process execution of the selection engine's Ray Data wiring: no Ray, no object store, no tasks.
+"""In-process executor of the selection engine: `LocalDataset`, the `Rows` interface on pyarrow Tables.
 
-`LocalDataset` implements the part of `ray.data.Dataset` that `crowdselect select` uses (map_batches with
-functions or callable classes, filter by expression, column selection, union, group-by-id, sort, sample,
-take, count, write_parquet) on a chain of pyarrow Tables, lazily and block by block as Ray Data does: a
-chain runs when something consumes it, and only `materialize()` keeps its blocks. The stage functions, the
-expressions and the batch conversions are the same ones Ray runs (Ray's own `BlockAccessor` and expression
-evaluator), so both executors give the same selection; `tests/e2e/test_select_cli.py` checks that they do.
-Memory is bounded by blocks, as on Ray: a materialised dataset past `SPILL_BYTES` goes to Arrow IPC files
-in the temp folder (as Ray's object store spills to disk), and is read back one block at a time.
+`LocalDataset` implements `crowdselect.runtime.rows.Rows` (what the engine asks of a dataset) with
+pyarrow and numpy only: no Ray, no object store, no tasks. Like Ray Data it is lazy and works block by
+block: a chain runs when something consumes it, and only `materialize()` keeps its blocks. Its contract
+is Ray Data's where the engine relies on it: `map_batches` never calls its function on an empty block
+(Ray's batcher drops them), batches never span blocks, blocks keep their order, numpy batches hold 2-D
+(or n-D) columns as arrays (Arrow's fixed-shape tensor type here, Ray's tensor type on Ray), so both
+executors give the same selection (`tests/e2e/test_executors_agree.py`).
+
+Memory: every transform and `count`, `write_parquet` hold one block at a time (plus a few in
+`parallel_map`); `take_batch` holds at most `batch_size` rows; `to_arrow_refs` / `to_numpy_refs` return
+every block at once (Ray: refs), which the engine asks only of small outputs (counts and ids, candidates)
+and of the embeddings k-means fits on (held whole in the driver's fit anyway). `materialize()` keeps its blocks in memory
+up to `SPILL_BYTES`, then all of them in Arrow IPC files in the temp folder (as Ray's object store spills
+to disk), read back one block at a time. Three operations hold a whole dataset in memory at once, where
+Ray Data would shuffle it across the object store: `sort`, `groupby(...).map_groups` (the table is sorted
+by key, then cut into groups) and `take_all`. The engine sorts and groups only a long table (its merge by
+id holds the parsed lines, answers included), and takes all of small things only (rejected rows, per-block
+sketches and counts, the tags baseline's narrow rows).
 
 Why: on one machine, for a pool that fits in memory, starting Ray and moving every block through its
 object store costs more than the work (bench/e2e_bench.py measures both against a plain script). Ray
@@ -24,7 +34,6 @@ from itertools import chain
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.ipc  # noqa: F401  (pa.ipc)
 import pyarrow.parquet as pq
 
@@ -33,7 +42,7 @@ SPILL_BYTES = 128 * 2**20  # a materialised dataset larger than this lives on di
 
 
 class LocalDataset:
-    """A lazy chain of pyarrow Table blocks (see the module docstring)."""
+    """A lazy chain of pyarrow Table blocks implementing `Rows` (see the module docstring)."""
 
     def __init__(self, blocks: Callable[[], Iterable[pa.Table]] | list[pa.Table] | _Spilled):
         self._blocks = blocks
@@ -51,23 +60,21 @@ class LocalDataset:
                     fn_kwargs: dict | None = None, fn_constructor_kwargs: dict | None = None,
                     compute=None, **ray_remote_args) -> LocalDataset:
         """`fn(batch, **fn_kwargs)` per batch; a class is built once with `fn_constructor_kwargs` (the
-        Ray `compute` strategy and resources do not apply here). Batches never span blocks."""
+        Ray `compute` strategy and resources do not apply here). Batches never span blocks, and an empty
+        block gives no batch and no output block (as Ray's batcher, which drops empty blocks: a numpy
+        round trip of zero rows cannot keep a schema, so neither executor ever asks a function for one)."""
         kwargs = fn_kwargs or {}
         size = DEFAULT_BATCH_SIZE if batch_size == "default" else batch_size
 
         def run() -> Iterator[pa.Table]:
             call = fn(**(fn_constructor_kwargs or {})) if isinstance(fn, type) else fn
             for block in self.iter_blocks():
+                if not block.num_rows:
+                    continue
                 parts = [_from_batch(call(_to_batch(b, batch_format), **kwargs)) for b in _slices(block, size)]
                 parts = [p for p in parts if p.num_rows or len(parts) == 1]
                 yield parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
         return LocalDataset(run)
-
-    def filter(self, *, expr) -> LocalDataset:
-        """Rows where the Ray Data expression holds (null counts as false, as in Ray)."""
-        from ray.data._internal.planner.plan_expression.expression_evaluator import eval_expr
-
-        return self._then(lambda b: b.filter(pc.fill_null(eval_expr(expr, b), False)) if b.num_rows else b)
 
     def select_columns(self, cols: list[str]) -> LocalDataset:
         return self._then(lambda b: b.select(cols))
@@ -84,7 +91,7 @@ class LocalDataset:
     def sort(self, key: str) -> LocalDataset:
         return LocalDataset(lambda: iter([_concat(self).sort_by(key)]))
 
-    def random_sample(self, fraction: float, seed: int | None = None) -> LocalDataset:
+    def random_sample(self, fraction: float, *, seed: int | None = None) -> LocalDataset:
         def sample() -> Iterator[pa.Table]:
             rng = np.random.default_rng(seed)
             for b in self.iter_blocks():
@@ -127,14 +134,17 @@ class LocalDataset:
     def take_all(self) -> list[dict]:
         return [r for b in self.iter_blocks() for r in b.to_pylist()]
 
-    def take_batch(self, batch_size: int = 20, batch_format: str = "default"):
+    def take_batch(self, batch_size: int = 20, *, batch_format: str = "default"):
+        """The first `batch_size` rows as one batch; empty blocks are passed over (as Ray's batcher does)."""
         rows, got = [], 0
         for b in self.iter_blocks():
+            if not b.num_rows:
+                continue
             rows.append(b.slice(0, batch_size - got))
             got += rows[-1].num_rows
             if got >= batch_size:
                 break
-        table = pa.concat_tables(rows) if rows else pa.table({})
+        table = pa.concat_tables(rows, promote_options="default") if rows else pa.table({})
         return _to_batch(table, batch_format)
 
     def to_arrow_refs(self) -> list[pa.Table]:
@@ -142,6 +152,7 @@ class LocalDataset:
         return list(self.iter_blocks())
 
     def to_numpy_refs(self) -> list[dict[str, np.ndarray]]:
+        """Every block as a numpy batch (Ray: object refs of them)."""
         return [_to_batch(b, "numpy") for b in self.iter_blocks()]
 
     def write_parquet(self, path: str) -> None:
@@ -247,18 +258,35 @@ def _slices(block: pa.Table, size: int | None) -> list[pa.Table]:
     return [block.slice(i, size) for i in range(0, block.num_rows, size)]
 
 
-def _to_batch(block: pa.Table, batch_format: str):
+def _to_batch(block: pa.Table, batch_format: str) -> pa.Table | dict[str, np.ndarray]:
+    """A block as a map_batches batch: itself ("pyarrow") or a dict of numpy arrays ("numpy", Ray's
+    "default"): a fixed-shape tensor column becomes one (n, *shape) array, any other column
+    `to_numpy(zero_copy_only=False)` (strings and lists as object arrays, as Ray gives them)."""
     if batch_format == "pyarrow":
         return block
-    batch_format = "numpy" if batch_format == "default" else batch_format  # Ray Data's default
-    from ray.data.block import BlockAccessor
+    if batch_format not in ("numpy", "default"):
+        raise ValueError(f"batch_format {batch_format!r}: the in-process executor has pyarrow and numpy batches")
+    return {name: _column_to_numpy(block.column(name)) for name in block.column_names}
 
-    return BlockAccessor.for_block(block).to_batch_format(batch_format)
+
+def _column_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    if isinstance(column.type, pa.FixedShapeTensorType):
+        if column.num_chunks == 0:
+            return np.zeros((0, *column.type.shape), column.type.value_type.to_pandas_dtype())
+        return column.combine_chunks().to_numpy_ndarray()
+    return column.to_numpy(zero_copy_only=False)
 
 
-def _from_batch(batch) -> pa.Table:
+def _from_batch(batch: pa.Table | dict[str, np.ndarray]) -> pa.Table:
+    """A function's output batch -> a block: numpy arrays of 2 or more dimensions become fixed-shape tensor
+    columns (one tensor per row, as Ray makes its tensor columns), the rest `pa.array` (an object array of
+    strings a string column, of lists or 1-D arrays a list column)."""
     if isinstance(batch, pa.Table):
         return batch
-    from ray.data.block import BlockAccessor
+    return pa.table({name: _numpy_to_arrow(np.asarray(values)) for name, values in batch.items()})
 
-    return BlockAccessor.batch_to_block(batch)
+
+def _numpy_to_arrow(values: np.ndarray) -> pa.Array:
+    if values.ndim >= 2:
+        return pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(values))
+    return pa.array(values)

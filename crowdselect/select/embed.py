@@ -23,7 +23,11 @@ def _is_sentence_transformers(path: str) -> bool:
 
 
 class Embedder:
-    """Callable stage: batch[instruction] (n,) -> batch[embedding] (n, d) float32, unit norm."""
+    """Callable stage: batch[instruction] (n,) -> batch[embedding] (n, d) float32, unit norm.
+
+    Neither executor calls a stage on an empty block (`crowdselect.runtime.rows`); called directly on zero
+    rows it still gives (0, d), the model's d, never a placeholder width.
+    """
 
     def __init__(self, model: str, kind: str = "auto", batch_size: int = 64, max_length: int = 256,
                  device: str = "cpu", trust_remote_code: bool = False, allow_pickle_weights: bool = False):
@@ -49,7 +53,9 @@ class Embedder:
                                                    use_safetensors=safetensors_only).to(device).eval()
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """(n,) texts -> (n, d) float32 unit vectors."""
+        """(n,) texts -> (n, d) float32 unit vectors; no texts -> (0, d), d the model's dimension."""
+        if not texts:  # the width of a real output: model APIs name (or know) the dimension differently
+            return np.zeros((0, self.embed(["x"]).shape[1]), np.float32)
         if self.st is not None:
             out = self.st.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                  normalize_embeddings=True, show_progress_bar=False)
@@ -71,5 +77,5 @@ class Embedder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch[C.INSTRUCTION]]
-        batch[C.EMBEDDING] = self.embed(texts) if texts else np.zeros((0, 1), np.float32)
+        batch[C.EMBEDDING] = self.embed(texts)
         return batch

@@ -27,7 +27,6 @@ from functools import partial
 
 import numpy as np
 import ray
-from ray.data.expressions import col
 
 from crowdselect.baselines.stages import STRATEGY_COLUMNS, add_baseline
 from crowdselect.baselines.tag_diversity import select_by_tags
@@ -45,6 +44,7 @@ from crowdselect.report.html import REPORT, write_report
 from crowdselect.runtime.local_data import fetch
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import for_spec, plan
+from crowdselect.runtime.rows import Rows, filter_rows
 from crowdselect.select.config import SelectConfig, check_paths
 from crowdselect.select.embed import Embedder
 from crowdselect.select.kmeans_ray import fit_kmeans
@@ -188,7 +188,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     return 0
 
 
-def handle_rejects(rows: ray.data.Dataset, file_order: dict[str, int], mode: str, out: str) -> None:
+def handle_rejects(rows: Rows, file_order: dict[str, int], mode: str, out: str) -> None:
     """fail: print FILE:LINE: reason per problem and stop (exit 2); quarantine: write rejected.jsonl
     ({source, reason, raw}: `crowdselect.core.records.write_rejects`, the format of every command)."""
     bad = rejected(rows).select_columns([C.SOURCE, C.ERROR, C.RAW, FILE, LINE]).take_all()
@@ -205,7 +205,7 @@ def handle_rejects(rows: ray.data.Dataset, file_order: dict[str, int], mode: str
     log.say(f"quarantined {len(rejects)} bad row(s) to {storage.join(out, REJECTS_FILE)}")
 
 
-def fit_pool_quantiles(ds: ray.data.Dataset, n_rows: int, n_quantiles: int, capacity: int):
+def fit_pool_quantiles(ds: Rows, n_rows: int, n_quantiles: int, capacity: int):
     """Global quantiles per metric from merged per-block sketches; also the count of defined values."""
     blobs = ds.map_batches(sketch_block, batch_format="pyarrow", batch_size=None,
                            fn_kwargs={"capacity": capacity}).take_all()
@@ -218,7 +218,7 @@ def fit_pool_quantiles(ds: ray.data.Dataset, n_rows: int, n_quantiles: int, capa
     return quantiles, defined
 
 
-def embed(ds: ray.data.Dataset, cfg: SelectConfig, local: bool = False) -> ray.data.Dataset:
+def embed(ds: Rows, cfg: SelectConfig, local: bool = False) -> Rows:
     """+ embedding column. In-process a whole block is one call: sentence-transformers sorts a call's texts
     by length, so bigger calls pad less (on Ray, batches stay small enough to spread over the actors)."""
     e = cfg.embedder
@@ -231,7 +231,7 @@ def embed(ds: ray.data.Dataset, cfg: SelectConfig, local: bool = False) -> ray.d
         compute=ray.data.ActorPoolStrategy(size=e.concurrency), **for_spec(e).remote_options()).materialize()
 
 
-def cluster(ds: ray.data.Dataset, cfg: SelectConfig, local: bool = False) -> tuple[np.ndarray, dict]:
+def cluster(ds: Rows, cfg: SelectConfig, local: bool = False) -> tuple[np.ndarray, dict]:
     sel, km = cfg.selection, cfg.selection.kmeans
     fit_ds = ds.select_columns([C.EMBEDDING])
     n = ds.count()
@@ -251,7 +251,7 @@ def cluster(ds: ray.data.Dataset, cfg: SelectConfig, local: bool = False) -> tup
                          "inits_inertia": res.inertias.tolist(), "workers": workers}
 
 
-def principal_axes(ds: ray.data.Dataset, sample: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+def principal_axes(ds: Rows, sample: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """(mean, two principal axes) of the first `sample` embeddings: the report's 2-D view of the clusters."""
     X = np.stack(ds.select_columns([C.EMBEDDING]).take_batch(sample, batch_format="numpy")[C.EMBEDDING])
     X = X.astype(np.float64)
@@ -262,7 +262,7 @@ def principal_axes(ds: ray.data.Dataset, sample: int = 2000) -> tuple[np.ndarray
     return mean.astype(np.float32), axes.astype(np.float32)
 
 
-def choose(scored: ray.data.Dataset, k: int, n_clusters: int, clustering: bool) -> list[dict]:
+def choose(scored: Rows, k: int, n_clusters: int, clustering: bool) -> list[dict]:
     """Final selection from every block's candidates, in rank order (score desc, id asc)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -280,18 +280,22 @@ def choose(scored: ray.data.Dataset, k: int, n_clusters: int, clustering: bool) 
     return cands.take(pa.array(np.asarray(idx, dtype=np.int64))).to_pylist()
 
 
-def choose_by_tags(scored: ray.data.Dataset, k: int) -> list[dict]:
+def choose_by_tags(scored: Rows, k: int) -> list[dict]:
     """Tags baseline: InsTag's complexity-first, coverage-greedy walk over the whole pool (driver side:
     it needs every row's tags; rows are narrow). Ties go to the higher best reward, then to the id order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     rows = sorted(scored.drop_columns([C.INSTRUCTION, C.BEST_RESPONSE]).take_all(), key=lambda r: r[C.ID])
     tags = [list(r[C.TAGS] or []) for r in rows]
     best = np.array([np.nan if r[C.BEST_REWARD] is None else r[C.BEST_REWARD] for r in rows], dtype=float)
     keep = {rows[i][C.ID] for i in select_by_tags(tags, best, k)}
-    picked = scored.filter(expr=col(C.ID).is_in(sorted(keep))).take_all()
+    keep_ids = pa.array(sorted(keep), pa.string())
+    picked = filter_rows(scored, lambda b: pc.is_in(b[C.ID], value_set=keep_ids)).take_all()
     return [r for r in sorted(picked, key=lambda r: (-r[C.SCORE], r[C.ID]))]
 
 
-def write_scores(scored: ray.data.Dataset, selected_ids: set[str], out: str) -> None:
+def write_scores(scored: Rows, selected_ids: set[str], out: str) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -66,6 +66,11 @@ class QuantileSketch:
         """Values at fractions p in [0, 1], numpy's "linear" method (position p * (count - 1))."""
         if self.count == 0:
             return np.full(np.shape(p), np.nan)
+        if len(self.values) == self.count:
+            # exact (every value kept): numpy's own percentile arithmetic, which sklearn's fit uses. The
+            # rank interpolation below is as exact in value but not in the last bit, and on tied values
+            # (means of integer ratings) one bit moves the tie run's edge by a quantile: 0.5/(q-1) in q
+            return np.percentile(self.values, np.asarray(p, dtype=float) * 100)
         pos = np.asarray(p, dtype=float) * (self.count - 1)
         r = np.concatenate([[0.0], self.ranks(), [self.count - 1]])
         v = np.concatenate([[self.lo], self.values, [self.hi]])

@@ -15,6 +15,9 @@ def test_sentence_transformers_and_hf_mean_pooling_agree():
     assert a.shape == (3, 384) and a.dtype == np.float32
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     assert np.allclose(a, b, atol=1e-4)
+    # zero rows keep the model's width (was (0, 1)): an empty batch has the schema of every other
+    assert st({C.INSTRUCTION: np.array([], dtype=object)})[C.EMBEDDING].shape == (0, 384)
+    assert hf.embed([]).shape == (0, 384)
     # related questions land closer than unrelated ones
     c = st.embed(["How can I sort a Python list?"])[0]
     assert c @ a[0] > c @ a[1]

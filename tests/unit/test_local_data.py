@@ -1,11 +1,18 @@
-"""LocalDataset: the in-process executor does what the engine asks of Ray Data, block by block, lazily."""
+"""LocalDataset: the in-process executor does what the engine asks of a dataset (`Rows`), block by block,
+lazily, with pyarrow and numpy only."""
+
+import ast
+import inspect
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from ray.data.expressions import col
 
+from crowdselect.runtime import rows
 from crowdselect.runtime.local_data import LocalDataset, fetch, parallel_map
+from crowdselect.runtime.rows import Rows, filter_rows
 
 
 def blocks():
@@ -34,19 +41,78 @@ def test_map_batches_slices_within_blocks_and_builds_a_class_once():
     assert [r["y"] for r in out.take_all()] == [3.0, 5.0, 1.0, 9.0, 11.0]
 
 
-def test_numpy_batches_of_vectors_round_trip_as_ray_tensors():
-    ds = LocalDataset([pa.table({"t": ["a", "b"]})]).map_batches(
-        lambda b: {"t": b["t"], "e": np.arange(6, dtype=np.float32).reshape(2, 3)}, batch_format="numpy")
-    got = ds.to_numpy_refs()[0]["e"]
-    assert got.shape == (2, 3) and got.dtype == np.float32
-    assert np.stack(ds.take_batch(2, batch_format="pyarrow").column("e").to_numpy(zero_copy_only=False)).shape == (2, 3)
+def test_numpy_batches_of_vectors_round_trip_as_tensor_columns():
+    ds = LocalDataset([pa.table({"t": ["a", "b"], "l": [["x"], ["y", "z"]]})]).map_batches(
+        lambda b: {**b, "e": np.arange(6, dtype=np.float32).reshape(2, 3)}, batch_format="numpy")
+    got = ds.to_numpy_refs()[0]
+    assert got["e"].shape == (2, 3) and got["e"].dtype == np.float32 and got["t"].tolist() == ["a", "b"]
+    table = ds.take_batch(2, batch_format="pyarrow")
+    assert np.stack(table.column("e").to_numpy(zero_copy_only=False)).shape == (2, 3)
+    assert table.column("l").to_pylist() == [["x"], ["y", "z"]] and table.column("t").type == pa.string()
+    again = ds.map_batches(lambda b: b, batch_format="numpy").materialize()  # a tensor column round-trips
+    assert again.schema() == table.schema and again.to_numpy_refs()[0]["e"].tolist() == got["e"].tolist()
 
 
-def test_filter_by_ray_expression_treats_null_as_false():
+def test_filter_rows_by_a_pyarrow_predicate_treats_null_as_false():
     ds = LocalDataset(blocks())
-    assert [r["id"] for r in ds.filter(expr=col("x").is_null()).take_all()] == ["b"]
-    assert [r["id"] for r in ds.filter(expr=col("id").is_in(["a"]) & col("x").is_not_null()).take_all()] == ["a", "a"]
-    assert ds.filter(expr=col("x") > 3.0).count() == 2
+    assert [r["id"] for r in filter_rows(ds, lambda b: pc.is_null(b["x"])).take_all()] == ["b"]
+    both = filter_rows(ds, lambda b: pc.and_(pc.is_in(b["id"], value_set=pa.array(["a"])), pc.is_valid(b["x"])))
+    assert [r["id"] for r in both.take_all()] == ["a", "a"]
+    assert filter_rows(ds, lambda b: pc.greater(b["x"], 3.0)).count() == 2  # x null: not kept
+
+
+def test_an_empty_block_never_reaches_a_function_and_gives_no_block():
+    """Ray's batcher drops empty blocks; a numpy round trip of zero rows would lose the schema (a string
+    column turns null, an (0, d) array cannot become a tensor column), so the in-process executor must
+    drop them too. This is the long-table crash: a filter left empty blocks, the embedder was called on
+    them, and take_batch met two schemas for one column."""
+    calls = []
+
+    def embed(batch):
+        calls.append(len(batch["t"]))
+        return {"t": batch["t"], "e": np.ones((len(batch["t"]), 3), np.float32)}
+
+    empty = pa.table({"t": pa.array([], pa.string())})
+    ds = LocalDataset([pa.table({"t": ["a", "b"]}), empty, pa.table({"t": ["c"]}), empty])
+    out = ds.map_batches(embed, batch_format="numpy").materialize()
+    assert calls == [2, 1] and out.num_blocks() == 2
+    assert {str(b.schema) for b in out.iter_blocks()} == {str(out.schema())}
+    assert out.take_batch(10, batch_format="numpy")["e"].shape == (3, 3)
+
+
+def test_take_batch_passes_over_empty_blocks_of_another_schema():
+    ds = LocalDataset([pa.table({"x": pa.array([], pa.null())}), pa.table({"x": [1.0, 2.0]}), pa.table({"x": [3.0]})])
+    assert ds.take_batch(3, batch_format="pyarrow").column("x").to_pylist() == [1.0, 2.0, 3.0]
+    assert ds.take_batch(2, batch_format="numpy")["x"].tolist() == [1.0, 2.0]
+
+
+def test_rows_is_declared_once_and_both_executors_accept_every_call():
+    """Every method of `Rows` exists on ray.data.Dataset and on LocalDataset, and each accepts the
+    protocol's parameters by name (importing ray.data starts no Ray)."""
+    import ray.data
+
+    names = [n for n, v in vars(Rows).items() if callable(v) and not n.startswith("_")]
+    assert len(names) >= 15
+    for impl in (ray.data.Dataset, LocalDataset):
+        for name in names:
+            want = inspect.signature(getattr(Rows, name)).parameters
+            have = inspect.signature(getattr(impl, name)).parameters
+            takes_any = any(p.kind == p.VAR_KEYWORD for p in have.values())
+            for p in want.values():
+                if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                    continue
+                assert p.name in have or takes_any, f"{impl.__name__}.{name} lacks {p.name}"
+    assert hasattr(LocalDataset([]).groupby("id"), "map_groups")
+
+
+def test_the_in_process_executor_imports_no_private_ray_module():
+    """Only public APIs: no `ray.data._internal...` and no Ray block accessor behind the numpy batches."""
+    for module in (rows, __import__("crowdselect.runtime.local_data", fromlist=["x"])):
+        tree = ast.parse(Path(module.__file__).read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        names += [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
+        assert not [x for x in names if "_internal" in x or x == "BlockAccessor" or x.startswith("ray.data")]
 
 
 def test_groups_come_in_key_order_and_union_sort_select_keep_rows():
@@ -58,6 +124,7 @@ def test_groups_come_in_key_order_and_union_sort_select_keep_rows():
     assert both.count() == 10 and both.schema().names == ["id"]
     assert [r["id"] for r in ds.sort("id").take_all()] == ["a", "a", "b", "c", "d"]
     assert LocalDataset(blocks()).random_sample(1.0, seed=0).count() == 5
+    assert not hasattr(LocalDataset, "filter")  # filters go through `filter_rows`, the same on both executors
 
 
 def test_write_parquet_one_file_per_non_empty_block(tmp_path):

@@ -32,6 +32,14 @@ def test_ties_and_repeated_values_match_sklearn():
     assert np.allclose(sketch_transform(x, 3), sklearn_uniform(x), atol=1e-12)
 
 
+@pytest.mark.parametrize("n", [149, 150, 301])
+def test_ties_on_means_of_integer_ratings_match_sklearn_to_the_bit(n):
+    """Ties whose value sklearn's percentile lands on only up to a rounding bit (-0.4999999999999976 for
+    -0.5): the transform must put the tie run where sklearn does (it was 0.5/(n-1) off)."""
+    x = np.random.default_rng(3).integers(-3, 4, size=(n, 3)).mean(axis=1)
+    assert np.allclose(sketch_transform(x, 4), sklearn_uniform(x), atol=1e-12)
+
+
 def test_compressed_sketch_within_1e3_of_sklearn():
     rng = np.random.default_rng(2)
     x = np.concatenate([rng.lognormal(size=150_000), rng.normal(5, 0.1, size=50_000)])
