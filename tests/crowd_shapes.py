@@ -4,11 +4,11 @@ One generator, `random_crowd(spec)`, draws the crowd itself: canonical rows `{id
 [{model, response, reward}]}` in input order, with the awkward parts a spec asks for (missing answers of
 each kind, reward ties, duplicate ids). A shape is one function from those rows to the records of a file:
 
-    SHAPES = {"canonical": ..., "long": ..., "wide": ...}        # rows, generator names -> records
+    SHAPES = {"canonical": ..., "long": ..., "wide": ..., "struct": ...}   # rows, generator names -> records
     write_records(records, path)                                  # .jsonl or .parquet by suffix
 
-so a new input layout (say, one struct column per generator) is one more `rows -> records` function, its
-entry in SHAPES, and in SHAPE_INPUT the `input:` keys it is read with. Pure Python + numpy +
+so a new input layout is one more `rows -> records` function, its entry in SHAPES, and in SHAPE_INPUT the
+`input:` keys it is read with ("struct": one struct column per generator, the paper's pool's layout). Pure Python + numpy +
 pyarrow: no Ray, no crowdselect import, so the test's reference cannot borrow the engine's code.
 """
 
@@ -27,6 +27,9 @@ CROWD = (("a-1b", "a", 1), ("a-7b", "a", 7), ("a-13b", "a", 13), ("b-2b", "b", 2
          ("c-3b", "c", 3))  # family c has one member
 NO_SIBLINGS = (("x-1b", "x", 1), ("y-2b", "y", 2), ("z-3b", "z", 3))  # stability undefined everywhere
 TIED_SIZES = (("d-7b", "d", 7), ("d-7b-v2", "d", 7), ("e-1b", "e", 1), ("e-8b", "e", 8))  # family d: no size order
+DOTTED = (("q2.5-1.5b", "q2.5", 1.5), ("q2.5-7b", "q2.5", 7), ("q2.5-72b", "q2.5", 72), ("g-2.0-2b", "g-2.0", 2),
+          ("g-2.0-9b", "g-2.0", 9))  # names with dots, as the real ones have (Qwen2.5-7B-Instruct)
+STRUCT_REWARDS = ("rm.main-v0.1", "rm.other")  # the primary reward key first; dotted, as ArmoRM-Llama3-8B-v0.1
 
 WORDS = ("sort list python explain poem ocean history rome recipe bread tax law physics orbit write story "
          "summarise article debug code translate french plan trip compare phones").split()
@@ -97,9 +100,27 @@ def wide_records(rows: list[dict], names: list[str]) -> list[dict]:
     return out
 
 
-SHAPES = {"canonical": canonical_records, "long": long_records, "wide": wide_records}
+def struct_records(rows: list[dict], names: list[str]) -> list[dict]:
+    """One struct column per generator, as Magpie-100K-Generator-Zoo: `{"content": answer, "<rm>": reward, ...}`
+    with two reward keys (the second a different score); a generator that did not answer (null response) is a
+    null struct; `uuid` holds the id."""
+    out = []
+    for r in rows:
+        rec = {"uuid": r["id"], "instruction": r["instruction"]}
+        by_model = {a["model"]: a for a in r["responses"]}
+        for g in names:
+            a = by_model[g]
+            other = None if a["reward"] is None else -a["reward"]  # opposite ranking: using it would show
+            rec[g] = None if a["response"] is None else {"content": a["response"], STRUCT_REWARDS[0]: a["reward"],
+                                                          STRUCT_REWARDS[1]: other}
+        out.append(rec)
+    return out
+
+
+SHAPES = {"canonical": canonical_records, "long": long_records, "wide": wide_records, "struct": struct_records}
 # the `input:` config keys each shape is read with (a layout that needs a column mapping adds it here)
-SHAPE_INPUT = {"canonical": {"format": "canonical"}, "long": {"format": "long"}, "wide": {"format": "wide"}}
+SHAPE_INPUT = {"canonical": {"format": "canonical"}, "long": {"format": "long"}, "wide": {"format": "wide"},
+               "struct": {"format": "auto", "wide": {"id": "uuid", "reward": "{name}." + STRUCT_REWARDS[0]}}}
 
 
 def write_records(records: list[dict], path: Path) -> None:

@@ -27,7 +27,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from crowd_shapes import NO_SIBLINGS, SHAPE_INPUT, SHAPES, TIED_SIZES, CrowdSpec, random_crowd, write_records
+from crowd_shapes import (
+    DOTTED,
+    NO_SIBLINGS,
+    SHAPE_INPUT,
+    SHAPES,
+    TIED_SIZES,
+    CrowdSpec,
+    random_crowd,
+    write_records,
+)
 from scipy.stats import spearmanr
 from sklearn.preprocessing import QuantileTransformer
 
@@ -70,6 +79,10 @@ CASES = [
     Case(CrowdSpec(2500, missing=0.05, seed=6), "wide", ".parquet", lines_per_block=512, k=100),
     Case(CrowdSpec(200, crowd=NO_SIBLINGS, seed=7), "canonical", ".parquet", lines_per_block=50, k=20),
     Case(CrowdSpec(150, crowd=TIED_SIZES, ties=True, missing=0.1, seed=8), "canonical", lines_per_block=40, k=15),
+    # one struct column per generator (the paper's pool), dotted names and reward keys, two reward keys
+    Case(CrowdSpec(400, crowd=DOTTED, missing=0.15, ties=True, duplicates=3, seed=12), "struct", lines_per_block=64,
+         k=40),
+    Case(CrowdSpec(900, crowd=DOTTED, missing=0.1, seed=13), "struct", ".parquet", lines_per_block=128, files=2, k=60),
     # clustered, with the real MiniLM: the long table split into blocks (the shape that crashed in-process),
     # more clusters than distinct instructions (empty clusters, the remainder goes elsewhere), k % clusters
     Case(CrowdSpec(240, missing=0.1, duplicates=2, seed=9), "long", lines_per_block=200, k=30, clusters=6),
