@@ -38,8 +38,10 @@ class Shard:
 
         # one BLAS thread per actor: actors, not threads, give the parallelism (in the driver: no limit)
         self._limits = threadpool_limits(limits=blas_threads) if blas_threads else None
-        parts = [np.asarray(fetch(r)[column], dtype=np.float32) for r in refs]  # refs or LocalDataset blocks
-        parts = [p.reshape(len(p), -1) for p in parts if len(p)]
+        batches = [fetch(r) for r in refs]  # refs or LocalDataset blocks
+        # an empty block may hold no columns at all (Ray Data's output for a block no row reached)
+        parts = [np.asarray(b[column], dtype=np.float32) for b in batches if column in b and len(b[column])]
+        parts = [p.reshape(len(p), -1) for p in parts]
         self.X = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
         self.xx = km.row_norms(self.X)
         self.d2 = None

@@ -18,6 +18,9 @@ session's local Ray) and in this process, and checks
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from crowd_shapes import (
     SHAPES,
     TIED_SIZES,
     CrowdSpec,
+    crowd_yaml,
     random_crowd,
     write_records,
 )
@@ -129,6 +133,26 @@ def test_executors_and_the_reference_agree(ray_local, tmp_path, case):
     for c in set(ray_scores.column_names) - set(exact):
         assert np.allclose(local_scores[c].to_numpy(), ray_scores[c].to_numpy(), atol=1e-4)
     check_against_reference(case, rows, ray_out, n_records=sum(pq_or_jsonl_rows(p) for p in paths))
+
+
+def test_the_long_clustered_shape_agrees_on_a_two_cpu_ray(tmp_path):
+    """The CLI as a user on a 2-core machine runs it (its own Ray with 2 CPUs, not the session's 8): a long
+    table in several blocks, clustered. In-process this crashed (ArrowInvalid: a pickled embedding block);
+    on a 2-CPU Ray, empty blocks with no columns reached k-means (KeyError). Both now give the same bytes."""
+    case = Case(CrowdSpec(300, seed=14), "long", lines_per_block=512, k=12, clusters=4)
+    _, paths = write_case(case, tmp_path)
+    (tmp_path / "crowd.yaml").write_text(crowd_yaml(case.spec.crowd))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env.pop("RAY_ADDRESS", None)
+    for executor in ("ray", "local"):
+        cmd = [sys.executable, "-m", "crowdselect.cli", "select", "--config", str(tmp_path / "crowd.yaml"),
+               "--input", *paths, "--format", "long", "--k", "12", "--clusters", "4", "--executor", executor,
+               "--out", str(tmp_path / executor), "input.lines_per_block=512", "ray.num_cpus=2",
+               f"ray.temp_dir={os.environ.get('CROWDSELECT_RAY_TMP', '/tmp/rcs')}-cli"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr
+    assert (tmp_path / "ray" / "selected.jsonl").read_bytes() == (tmp_path / "local" / "selected.jsonl").read_bytes()
 
 
 def same_values(a, b) -> bool:
