@@ -10,7 +10,6 @@ import pytest
 
 from crowdselect.core import columns as C
 from crowdselect.core.records import FILE, LINE, TEXT
-from crowdselect.crowd import blocks
 from crowdselect.crowd.blocks import READ_ERROR, parse_block, parse_lines
 from crowdselect.crowd.config import WideLayout
 from crowdselect.crowd.parse import (
@@ -126,18 +125,6 @@ def same(fast: pa.Table, ref: pa.Table):
     assert fast.schema == ref.schema
     assert fast.to_pylist() == ref.to_pylist()
 
-
-@pytest.fixture
-def per_line(monkeypatch):
-    """Records the rows that parse_block hands to the per-line parser."""
-    seen = []
-
-    def spy(batch, rows, *args):
-        seen.extend(batch.column(LINE).take(pa.array(rows, pa.int64())).to_pylist())
-        return parse_lines(batch, rows, *args)
-
-    monkeypatch.setattr(blocks, "parse_lines", spy)
-    return seen
 
 
 def test_clean_block_is_parsed_without_the_per_line_parser_and_matches_it(per_line):

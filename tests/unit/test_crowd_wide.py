@@ -16,7 +16,6 @@ from crowdselect.cli import main
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
 from crowdselect.core.records import FILE, LINE, TEXT
-from crowdselect.crowd import blocks
 from crowdselect.crowd.blocks import parse_block, parse_lines
 from crowdselect.crowd.config import WideLayout
 from crowdselect.crowd.inspect import inspect_crowd, proposed_config
@@ -87,17 +86,6 @@ def json_block(rows, extra=()):
     return pa.table({FILE: pa.array(["z.jsonl"] * len(lines)), LINE: pa.array(range(1, len(lines) + 1), pa.int64()),
                      TEXT: pa.array(lines)})
 
-
-@pytest.fixture
-def per_line(monkeypatch):
-    seen = []
-
-    def spy(batch, rows, *args):
-        seen.extend(batch.column(LINE).take(pa.array(rows, pa.int64())).to_pylist())
-        return parse_lines(batch, rows, *args)
-
-    monkeypatch.setattr(blocks, "parse_lines", spy)
-    return seen
 
 
 def odd_rows():
