@@ -288,7 +288,7 @@ def _build(cols, batch, row, model, response, reward, flag, kind, fmt) -> pa.Tab
 
 
 def _blank(a: pa.ChunkedArray) -> np.ndarray:
-    """Null, or blank text (`crowdselect.core.text`: whitespace and invisible characters only; integers, as
+    """Null, or blank text (`crowdselect.core.blank`: whitespace and invisible characters only; integers, as
     ids, are never blank)."""
     if not (pa.types.is_string(a.type) or pa.types.is_large_string(a.type)):
         return a.is_null().to_numpy(zero_copy_only=False)

@@ -5,8 +5,8 @@ the Magpie-100K-Generator-Zoo layout), the rows (Parquet: from the files' metada
 while streaming), the generators with the family and size read from their names (crowd/names.py), every
 reward key with its min / max / null counts, the missing answers per generator, and a proposed crowd config
 that `crowdselect select --config` reads (`--write-config FILE` writes it too). Nothing is guessed
-silently: a name whose family or size cannot be read, a missing id column, several reward keys to choose
-from, each is a commented line saying what to fill in. Reads with pyarrow in this process, no Ray; a bad
+silently: a name whose family or size cannot be read or a missing id column is a commented line saying
+what to fill in; of several reward keys one is named in the open and the others are commented beside it. Reads with pyarrow in this process, no Ray; a bad
 file is a one-line error (exit 2), a bad JSON line is counted and the first one named.
 """
 
@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from crowdselect.core import columns as C
 from crowdselect.core import storage
+from crowdselect.core.blank import blank_mask
 from crowdselect.core.errors import UserError
 from crowdselect.core.paths import check_inputs
 from crowdselect.core.records import READ_ERRORS, display_path, iter_records, list_data_files, split_by_kind
@@ -202,7 +203,7 @@ def _count(insp: Inspection, g: str, response: pa.ChunkedArray, rewards: dict) -
     present = pc.is_valid(response)
     n_empty = 0
     if pa.types.is_string(response.type) or pa.types.is_large_string(response.type):
-        blank = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(response)), 0), False)
+        blank = pc.fill_null(blank_mask(response), False)  # the readers' rule: invisible text is empty too
         n_empty = pc.sum(pc.cast(blank, pa.int64())).as_py() or 0
     stats.null_response += len(response) - (pc.sum(pc.cast(present, pa.int64())).as_py() or 0)
     stats.empty_response += n_empty

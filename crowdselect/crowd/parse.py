@@ -6,7 +6,7 @@ models, responses, rewards (aligned lists), source ("FILE:LINE"). A rejected row
 
 Rules (documented in the README):
 - id: a non-empty string (integers are accepted and turned into strings);
-- instruction: a non-empty string; blank text (`crowdselect.core.text.is_blank`: only whitespace and
+- instruction: a non-empty string; blank text (`crowdselect.core.blank.is_blank`: only whitespace and
   invisible characters such as ZERO WIDTH SPACE) is empty, for ids, instructions and responses alike;
 - every answer names a generator listed in the crowd config (else "unknown model"), at most once per row;
 - a missing answer is left out of the metrics and counted by kind (MISSING): a null response (the generator

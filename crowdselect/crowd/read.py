@@ -112,9 +112,16 @@ def merge_long_group(group: pa.Table, known: list[str], file_order: dict[str, in
 def resolve_format(cfg: InputConfig, files: list[str], generators: list[str]) -> tuple[str, WideLayout]:
     """The format of the files (cfg.input.format, or detected from the first readable row) and, for a wide
     table, `cfg.wide` resolved against the files' schemas (every file must map the same way)."""
+    heads: dict[str, tuple] = {}  # each file's start is read once (a remote file: one round trip)
+
+    def head(f: str) -> tuple:
+        if f not in heads:
+            heads[f] = first_row(f)
+        return heads[f]
+
     fmt = cfg.format
     if fmt == "auto":
-        first, _ = next(((r, c) for r, c in map(first_row, files) if r is not None), (None, None))
+        first, _ = next(((r, c) for r, c in map(head, files) if r is not None), (None, None))
         if first is None:
             raise UserError(f"{display_path(files[0])}: cannot detect the pool format (no readable JSON "
                             "object in the first rows); set input.format")
@@ -123,7 +130,7 @@ def resolve_format(cfg: InputConfig, files: list[str], generators: list[str]) ->
         return fmt, cfg.wide
     layout, first_file = None, None
     for f in files:
-        _, tree = first_row(f)
+        _, tree = head(f)
         if tree is None:
             continue
         this = resolve_wide(cfg.wide, tree, generators, display_path(f))

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from crowdselect.core import log, storage
 from crowdselect.core.errors import UserError
-from crowdselect.core.records import READ_ERRORS, first_record, iter_records
+from crowdselect.core.records import READ_ERRORS, iter_records
 from crowdselect.crowd.config import ColumnPath, WideLayout
 
 # a schema as a tree: name -> sub-tree (a struct / JSON object) or the kind of a leaf
@@ -76,14 +76,14 @@ def first_row(path: str, sample: int = 100) -> tuple[dict | None, Tree | None]:
         except READ_ERRORS:  # the reader reports the broken file as a row error
             return None, None
         return (first.to_pylist()[0] if first is not None and first.num_rows else None), tree
-    rec = first_record(path)
-    if rec is None or not isinstance(rec.value, dict):
+    head = list(islice(iter_records(path), sample))  # one read of the file's start, as first_record has it
+    if not head or head[0].error is not None or not isinstance(head[0].value, dict):
         return None, None
     tree: Tree = {}
-    for r in islice(iter_records(path), sample):
+    for r in head:
         if isinstance(r.value, dict):
             tree = _merge(tree, object_tree(r.value))
-    return rec.value, tree
+    return head[0].value, tree
 
 
 def _merge(a: Tree, b: Tree) -> Tree:

@@ -179,6 +179,16 @@ def test_inspect_leaves_unreadable_names_to_the_user(tmp_path):
     assert load_select_config(str(tmp_path / "p.yaml"), {}, []).generators[0].family == "gpt-4o"
 
 
+
+def test_inspect_counts_empty_answers_by_the_readers_rule():
+    """An answer of invisible characters only is empty for the readers (core/blank.py): inspect says so too."""
+    from crowdselect.crowd.inspect import Inspection, _count
+
+    insp = Inspection([], "long", None, [])
+    _count(insp, "g", pa.chunked_array([pa.array(["ok", "\u200b\u2060", " ", None])]), {})
+    s = insp.generators["g"]
+    assert (s.answers, s.empty_response, s.null_response) == (1, 2, 1)
+
 def test_magpie_zoo_example_maps_the_papers_layout():
     root = Path(__file__).resolve().parents[2]
     cfg = load_select_config(str(root / "examples" / "magpie_zoo.yaml"), {}, [])
