@@ -9,8 +9,9 @@
 - What a real cluster needs beyond the schemas, read from the files: the image each node boots (Ray's own AMI
   check keeps ours instead of its CUDA 11.2 default; GCP's image family carries a driver for the cu128 image),
   a cloud identity on every worker type (Ray gives one to the head only) and IAM policies that match the
-  config, and HF_TOKEN from each platform's secret store into every container (the AWS/GCP initialization
-  command is run here against a stand-in `aws`/`gcloud`).
+  config, HF_TOKEN from each platform's secret store into every container (the AWS/GCP initialization command
+  is run here against a stand-in `aws`/`gcloud`), /dev/shm sized for Ray's own object-store rule, and a RayJob
+  whose config the image can run.
 - jobs/: each entrypoint is headed by its `ray job submit` command and runtime_env.yaml is a valid RuntimeEnv.
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import ray
+import ray._private.utils as ray_utils
 import yaml
 from ray.autoscaler._private import util as autoscaler_util
 from ray.autoscaler._private.aws import config as aws_config
@@ -40,7 +42,7 @@ from ray.autoscaler._private.node_provider_availability_tracker import NodeAvail
 from ray.autoscaler._private.resource_demand_scheduler import _default_utilization_scorer, get_nodes_for
 
 from crowdselect.core.secrets import scrub_secrets
-from crowdselect.runtime import resources
+from crowdselect.runtime import models, resources
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
@@ -57,6 +59,7 @@ CUDA_IMAGE = (12, 8)  # the ray-llm image's CUDA (…-cu128): it needs an NVIDIA
 MIN_DRIVER = 570
 HF_ENV_FILE = "~/.crowdselect/hf_token.env"  # written by initialization_commands, read by `docker run --env-file`
 SECRET_TOOL = {"aws.yaml": "aws", "gcp.yaml": "gcloud"}
+K8S_SHM_DEFAULT = 64 * 1024**2  # a container's /dev/shm without a volume there
 
 
 def load(name: str) -> dict:
@@ -420,6 +423,50 @@ def test_kuberay_translation_by_ray_brings_up_the_right_groups():
     assert nodes_for(cfg, [{"CPU": 8}] * 2) == ({"cpu": 1}, [])
 
 
+def pods(spec: dict) -> dict[str, dict]:
+    """group name -> pod spec, the head's as "head"."""
+    out = {"head": spec["headGroupSpec"]["template"]["spec"]}
+    out.update({g["groupName"]: g["template"]["spec"] for g in spec["workerGroupSpecs"]})
+    return out
+
+
+@pytest.mark.parametrize("which", ["raycluster", "rayjob"])
+def test_kuberay_every_ray_container_has_the_hf_token_and_a_cloud_identity(which):
+    """HF_TOKEN from the Secret (never inline) in the head (the job driver) and every group, the cpu group
+    included (ray.data.llm's chat-template and tokenize stages and the export land there); every pod runs as
+    the `crowdselect` service account that IRSA / Workload Identity binds to a cloud identity."""
+    for name, pod in pods(kuberay_specs()[which]).items():
+        assert pod.get("serviceAccountName") == "crowdselect", name
+        env = {e["name"]: e for e in pod["containers"][0].get("env", [])}
+        assert env.get("HF_TOKEN") == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": "hf-token", "key": "token", "optional": True}}}, f"{name}: HF_TOKEN from the hf-token Secret"
+
+
+def shm_bytes(pod: dict) -> int:
+    """Size of the pod's /dev/shm: its memory-backed emptyDir's sizeLimit, or the container default."""
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0].get("volumeMounts", [])}
+    if "/dev/shm" not in mounts:
+        return K8S_SHM_DEFAULT
+    volume = next(v for v in pod.get("volumes", []) if v["name"] == mounts["/dev/shm"])
+    assert volume["emptyDir"]["medium"] == "Memory", "/dev/shm must be memory-backed"
+    return int(kuberay_utils.parse_quantity(volume["emptyDir"]["sizeLimit"]))
+
+
+@pytest.mark.parametrize("which", ["raycluster", "rayjob"])
+def test_kuberay_pods_hold_rays_object_store_in_dev_shm(which, monkeypatch):
+    """Ray's own rule (`resolve_object_store_memory`, then /dev/shm only if the store fits, services.py) run
+    with each pod's memory limit and /dev/shm: the object store stays in memory, not in a file under /tmp."""
+    for name, pod in pods(kuberay_specs()[which]).items():
+        limit = int(kuberay_utils.parse_quantity(pod["containers"][0]["resources"]["limits"]["memory"]))
+        shm = shm_bytes(pod)
+        monkeypatch.setattr(ray_utils, "get_shared_memory_bytes", lambda shm=shm: shm)
+        store = ray_utils.resolve_object_store_memory(limit)
+        assert store <= shm, f"{name}: object store {store / 2**30:.1f} GiB > /dev/shm {shm / 2**30:.1f} GiB"
+        assert shm <= limit // 2, f"{name}: /dev/shm pages count against the pod's memory limit"
+    monkeypatch.setattr(ray_utils, "get_shared_memory_bytes", lambda: K8S_SHM_DEFAULT)
+    assert ray_utils.resolve_object_store_memory(32 * 2**30) > K8S_SHM_DEFAULT  # the check is live
+
+
 def test_rayjob_submits_a_real_entrypoint_and_cleans_up():
     job = load("kuberay/rayjob.yaml")
     spec = job["spec"]
@@ -427,13 +474,46 @@ def test_rayjob_submits_a_real_entrypoint_and_cleans_up():
     assert spec["submissionMode"] in {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
     assert spec["shutdownAfterJobFinishes"] is True and "rayClusterSpec" in spec
     env = yaml.safe_load(spec["runtimeEnvYAML"])
-    ray.runtime_env.RuntimeEnv(**env)  # Ray's own validation of the runtime env fields
+    # Ray's own validation of the runtime env fields; working_dir must exist where `ray job submit` runs (the
+    # submitter pod, where it is the image's copy of this repository), so this checkout stands in for it
+    ray.runtime_env.RuntimeEnv(**{**env, "working_dir": str(ROOT)})
     argv = shlex.split(spec["entrypoint"])
-    assert argv[0] == "python"
-    image_root = "/home/ray/crowdselect/"
-    script = argv[1].removeprefix(image_root)
-    assert (ROOT / script).is_file() and script.startswith("jobs/")
+    assert argv[:2] == ["python", "jobs/run.py"] and (ROOT / argv[1]).is_file()
     assert any(a.startswith(("s3://", "gs://")) for a in argv), "a RayJob's run dir must outlive its cluster"
+
+
+def config_models(tree) -> list[str]:
+    """Every `model:` value in a run config (generators, rewards, embedder, nested sections)."""
+    if isinstance(tree, dict):
+        return [v for k, v in tree.items() if k == "model" and isinstance(v, str)] + \
+            [m for v in tree.values() for m in config_models(v)]
+    if isinstance(tree, list):
+        return [m for v in tree for m in config_models(v)]
+    return []
+
+
+def test_rayjob_runs_a_config_the_image_can_run():
+    """The submitter (the head's image) uploads the image's copy of the repository as working_dir, so the job's
+    paths are the repository's; every model the config names is a hub id, or a `pkg:` alias whose packages the
+    image installs (the quickstart's are not, so the RayJob runs the GPU quickstart)."""
+    spec = load("kuberay/rayjob.yaml")["spec"]
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    workdir = re.search(r"^WORKDIR (\S+)$", dockerfile, flags=re.M)[1]
+    assert yaml.safe_load(spec["runtimeEnvYAML"])["working_dir"] == workdir
+    copied = {p for src in re.findall(r"^COPY (?:--\S+ )*(.+?) \S+$", dockerfile, flags=re.M) for p in src.split()}
+    argv = shlex.split(spec["entrypoint"])
+    config = argv[2]
+    assert {argv[1].split("/")[0], config.split("/")[0]} <= copied
+    cfg = yaml.safe_load((ROOT / config).read_text())
+    for path in cfg["pool"]["path"] if isinstance(cfg["pool"]["path"], list) else [cfg["pool"]["path"]]:
+        assert (ROOT / path).exists() and path.split("/")[0] in copied, path
+    installed = " ".join(re.findall(r"pip install [^\n]*(?:\\\n[^\n]*)*", dockerfile))
+    models_used = config_models(cfg)
+    assert models_used
+    for model in models_used:
+        if model.startswith(models.PREFIX):
+            module = models.ALIASES[model.removeprefix(models.PREFIX)][0]
+            assert module.replace("_", "-") in installed, f"{config}: {model} needs {module} in the image"
 
 
 # ---------------------------------------------------------------- jobs/
