@@ -216,7 +216,11 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     """The dict for `deepspeed.initialize(config=...)`: batch sizes, precision, ZeRO, AdamW; then the user's
     `deepspeed.config` merged over it (nested dicts merge, other values replace)."""
     o, d = cfg.optim, cfg.deepspeed
-    zero: dict[str, Any] = {"stage": d.zero_stage, "overlap_comm": False, "contiguous_gradients": True}
+    # overlap_comm reduces gradient buckets on a side CUDA stream while backward runs (DeepSpeed's own default
+    # for stage 3; stages 1-2 default to off). On CPU workers (gloo) DeepSpeed has no streams to overlap on
+    # (its CPU accelerator is a "synchronized device": reduction_stream is None, zero/stage_1_and_2.py), so
+    # there it would only double the contiguous gradient bucket: on with GPUs, off on CPU.
+    zero: dict[str, Any] = {"stage": d.zero_stage, "overlap_comm": cfg.scaling.use_gpu, "contiguous_gradients": True}
     if d.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     if d.offload_params:

@@ -160,6 +160,22 @@ def test_deepspeed_config_passthrough(tmp_path):
     assert ds["wall_clock_breakdown"] is True and ds["bf16"]["enabled"] is True
 
 
+@pytest.mark.parametrize("stage", [1, 2, 3])
+@pytest.mark.parametrize("use_gpu", [False, True])
+def test_zero_overlaps_communication_on_gpus_only(tmp_path, stage, use_gpu):
+    """overlap_comm on GPU workers for every ZeRO stage; off on CPU (gloo), where DeepSpeed has no streams to
+    overlap on. DeepSpeed's own ZeRO config model accepts the section as generated."""
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    cfg = load_train_config(None, str(tmp_path), ["data.path=x", f"deepspeed.zero_stage={stage}",
+                                                  f"scaling.use_gpu={str(use_gpu).lower()}"])
+    zero = deepspeed_config(cfg, world_size=2)["zero_optimization"]
+    assert zero["overlap_comm"] is use_gpu
+    assert DeepSpeedZeroConfig(**zero).overlap_comm is use_gpu
+    cfg.deepspeed.config = {"zero_optimization": {"overlap_comm": False}}  # the user's config still wins
+    assert deepspeed_config(cfg, world_size=2)["zero_optimization"]["overlap_comm"] is False
+
+
 def test_flops_per_token():
     assert flops_per_token(100, 2, 4, 8.0, lora=False) == 6 * 100 + 12 * 2 * 4 * 8
     assert flops_per_token(100, 2, 4, 8.0, lora=True) == 4 * 100 + 12 * 2 * 4 * 8
