@@ -4,7 +4,7 @@
     .venv/bin/python bench/e2e_bench.py --sizes 100000,1000000   # + 1M x 19 (slow: minutes)
     .venv/bin/python bench/e2e_bench.py --only e2e       # or: ingest, embed
 
-1. End to end: a canonical JSONL crowd of N x 19 (crowdselect.crowd.synthetic), then, back to back,
+1. End to end: a canonical JSONL crowd of N x 19 (bench.synthetic), then, back to back,
    `crowdselect select --no-cluster --k 1000` and `bench/plain_select.py` (json + numpy + scipy + sklearn),
    each as a subprocess. Wall time, and peak memory as the largest sum of RSS over the process tree (sampled
    every 0.1 s: Ray's workers are not the command's children). Targets: wall ratio <= 2.0 at 100K and
@@ -31,6 +31,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the repo root: bench.synthetic
 
 
 def run_measured(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -59,7 +60,7 @@ def run_measured(cmd: list[str], env: dict) -> tuple[float, float]:
 
 
 def e2e(n: int, folder: Path, env: dict) -> dict:
-    from crowdselect.crowd import synthetic
+    from bench import synthetic
 
     crowd, cfg = folder / f"crowd{n}.jsonl", folder / "crowd.yaml"
     cfg.write_text(synthetic.crowd_yaml())
@@ -80,9 +81,9 @@ def ingest_part(n: int, folder: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from bench.synthetic import PAPER_CROWD, rewards
     from crowdselect.crowd.config import InputConfig
     from crowdselect.crowd.read import read_crowd
-    from crowdselect.crowd.synthetic import PAPER_CROWD, rewards
     from crowdselect.generate.spec import GeneratorSpec
 
     R = rewards(n, PAPER_CROWD, seed=2)
@@ -109,7 +110,7 @@ def embed_part(n: int) -> dict:
     import ray
     from sentence_transformers import SentenceTransformer
 
-    from crowdselect.crowd.synthetic import sharegpt_instructions
+    from bench.synthetic import sharegpt_instructions
     from crowdselect.runtime.models import resolve_model
 
     texts = sharegpt_instructions(n)

@@ -8,7 +8,7 @@
    `crowdselect run` wires it) against direct `vllm.LLM.chat` on the same prompts and model, greedy with
    `ignore_eos` so both produce exactly prompts x max_tokens tokens. Both timings include the engine start
    (the stage's actor starts its own engine); the ratio is stage tokens/s / direct tokens/s.
-2. Reward: scored (prompt) tokens/s of the reward helper's judge stage (`crowdselect.reward.stages.
+2. Reward: scored (prompt) tokens/s of the reward helper's judge stage (`crowdselect.reward.wiring.
    add_rewards` on Ray Data) against a bare HF forward loop over the very same token sequences (same
    micro-batch size, last-token logits only), both including the model load.
 Absolute numbers on a shared 2-core machine are noise; the ratios are the result. The card (or CPU) is printed.
@@ -90,7 +90,7 @@ def stage_reward(spec, rows: list[dict]) -> tuple[float, list[list[int]]]:
     import ray
 
     from crowdselect.core import columns as C
-    from crowdselect.reward.stages import add_rewards, build_scorer
+    from crowdselect.reward.wiring import add_rewards, build_scorer
 
     t0 = time.perf_counter()
     out = add_rewards(ray.data.from_items(rows), spec).take_all()
@@ -110,7 +110,7 @@ def bare_forward(spec, prompts: list[list[int]]) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from crowdselect.runtime.causal_lm import load_tokenizer, pick_device, pick_dtype
+    from crowdselect.runtime.lm.load import load_tokenizer, pick_device, pick_dtype
     from crowdselect.runtime.models import resolve_model
 
     t0 = time.perf_counter()

@@ -23,7 +23,6 @@ import numpy as np
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.lm import HFCausalLM
 from crowdselect.reward.rows import (
     RowError,
     check_columns,
@@ -32,8 +31,9 @@ from crowdselect.reward.rows import (
     score_rows,
     text_cell,
 )
-from crowdselect.reward.tokens import head, split_budget
-from crowdselect.runtime.causal_lm import encode_chat
+from crowdselect.runtime.lm.budget import head, split_budget
+from crowdselect.runtime.lm.hf import HFCausalLM
+from crowdselect.runtime.lm.load import encode_chat
 
 
 class IFDScorer:

@@ -15,10 +15,10 @@ from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.lm import load_causal_lm
 from crowdselect.reward.prompts import TAGS_PREFIX, TAGS_PROMPT
 from crowdselect.reward.rows import PairEncoder, check_columns, object_column, score_rows, text_cell
-from crowdselect.runtime.causal_lm import encode_chat
+from crowdselect.runtime.lm.hf import load_causal_lm
+from crowdselect.runtime.lm.load import encode_chat
 
 MAX_TAGS = 5
 _STRIP = " \t\"'`*#.:;-–•[](){}"

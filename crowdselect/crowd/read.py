@@ -28,12 +28,6 @@ import ray
 from crowdselect.core import columns as C
 from crowdselect.core import log, storage
 from crowdselect.core.errors import UserError
-from crowdselect.core.ray_sources import (
-    JsonLinesSource,
-    ParquetRowsSource,
-    json_line_blocks,
-    parquet_row_blocks,
-)
 from crowdselect.core.records import (
     FILE,
     LINE,
@@ -51,6 +45,12 @@ from crowdselect.crowd.parse import (
     CrowdRowError,
     detect_crowd_format,
     merge_long,
+)
+from crowdselect.crowd.ray_sources import (
+    JsonLinesSource,
+    ParquetRowsSource,
+    json_line_blocks,
+    parquet_row_blocks,
 )
 from crowdselect.crowd.wide import first_row, resolve_wide
 from crowdselect.generate.spec import GeneratorSpec

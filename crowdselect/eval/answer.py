@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from crowdselect.eval.config import EvalModelSpec
-from crowdselect.reward.lm import encode_chat, load_causal_lm
 from crowdselect.reward.rows import object_column, run_microbatches
+from crowdselect.runtime.lm.hf import encode_chat, load_causal_lm
 
 
 def text_or_none(value: Any) -> str | None:

@@ -36,7 +36,7 @@ class JudgmentWriter:
                 self.headers["Authorization"] = f"Bearer {api_key.get()}"
             self.loop = asyncio.new_event_loop()
         else:
-            from crowdselect.reward.lm import load_causal_lm
+            from crowdselect.runtime.lm.hf import load_causal_lm
 
             self.lm = load_causal_lm(local)
 
@@ -49,7 +49,7 @@ class JudgmentWriter:
         return out
 
     def _local(self, chats: list[list[dict[str, str]]]) -> tuple[list[str | None], list[str | None]]:
-        from crowdselect.reward.lm import encode_chat
+        from crowdselect.runtime.lm.hf import encode_chat
 
         s = self.local
         prompts = [encode_chat(self.lm.tokenizer, c, add_generation_prompt=True) for c in chats]
@@ -102,7 +102,7 @@ def write_judgments(cfg: EvalConfig, rows: list[dict[str, Any]], backoff_base_s:
     import ray
 
     from crowdselect.generate.openai_stage import read_api_key
-    from crowdselect.reward.stages import pool_kwargs
+    from crowdselect.reward.wiring import pool_kwargs
 
     if not rows:
         return []
@@ -125,7 +125,7 @@ def logprob_ratings(cfg: EvalConfig, rows: list[dict[str, Any]]) -> list[dict[st
     import ray
 
     from crowdselect.reward.judge import JudgeScorer
-    from crowdselect.reward.stages import pool_kwargs
+    from crowdselect.reward.wiring import pool_kwargs
 
     ds = ray.data.from_items(rows)
     ctor = {"spec": cfg.judge, "output_column": C.SCORE, "model_column": None, "mass_column": JUDGE_MASS,

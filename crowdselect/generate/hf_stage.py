@@ -2,7 +2,7 @@
 
 `HFGenerator` is a Ray Data stage class (model loaded once in `__init__`, `__call__(batch)` per batch),
 wired by `build_hf_generate` into an actor pool of `spec.replicas` actors. Within a batch, prompts are
-sorted by length and cut into micro-batches of `spec.batch_size` (`crowdselect.runtime.causal_lm`), so padding
+sorted by length and cut into micro-batches of `spec.batch_size` (`crowdselect.runtime.lm.load`), so padding
 stays small; an answer never depends on which rows share its micro-batch (see `_batch_lengths`).
 Greedy decoding (temperature 0 or unset) gives the same answer whatever the batch; with sampling, the
 generator is seeded per micro-batch (`seed` in sampling), which is reproducible for the same batches only.
@@ -19,7 +19,7 @@ from typing import Any
 from crowdselect.core import columns as C
 from crowdselect.generate.common import chat_messages, check_input, columns_of, output_row
 from crowdselect.generate.spec import GeneratorSpec
-from crowdselect.runtime.causal_lm import (
+from crowdselect.runtime.lm.load import (
     encode_chat,
     load_model,
     load_tokenizer,

@@ -146,7 +146,7 @@ def _with_constants(table: pa.Table, values: dict) -> pa.Table:
 
 def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageStore], out: str) -> StageStore:
     """Scores of one reward model for every answer that was generated (failed generations have none)."""
-    from crowdselect.reward.stages import add_rewards
+    from crowdselect.reward.wiring import add_rewards
 
     settings = {"reward": output_settings(spec), "generators": {g: s.fp for g, s in gens.items()}}
     store = StageStore.open(storage.join(out, "reward", spec.name), settings, redo_on_change=False)

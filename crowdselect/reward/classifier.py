@@ -24,7 +24,7 @@ from crowdselect.reward.rows import (
     score_rows,
     text_cell,
 )
-from crowdselect.runtime.causal_lm import encode_chat, load_model, load_tokenizer, pick_device
+from crowdselect.runtime.lm.load import encode_chat, load_model, load_tokenizer, pick_device
 
 
 class RewardClassifier:

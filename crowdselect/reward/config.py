@@ -25,7 +25,7 @@ Truncation (`truncation`) when instruction + response do not fit `max_length` to
 - `error`: the row is not scored; its `reward_error` says it is too long.
 
 Algorithm settings (model, lengths, prompts) are kept apart from Ray's scheduling settings (concurrency,
-num_gpus, num_cpus, accelerator_type): `crowdselect.reward.stages` turns the first into
+num_gpus, num_cpus, accelerator_type): `crowdselect.reward.wiring` turns the first into
 `fn_constructor_kwargs` and the second into `map_batches` arguments.
 """
 

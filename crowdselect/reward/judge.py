@@ -23,7 +23,6 @@ import numpy as np
 from crowdselect.core import columns as C
 from crowdselect.core.config import ConfigError
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.lm import load_causal_lm
 from crowdselect.reward.prompts import REWARD_PREFIX, REWARD_PROMPT
 from crowdselect.reward.rows import (
     PairEncoder,
@@ -35,7 +34,8 @@ from crowdselect.reward.rows import (
     text_cell,
 )
 from crowdselect.reward.scoring import LabelTrie, expected_score, label_probs
-from crowdselect.runtime.causal_lm import encode_chat
+from crowdselect.runtime.lm.hf import load_causal_lm
+from crowdselect.runtime.lm.load import encode_chat
 
 
 def template_fields(template: str) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crowdselect.baselines.stages import STRATEGY_COLUMNS, BaselinesConfig, baseline_spec
+from crowdselect.baselines.config import STRATEGY_COLUMNS, BaselinesConfig, baseline_spec
 from crowdselect.core.config import ConfigError, load_config
 from crowdselect.core.errors import UserError
 from crowdselect.core.paths import check_inputs, check_out_dir

@@ -28,7 +28,7 @@ from functools import partial
 import numpy as np
 import ray
 
-from crowdselect.baselines.stages import STRATEGY_COLUMNS, add_baseline
+from crowdselect.baselines.config import STRATEGY_COLUMNS, add_baseline
 from crowdselect.baselines.tag_diversity import select_by_tags
 from crowdselect.core import columns as C
 from crowdselect.core import log, storage
@@ -45,21 +45,21 @@ from crowdselect.runtime.local_data import fetch
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import for_spec, plan
 from crowdselect.runtime.rows import Rows, filter_rows
-from crowdselect.select.config import SelectConfig, check_paths
-from crowdselect.select.embed import Embedder
-from crowdselect.select.kmeans_ray import fit_kmeans
-from crowdselect.select.metrics import has_sized_families, one_size_families
-from crowdselect.select.normalize import QuantileSketch, fit_quantiles, merge_all
-from crowdselect.select.outputs import selected_records, write_json, write_selected
-from crowdselect.select.report import plot_metrics, summarise, write_summary
-from crowdselect.select.selection import global_select, quota_select
-from crowdselect.select.stages import (
+from crowdselect.select.blocks import (
     METRIC_COLUMNS,
     candidates_block,
     metrics_block,
     score_block,
     sketch_block,
 )
+from crowdselect.select.config import SelectConfig, check_paths
+from crowdselect.select.embed import Embedder
+from crowdselect.select.kmeans_ray import fit_kmeans
+from crowdselect.select.metrics import has_sized_families, one_size_families
+from crowdselect.select.normalize import QuantileSketch, fit_quantiles, merge_all
+from crowdselect.select.outputs import selected_records, write_json, write_selected
+from crowdselect.select.selection import global_select, quota_select
+from crowdselect.select.summary import plot_metrics, summarise, write_summary
 
 MAX_PRINTED_PROBLEMS = 1000
 LOCAL_MEMORY_SHARE = 0.25  # executor auto: in-process for input files under this share of the free memory

@@ -24,8 +24,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench import synthetic
 from crowdselect.cli import main
-from crowdselect.crowd import synthetic
 
 pytestmark = pytest.mark.slow
 CROWD = [("a-1b", "a", 1), ("a-7b", "a", 7), ("b-2b", "b", 2), ("b-9b", "b", 9), ("c-3b", "c", 3)]

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
+from crowdselect.baselines.config import BaselinesConfig, add_baseline
 from crowdselect.baselines.direct_score import DirectScorer
 from crowdselect.baselines.ifd import IFDScorer
-from crowdselect.baselines.stages import BaselinesConfig, add_baseline
 from crowdselect.baselines.tags import Tagger
 from crowdselect.core import columns as C
 from crowdselect.core.config import ConfigError

@@ -15,9 +15,9 @@ import pytest
 from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
+from bench import synthetic
 from crowdselect.core import storage
 from crowdselect.core.errors import UserError
-from crowdselect.crowd import synthetic
 from crowdselect.crowd.config import InputConfig
 from crowdselect.crowd.read import accepted, read_crowd, rejected
 from crowdselect.generate.spec import GeneratorSpec
@@ -104,8 +104,8 @@ def test_the_real_hf_filesystem_lists_and_reads_through_both_readers(ray_local, 
     import ray
 
     from crowdselect.core.paths import check_inputs
-    from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
     from crowdselect.core.records import FILE, LINE, list_data_files
+    from crowdselect.crowd.ray_sources import JsonLinesSource, ParquetRowsSource
 
     root, endpoint = local_hub
     ids = crowd_repo(root / "org" / "crowd" / "data")  # the Hub's repositories: ORG/NAME under its root

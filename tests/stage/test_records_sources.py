@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
+from bench import synthetic
 from crowdselect.core.records import ERROR, FILE, LINE, TEXT
-from crowdselect.crowd import synthetic
 from crowdselect.crowd.config import InputConfig
+from crowdselect.crowd.ray_sources import JsonLinesSource, ParquetRowsSource
 from crowdselect.crowd.read import accepted, read_crowd, rejected
 from crowdselect.generate.spec import GeneratorSpec
 

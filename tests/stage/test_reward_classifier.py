@@ -11,7 +11,7 @@ import pytest
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.stages import add_rewards, build_scorer
+from crowdselect.reward.wiring import add_rewards, build_scorer
 
 pytestmark = pytest.mark.slow
 

@@ -71,8 +71,8 @@ def test_find_cycle_sees_a_cycle():
 
 def test_the_graph_is_read_from_the_files():
     graph = import_graph()
-    assert "crowdselect.runtime.resources" in graph["crowdselect.reward.stages"]
-    assert "crowdselect.reward.stages" in graph["crowdselect.baselines.stages"]  # a function-local import
+    assert "crowdselect.runtime.resources" in graph["crowdselect.reward.wiring"]
+    assert "crowdselect.reward.wiring" in graph["crowdselect.baselines.config"]  # a function-local import
 
 
 def test_no_import_cycle():

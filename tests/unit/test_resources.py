@@ -1,6 +1,6 @@
 """crowdselect.runtime.resources: config numbers -> Ray resource requests (pure; no cluster).
 
-tests/stage/test_resources_ray.py feeds them to a real local Ray; tests/unit/test_cluster_configs.py shows the
+tests/stage/test_resources_ray.py feeds them to a real local Ray; tests/stage/test_cluster_configs.py shows the
 autoscaler turning these requests into the right node types.
 """
 

@@ -13,7 +13,7 @@ from crowdselect.eval import questions as mtbench
 from crowdselect.reward.config import RewardSpec, build_reward_specs, primary_reward
 from crowdselect.reward.rows import RowError, score_rows
 from crowdselect.reward.scoring import LabelTrie, expected_score, label_probs
-from crowdselect.reward.tokens import head, length_batches, split_budget, tail
+from crowdselect.runtime.lm.budget import head, length_batches, split_budget, tail
 
 # ---- token budgets -------------------------------------------------------------------------------------
 

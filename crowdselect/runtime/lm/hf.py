@@ -8,7 +8,7 @@ and, on HF only, `response_nll(prompts, responses) -> (n,)` (mean NLL of the res
 Prompts are token-id lists, already rendered with the chat template (`encode_chat`). `spec` is any object
 with the fields model, revision, dtype, trust_remote_code, model_kwargs, engine_kwargs, chat_template,
 max_length, max_new_tokens, and optionally allow_pickle_weights (RewardSpec, the eval's model config).
-Loading, chat encoding and padding come from `crowdselect.runtime.causal_lm` (re-exported here:
+Loading, chat encoding and padding come from `crowdselect.runtime.lm.load` (re-exported here:
 encode_chat, load_tokenizer, pick_device, pick_dtype). This module knows nothing of Ray or rows.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from crowdselect.reward.scoring import LabelTrie, Prefix
-from crowdselect.runtime.causal_lm import (
+from crowdselect.runtime.lm.load import (
     encode_chat,
     left_pad,
     load_model,

@@ -26,7 +26,7 @@ import numpy as np
 
 from crowdselect.core.config import ConfigError
 from crowdselect.core.secrets import scrub_secrets
-from crowdselect.reward.tokens import length_batches
+from crowdselect.runtime.lm.budget import length_batches
 from crowdselect.runtime.models import resolve_model
 from crowdselect.runtime.weights import check_weights
 
