@@ -27,13 +27,13 @@ from crowdselect.reward.rows import (
     RowError,
     check_columns,
     float_column,
-    object_column,
     score_rows,
     text_cell,
 )
+from crowdselect.runtime.lm.batches import object_column
 from crowdselect.runtime.lm.budget import head, split_budget
+from crowdselect.runtime.lm.chat import encode_chat
 from crowdselect.runtime.lm.hf import HFCausalLM
-from crowdselect.runtime.lm.load import encode_chat
 
 
 class IFDScorer:

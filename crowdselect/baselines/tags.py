@@ -16,9 +16,10 @@ from typing import Any
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.prompts import TAGS_PREFIX, TAGS_PROMPT
-from crowdselect.reward.rows import PairEncoder, check_columns, object_column, score_rows, text_cell
-from crowdselect.runtime.lm.hf import load_causal_lm
-from crowdselect.runtime.lm.load import encode_chat
+from crowdselect.reward.rows import PairEncoder, check_columns, score_rows, text_cell
+from crowdselect.runtime.lm.backend import load_causal_lm
+from crowdselect.runtime.lm.batches import object_column
+from crowdselect.runtime.lm.chat import encode_chat
 
 MAX_TAGS = 5
 _STRIP = " \t\"'`*#.:;-–•[](){}"

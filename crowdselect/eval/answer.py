@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from crowdselect.eval.config import EvalModelSpec
-from crowdselect.reward.rows import object_column, run_microbatches
-from crowdselect.runtime.lm.hf import encode_chat, load_causal_lm
+from crowdselect.runtime.lm.backend import load_causal_lm
+from crowdselect.runtime.lm.batches import object_column, run_microbatches
+from crowdselect.runtime.lm.chat import encode_chat
 
 
 def text_or_none(value: Any) -> str | None:

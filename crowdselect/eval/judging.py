@@ -17,7 +17,7 @@ from crowdselect.core import columns as C
 from crowdselect.eval.config import ApiJudgeSpec, EvalConfig
 from crowdselect.generate.common import Secret
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.rows import object_column, run_microbatches
+from crowdselect.runtime.lm.batches import object_column, run_microbatches
 
 JUDGMENT, JUDGE_ERROR, JUDGE_MASS = "judgment", "judge_error", "judge_mass"
 SYSTEM, USER = "judge_system", "judge_user"
@@ -36,7 +36,7 @@ class JudgmentWriter:
                 self.headers["Authorization"] = f"Bearer {api_key.get()}"
             self.loop = asyncio.new_event_loop()
         else:
-            from crowdselect.runtime.lm.hf import load_causal_lm
+            from crowdselect.runtime.lm.backend import load_causal_lm
 
             self.lm = load_causal_lm(local)
 
@@ -49,7 +49,7 @@ class JudgmentWriter:
         return out
 
     def _local(self, chats: list[list[dict[str, str]]]) -> tuple[list[str | None], list[str | None]]:
-        from crowdselect.runtime.lm.hf import encode_chat
+        from crowdselect.runtime.lm.chat import encode_chat
 
         s = self.local
         prompts = [encode_chat(self.lm.tokenizer, c, add_generation_prompt=True) for c in chats]

@@ -20,11 +20,12 @@ from crowdselect.reward.rows import (
     PairEncoder,
     check_columns,
     float_column,
-    object_column,
     score_rows,
     text_cell,
 )
-from crowdselect.runtime.lm.load import encode_chat, load_model, load_tokenizer, pick_device
+from crowdselect.runtime.lm.batches import object_column
+from crowdselect.runtime.lm.chat import encode_chat
+from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_device
 
 
 class RewardClassifier:

@@ -29,13 +29,14 @@ from crowdselect.reward.rows import (
     RowError,
     check_columns,
     float_column,
-    object_column,
     score_rows,
     text_cell,
 )
-from crowdselect.reward.scoring import LabelTrie, expected_score, label_probs
-from crowdselect.runtime.lm.hf import load_causal_lm
-from crowdselect.runtime.lm.load import encode_chat
+from crowdselect.reward.scoring import expected_score, label_probs
+from crowdselect.runtime.lm.backend import load_causal_lm
+from crowdselect.runtime.lm.batches import object_column
+from crowdselect.runtime.lm.chat import encode_chat
+from crowdselect.runtime.lm.labels import LabelTrie
 
 
 def template_fields(template: str) -> list[str]:

@@ -1,46 +1,71 @@
-"""Causal-LM plumbing shared by the judge, the baselines and the eval, on HF transformers or vLLM.
+"""HF transformers causal LM: the one HF generation loop, next-token probabilities, response NLL.
 
-`load_causal_lm(spec)` returns an object with
-    tokenizer                                   HF tokenizer (the spec's chat_template override applied)
-    step_probs(prompts, trie) -> {prefix: (n, n_children)}   next-token probabilities at the label trie's steps
-    generate(prompts, max_new_tokens, temperature, seed) -> list[str]
-and, on HF only, `response_nll(prompts, responses) -> (n,)` (mean NLL of the response tokens; used by IFD).
-Prompts are token-id lists, already rendered with the chat template (`encode_chat`). `spec` is any object
-with the fields model, revision, dtype, trust_remote_code, model_kwargs, engine_kwargs, chat_template,
-max_length, max_new_tokens, and optionally allow_pickle_weights (RewardSpec, the eval's model config).
-Loading, chat encoding and padding come from `crowdselect.runtime.lm.load` (re-exported here:
-encode_chat, load_tokenizer, pick_device, pick_dtype). This module knows nothing of Ray or rows.
+    new = generate_tokens(model, tok, prompts, max_new_tokens, device, seed, **options)  # token ids per prompt
+    lm  = HFCausalLM(spec)        # tokenizer + model; step_probs, generate, response_nll
+
+`generate_tokens` is the only place the tree calls transformers' `generate`: the HF crowd generator
+(`crowdselect.generate.hf_stage`) and `HFCausalLM.generate` (the Tags baseline, the eval's answers and
+judgments) both run it. Prompts are token-id lists, already rendered with the chat template
+(`chat.encode_chat`), left-padded here (`batches.left_pad`). `spec` is any object with the loading fields of
+`load.load_model` (RewardSpec, the eval's model config, `load.ModelSource`). Knows nothing of Ray or rows.
 """
 
 from __future__ import annotations
 
 import copy
-import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from crowdselect.reward.scoring import LabelTrie, Prefix
-from crowdselect.runtime.lm.load import (
-    encode_chat,
-    left_pad,
-    load_model,
-    load_tokenizer,
-    pick_device,
-    pick_dtype,
-)
-from crowdselect.runtime.models import resolve_model
-
-VLLM_TOP_LOGPROBS = 20  # vLLM's default max_logprobs; a label outside the top 20 counts as probability 0
-
-__all__ = ["HFCausalLM", "VllmCausalLM", "encode_chat", "load_causal_lm", "load_tokenizer", "pick_device",
-           "pick_dtype"]
+from crowdselect.runtime.lm.batches import left_pad
+from crowdselect.runtime.lm.labels import LabelTrie, Prefix
+from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_device
 
 
-def load_causal_lm(spec: Any, backend: str | None = None) -> HFCausalLM | VllmCausalLM:
-    """The spec's model on its backend (`spec.backend` unless `backend` is given)."""
-    chosen = backend or spec.backend
-    return VllmCausalLM(spec) if chosen == "vllm" else HFCausalLM(spec)
+def generate_tokens(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                    device: str, seed: int | None = None, **options: Any) -> list[list[int]]:
+    """Batched, left-padded `model.generate`; the new tokens of each prompt, up to and including its first
+    end-of-sequence token (what follows is padding).
+
+    options: generation settings over the model's own generation config (`do_sample`, `temperature`, `top_p`,
+    ...); seed: torch's seed before generating (None: left as it is). Greedy decoding gives each prompt the
+    same tokens whatever else shares its batch, as long as the batch's width leaves room for max_new_tokens.
+    """
+    import torch
+
+    cfg = copy.deepcopy(model.generation_config)
+    cfg.update(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **options)
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.inference_mode():
+        ids, mask, _ = left_pad(prompts, tokenizer.pad_token_id, device)
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+    eos = eos_ids(model.generation_config, tokenizer)
+    return [cut_at_eos(row, eos) for row in out[:, ids.shape[1]:].tolist()]
+
+
+def cut_at_eos(tokens: list[int], eos: set[int]) -> list[int]:
+    """Tokens up to and including the first end-of-sequence token (the rest is padding).
+
+    >>> cut_at_eos([5, 6, 2, 0, 0], {2})
+    [5, 6, 2]
+    >>> cut_at_eos([5, 6], {2})
+    [5, 6]
+    """
+    for n, t in enumerate(tokens):
+        if t in eos:
+            return tokens[: n + 1]
+    return tokens
+
+
+def eos_ids(gen_config: Any, tokenizer: Any) -> set[int]:
+    """Every end-of-sequence id: the generation config's (one or a list) and the tokenizer's."""
+    eos = gen_config.eos_token_id if gen_config is not None else None
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
 
 
 class HFCausalLM:
@@ -87,19 +112,12 @@ class HFCausalLM:
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                  seed: int = 0) -> list[str]:
-        """Batched generation (greedy at temperature 0); returns the new text of each prompt."""
-        torch = self._torch
-        cfg = copy.deepcopy(self.model.generation_config)
-        cfg.max_new_tokens = max_new_tokens
-        cfg.do_sample = temperature > 0
-        cfg.temperature = temperature if temperature > 0 else 1.0
-        cfg.top_p, cfg.top_k = 1.0, None
-        cfg.pad_token_id = self.tokenizer.pad_token_id
-        torch.manual_seed(seed)
-        with torch.inference_mode():
-            ids, mask, _ = self._pad(prompts)
-            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
-        return self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+        """Batched generation (greedy at temperature 0; plain temperature sampling otherwise, no top-p/top-k);
+        returns the new text of each prompt."""
+        options = {"do_sample": temperature > 0, "temperature": temperature if temperature > 0 else 1.0,
+                   "top_p": 1.0, "top_k": None}
+        new = generate_tokens(self.model, self.tokenizer, prompts, max_new_tokens, self.device, seed, **options)
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
     def response_nll(self, prompts: list[list[int]], responses: list[list[int]]) -> np.ndarray:
         """Mean negative log-likelihood of each response's tokens after its prompt. Returns (n,).
@@ -120,57 +138,3 @@ class HFCausalLM:
             valid = torch.arange(width, device=self.device)[None, :] >= (width - lengths)[:, None]
             nll = -(token_logp * valid).sum(dim=1) / lengths
         return nll.cpu().numpy().astype(np.float64)
-
-
-class VllmCausalLM:
-    """A causal LM on vLLM (`vllm.LLM` inside the stage's actor); prompts go in as token ids."""
-
-    def __init__(self, spec: Any):
-        from vllm import LLM
-
-        path = resolve_model(spec.model)
-        self.tokenizer = load_tokenizer(spec)
-        kwargs: dict[str, Any] = {
-            "model": path, "tokenizer": path, "revision": spec.revision, "dtype": spec.dtype,
-            "trust_remote_code": spec.trust_remote_code, "max_model_len": spec.max_length + spec.max_new_tokens,
-            "max_logprobs": VLLM_TOP_LOGPROBS,
-        }
-        if not getattr(spec, "allow_pickle_weights", False):  # as load_model: pickle weights can run code
-            kwargs["load_format"] = "safetensors"
-        kwargs.update(spec.engine_kwargs)
-        self.llm = LLM(**kwargs)
-
-    def close(self) -> None:
-        """Stop the engine's processes now (else they stop at interpreter exit)."""
-        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
-        if core is not None:
-            core.shutdown()
-
-    def step_probs(self, prompts: list[list[int]], trie: LabelTrie) -> dict[Prefix, np.ndarray]:
-        """One 1-token request per (step, prompt); prefix caching makes the extended prompts cheap."""
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        steps = trie.steps()
-        reqs = [TokensPrompt(prompt_token_ids=list(p) + list(prefix)) for prefix in steps for p in prompts]
-        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=VLLM_TOP_LOGPROBS)
-        outs = self.llm.generate(reqs, params, use_tqdm=False)
-        result: dict[Prefix, np.ndarray] = {}
-        for s, prefix in enumerate(steps):
-            children = trie.children(prefix)
-            arr = np.zeros((len(prompts), len(children)))
-            for i in range(len(prompts)):
-                top = outs[s * len(prompts) + i].outputs[0].logprobs[0]
-                arr[i] = [math.exp(top[c].logprob) if c in top else 0.0 for c in children]
-            result[prefix] = arr
-        return result
-
-    def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
-                 seed: int = 0) -> list[str]:
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed)
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
-                                 use_tqdm=False)
-        return [o.outputs[0].text for o in outs]
