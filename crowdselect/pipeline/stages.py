@@ -27,6 +27,7 @@ from crowdselect.core import log, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.core.secrets import scrub_config
+from crowdselect.crowd.assemble import CROWD_SCHEMA, EXCLUDED_SCHEMA, assemble_shard
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.pipeline.config import RunConfig
 from crowdselect.pipeline.store import StageStore, shard_name
@@ -164,6 +165,32 @@ def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageSt
                 progress=cfg.progress, desc=f"reward {spec.name}")
     store.mark_complete(**store.counts())
     return store
+
+
+def build_crowd(pool: Pool, gens: dict[str, StageStore], primary: StageStore, out: str) -> tuple[StageStore, StageStore]:
+    """Write crowd/ and crowd_excluded/ for every shard not done yet (cheap: redone when inputs change)."""
+    settings = {"generators": {g: s.version for g, s in gens.items()}, "reward": primary.version}
+    store = StageStore.open(storage.join(out, "crowd"), settings, redo_on_change=True)
+    excluded = StageStore.open(storage.join(out, "crowd_excluded"), settings, redo_on_change=True)
+    for shard in pool.shards:
+        if store.is_done(shard):
+            continue
+        pool_rows = pool.store.read_shard(shard).select([C.ID, C.INSTRUCTION, C.SOURCE]).to_pylist()
+        answers = {}
+        for g, s in gens.items():
+            t = s.read_shard(shard)
+            answers[g] = {r[C.ID]: (r[C.RESPONSE], r[C.ERROR])
+                          for r in t.select([C.ID, C.RESPONSE, C.ERROR]).to_pylist()}
+        rt = primary.read_shard(shard)
+        rewards = {}
+        if rt.num_rows:
+            rewards = {(r[C.ID], r[C.MODEL]): r[C.REWARD] for r in rt.select([C.ID, C.MODEL, C.REWARD]).to_pylist()}
+        rows, bad = assemble_shard(pool_rows, answers, rewards)
+        excluded.write_shard(shard, pa.Table.from_pylist(bad, schema=EXCLUDED_SCHEMA), errors=len(bad))
+        store.write_shard(shard, pa.Table.from_pylist(rows, schema=CROWD_SCHEMA))
+    store.mark_complete(**store.counts(), excluded=excluded.counts()["rows"])
+    excluded.mark_complete(**excluded.counts())
+    return store, excluded
 
 
 def _answered_keys(gens: dict[str, StageStore], shard: str, pool: Pool) -> list[tuple[str, str]]:
