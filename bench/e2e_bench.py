@@ -84,7 +84,6 @@ def ingest_part(n: int, folder: Path) -> dict:
     from bench.synthetic import PAPER_CROWD, rewards
     from crowdselect.crowd.config import InputConfig
     from crowdselect.crowd.read import read_crowd
-    from crowdselect.generate.spec import GeneratorSpec
 
     R = rewards(n, PAPER_CROWD, seed=2)
     cols = {"id": pa.array([f"w{i:07d}" for i in range(n)]), "instruction": pa.array([f"question {i}?" for i in range(n)])}
@@ -93,7 +92,7 @@ def ingest_part(n: int, folder: Path) -> dict:
         cols[f"{g}_reward"] = pa.array(R[:, j])
     path = folder / "wide.parquet"
     pq.write_table(pa.table(cols), path, row_group_size=50_000)
-    gens = [GeneratorSpec(name=g, family=f, size_b=s) for g, f, s in PAPER_CROWD]
+    gens = [g for g, _, _ in PAPER_CROWD]
     t0 = time.perf_counter()
     assert pq.read_table(path).num_rows == n
     t_arrow = time.perf_counter() - t0

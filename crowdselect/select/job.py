@@ -119,7 +119,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
 
     with log.stage("ingest", timer):  # read + parse + metrics in one pass, then the duplicate-id check
         keep = [C.ERROR, C.RAW, N_ROWS, FILE, LINE, *MISSING, C.MODELS, C.REWARDS]  # rewards: summary
-        ing = read_crowd(cfg.input, cfg.generators, then=partial(
+        ing = read_crowd(cfg.input, names, then=partial(
             metrics_block, generators=names, families=families, sizes=sizes, keep=keep,
             ties=sel.stability_ties), local=local)
     c = ing.counts
