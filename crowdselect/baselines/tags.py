@@ -80,7 +80,7 @@ class Tagger:
         n = check_columns(type(self).__name__, batch, [C.INSTRUCTION])
         texts, errors = score_rows(
             n, lambda i: self.encoder.encode(text_cell(batch, C.INSTRUCTION, i), ""),
-            lambda ids: len(ids) + self.spec.max_new_tokens, self.tag_prompts, self.spec.batch_size,
+            lambda ids: len(ids) + self.spec.max_new_tokens, self.tag_prompts, self.spec.resources.batch_size,
             self.spec.tokens_per_forward, stage=self.spec.name)
         tags: list[list[str]] = [parse_tags(t, self.max_tags) if t is not None else [] for t in texts]
         for i, text in enumerate(texts):

@@ -1,8 +1,8 @@
 """Generation with HF transformers, for machines without vLLM: batched, length-sorted, left-padded.
 
 `HFGenerator` is a Ray Data stage class (model loaded once in `__init__`, `__call__(batch)` per batch),
-wired by `build_hf_generate` into an actor pool of `spec.replicas` actors. Within a batch, prompts are
-sorted by length and cut into micro-batches of `spec.batch_size` (`crowdselect.runtime.lm.batches`), so padding
+wired by `build_hf_generate` into an actor pool of `spec.resources.replicas` actors. Within a batch, prompts are
+sorted by length and cut into micro-batches of `spec.resources.batch_size` (`crowdselect.runtime.lm.batches`), so padding
 stays small; an answer never depends on which rows share its micro-batch (see `_batch_lengths`).
 Greedy decoding (temperature 0 or unset) gives the same answer whatever the batch; with sampling, the
 generator is seeded per micro-batch (`seed` in sampling), which is reproducible for the same batches only.
@@ -34,7 +34,7 @@ class HFGenerator:
 
     def __init__(self, model_path: str, spec: GeneratorSpec):
         self.spec = spec
-        self.device = pick_device(spec.gpus_per_replica)
+        self.device = pick_device(spec.resources.gpus_per_replica)
         source = dataclasses.replace(spec, model=model_path)
         self.tokenizer = load_tokenizer(source)
         self.model = load_model(source, self.device)
@@ -56,8 +56,8 @@ class HFGenerator:
             else:
                 todo.append(i)
         lengths = self._batch_lengths([len(prompts[i]) for i in todo])
-        results, errors = run_microbatches([prompts[i] for i in todo], lengths, self.spec.batch_size,
-                                           self.spec.batch_size * self.max_len, self._generate,
+        results, errors = run_microbatches([prompts[i] for i in todo], lengths, self.spec.resources.batch_size,
+                                           self.spec.resources.batch_size * self.max_len, self._generate,
                                            stage="generation failed")
         for i, res, err in zip(todo, results, errors, strict=True):
             out[i] = output_row(ids[i], texts[i], shards[i], **res) if err is None else \
@@ -69,7 +69,7 @@ class HFGenerator:
         A row too close to the length limit for the full `max_tokens` counts as longer than a whole batch's
         budget and goes alone, so the padded width never cuts an answer short: answers do not depend on
         which rows share a batch."""
-        alone = self.spec.batch_size * self.max_len + 1
+        alone = self.spec.resources.batch_size * self.max_len + 1
         return [n + self.spec.max_tokens if n + self.spec.max_tokens <= self.max_len else alone
                 for n in prompt_lengths]
 
@@ -106,7 +106,7 @@ def _model_max_len(config: Any) -> int:
 
 
 def build_hf_generate(spec: GeneratorSpec, model_path: str):
-    """A function Dataset -> Dataset running `HFGenerator` in an actor pool of `spec.replicas` actors."""
+    """A function Dataset -> Dataset running `HFGenerator` in an actor pool of `spec.resources.replicas` actors."""
 
     def apply(ds):
         import ray
@@ -116,8 +116,8 @@ def build_hf_generate(spec: GeneratorSpec, model_path: str):
         return ds.map_batches(
             HFGenerator,
             fn_constructor_kwargs={"model_path": model_path, "spec": spec},
-            batch_size=spec.batch_size * BATCHES_PER_CALL,
-            compute=ray.data.ActorPoolStrategy(size=spec.replicas),
+            batch_size=spec.resources.batch_size * BATCHES_PER_CALL,
+            compute=ray.data.ActorPoolStrategy(size=spec.resources.replicas),
             batch_format="numpy",
             **for_generator(spec).remote_options(),
         )

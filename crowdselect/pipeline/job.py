@@ -83,7 +83,7 @@ def local_cpus(cfg: RunConfig) -> int | None:
     """
     if cfg.ray.num_cpus is not None:
         return cfg.ray.num_cpus
-    largest = max([g.num_cpus for g in cfg.generators] + [r.num_cpus for r in cfg.rewards], default=1.0)
+    largest = max([g.resources.num_cpus for g in cfg.generators] + [r.resources.num_cpus for r in cfg.rewards], default=1.0)
     cores = os.cpu_count() or 1
     return cores if cores > largest else int(math.ceil(largest)) + 1
 

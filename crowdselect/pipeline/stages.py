@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from crowdselect.core import columns as C
 from crowdselect.core import log, storage
-from crowdselect.core.config import to_dict
+from crowdselect.core.config import output_fields, to_dict
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.core.secrets import scrub_config
 from crowdselect.crowd.assemble import CROWD_SCHEMA, EXCLUDED_SCHEMA, assemble_shard
@@ -35,10 +35,6 @@ from crowdselect.pool.read import check_rejects, read_pool
 from crowdselect.reward.config import RewardSpec
 from crowdselect.runtime.ray_setup import read_parquet
 
-# Settings that decide where and how fast a stage runs, not what it writes: left out of fingerprints.
-SCHEDULING = {"replicas", "gpus_per_replica", "accelerator_type", "batch_size", "num_cpus", "num_gpus",
-              "concurrency", "requests_per_minute", "max_retries", "api_key_env", "family", "size_b",
-              "primary", "tokens_per_forward"}
 GEN_KEYS = (C.ID, C.MODEL)
 LINEAGE = (C.MODEL, C.MODEL_ID, C.REVISION, C.SAMPLING, C.BACKEND)
 # Fixed shard schemas: a shard where every row failed must still read back as strings, not nulls.
@@ -63,8 +59,9 @@ class Pool:
 
 
 def output_settings(spec) -> dict:
-    """What a stage's output depends on, as written to its manifest: no scheduling keys, no credentials."""
-    return scrub_config({k: v for k, v in to_dict(spec).items() if k not in SCHEDULING})
+    """What a stage's output depends on, as written to its manifest: the spec without its `resources:`
+    section and its `not_output` fields (`core.config.output_fields`, declared by each spec), no credentials."""
+    return scrub_config(output_fields(spec))
 
 
 def ingest(cfg: RunConfig, out: str) -> Pool:

@@ -157,7 +157,7 @@ class JudgeScorer:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         n = check_columns(type(self).__name__, batch, self._needed_columns())
         results, errors = score_rows(n, lambda i: self._encode_row(batch, i), len, self.score_prompts,
-                                     self.spec.batch_size, self.spec.tokens_per_forward, stage=self.spec.name)
+                                     self.spec.resources.batch_size, self.spec.tokens_per_forward, stage=self.spec.name)
         out = dict(batch)
         out[self.output_column] = float_column([None if r is None else r[0] for r in results])
         out[C.error_column(self.output_column)] = object_column(errors)

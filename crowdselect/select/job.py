@@ -43,7 +43,7 @@ from crowdselect.crowd.read import CROWD_SUFFIXES, accepted, read_crowd, rejecte
 from crowdselect.report.html import REPORT, write_report
 from crowdselect.runtime.local_data import fetch
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
-from crowdselect.runtime.resources import for_spec, plan
+from crowdselect.runtime.resources import for_pool, plan
 from crowdselect.runtime.rows import Rows, filter_rows
 from crowdselect.select.blocks import (
     METRIC_COLUMNS,
@@ -177,7 +177,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
         plot_metrics(cfg.out, quantiles, chosen)
     run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
            "executor": "local" if local else "ray",
-           "resources": plan({"embed": for_spec(cfg.embedder)}) if clustering else {},
+           "resources": plan({"embed": for_pool(cfg.embedder.resources)}) if clustering else {},
            "input_files": ing.files, "format": ing.format, "input_columns": ing.columns, "counts": counts,
            "selected": len(records), "decisions": decisions, "kmeans": kinfo,
            "generator_rewards": {g: {"n": m.n, "mean": m.mean, "std": m.std} for g, m in facts.generator_rewards.items() if m.n},
@@ -221,14 +221,14 @@ def fit_pool_quantiles(ds: Rows, n_rows: int, n_quantiles: int, capacity: int):
 def embed(ds: Rows, cfg: SelectConfig, local: bool = False) -> Rows:
     """+ embedding column. In-process a whole block is one call: sentence-transformers sorts a call's texts
     by length, so bigger calls pad less (on Ray, batches stay small enough to spread over the actors)."""
-    e = cfg.embedder
+    e, res = cfg.embedder, cfg.embedder.resources
     return ds.map_batches(
-        Embedder, batch_format="numpy", batch_size=None if local else e.batch_size * 4,
-        fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": e.batch_size,
-                               "max_length": e.max_length, "device": "cuda" if e.num_gpus > 0 else "cpu",
+        Embedder, batch_format="numpy", batch_size=None if local else res.batch_size * 4,
+        fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": res.batch_size,
+                               "max_length": e.max_length, "device": "cuda" if res.num_gpus > 0 else "cpu",
                                "trust_remote_code": e.trust_remote_code,
                                "allow_pickle_weights": e.allow_pickle_weights},
-        compute=ray.data.ActorPoolStrategy(size=e.concurrency), **for_spec(e).remote_options()).materialize()
+        compute=ray.data.ActorPoolStrategy(size=res.concurrency), **for_pool(res).remote_options()).materialize()
 
 
 def cluster(ds: Rows, cfg: SelectConfig, local: bool = False) -> tuple[np.ndarray, dict]:

@@ -39,7 +39,7 @@ def pool(tmp_path_factory):
     d = tmp_path_factory.mktemp("faults")
     rows = synthetic.canonical_rows(synthetic.sharegpt_instructions(N_ROWS), CROWD, seed=11)
     synthetic.write_jsonl(d / "crowd.jsonl", rows)
-    (d / "crowd.yaml").write_text(synthetic.crowd_yaml(CROWD) + "embedder: {batch_size: 4}\n")
+    (d / "crowd.yaml").write_text(synthetic.crowd_yaml(CROWD) + "embedder: {resources: {batch_size: 4}}\n")
     return d
 
 
