@@ -17,12 +17,12 @@ select-example: venv
 	  --k 8 --clusters 4 --out runs/select-example
 
 test: venv
-	.venv/bin/python -m ruff check crowdselect jobs tests bench
+	.venv/bin/python -m ruff check crowdselect jobs tests bench examples
 	.venv/bin/python tests/run_streams.py $(PYTEST_ARGS)
 
 # The quick loop while editing: ruff + tests/unit (no Ray, no models; well under a minute).
 test-fast: venv
-	.venv/bin/python -m ruff check crowdselect jobs tests bench
+	.venv/bin/python -m ruff check crowdselect jobs tests bench examples
 	.venv/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: venv

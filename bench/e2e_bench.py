@@ -4,7 +4,7 @@
     .venv/bin/python bench/e2e_bench.py --sizes 100000,1000000   # + 1M x 19 (slow: minutes)
     .venv/bin/python bench/e2e_bench.py --only e2e       # or: ingest, embed
 
-1. End to end: a canonical JSONL crowd of N x 19 (crowdselect.crowd.synthetic), then, back to back,
+1. End to end: a canonical JSONL crowd of N x 19 (bench.synthetic), then, back to back,
    `crowdselect select --no-cluster --k 1000` and `bench/plain_select.py` (json + numpy + scipy + sklearn),
    each as a subprocess. Wall time, and peak memory as the largest sum of RSS over the process tree (sampled
    every 0.1 s: Ray's workers are not the command's children). Targets: wall ratio <= 2.0 at 100K and
@@ -31,6 +31,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the repo root: bench.synthetic
 
 
 def run_measured(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -59,7 +60,7 @@ def run_measured(cmd: list[str], env: dict) -> tuple[float, float]:
 
 
 def e2e(n: int, folder: Path, env: dict) -> dict:
-    from crowdselect.crowd import synthetic
+    from bench import synthetic
 
     crowd, cfg = folder / f"crowd{n}.jsonl", folder / "crowd.yaml"
     cfg.write_text(synthetic.crowd_yaml())
@@ -80,10 +81,9 @@ def ingest_part(n: int, folder: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from bench.synthetic import PAPER_CROWD, rewards
     from crowdselect.crowd.config import InputConfig
     from crowdselect.crowd.read import read_crowd
-    from crowdselect.crowd.synthetic import PAPER_CROWD, rewards
-    from crowdselect.generate.spec import GeneratorSpec
 
     R = rewards(n, PAPER_CROWD, seed=2)
     cols = {"id": pa.array([f"w{i:07d}" for i in range(n)]), "instruction": pa.array([f"question {i}?" for i in range(n)])}
@@ -92,7 +92,7 @@ def ingest_part(n: int, folder: Path) -> dict:
         cols[f"{g}_reward"] = pa.array(R[:, j])
     path = folder / "wide.parquet"
     pq.write_table(pa.table(cols), path, row_group_size=50_000)
-    gens = [GeneratorSpec(name=g, family=f, size_b=s) for g, f, s in PAPER_CROWD]
+    gens = [g for g, _, _ in PAPER_CROWD]
     t0 = time.perf_counter()
     assert pq.read_table(path).num_rows == n
     t_arrow = time.perf_counter() - t0
@@ -109,7 +109,7 @@ def embed_part(n: int) -> dict:
     import ray
     from sentence_transformers import SentenceTransformer
 
-    from crowdselect.crowd.synthetic import sharegpt_instructions
+    from bench.synthetic import sharegpt_instructions
     from crowdselect.runtime.models import resolve_model
 
     texts = sharegpt_instructions(n)

@@ -8,7 +8,7 @@
    `crowdselect run` wires it) against direct `vllm.LLM.chat` on the same prompts and model, greedy with
    `ignore_eos` so both produce exactly prompts x max_tokens tokens. Both timings include the engine start
    (the stage's actor starts its own engine); the ratio is stage tokens/s / direct tokens/s.
-2. Reward: scored (prompt) tokens/s of the reward helper's judge stage (`crowdselect.reward.stages.
+2. Reward: scored (prompt) tokens/s of the reward helper's judge stage (`crowdselect.reward.wiring.
    add_rewards` on Ray Data) against a bare HF forward loop over the very same token sequences (same
    micro-batch size, last-token logits only), both including the model load.
 Absolute numbers on a shared 2-core machine are noise; the ratios are the result. The card (or CPU) is printed.
@@ -62,10 +62,10 @@ def stage_vllm(model: str, texts: list[str], max_tokens: int, engine_kwargs: dic
 
     from crowdselect.core import columns as C
     from crowdselect.generate import build_generate
-    from crowdselect.generate.spec import GeneratorSpec
+    from crowdselect.generate.spec import GeneratorResources, GeneratorSpec
 
-    spec = GeneratorSpec(name="bench", family="bench", size_b=1.0, model=model, backend="vllm",
-                         max_tokens=max_tokens, batch_size=64, gpus_per_replica=1.0 if gpu else 0.0,
+    spec = GeneratorSpec(name="bench", family="bench", size_b=1.0, model=model, backend="vllm", max_tokens=max_tokens,
+                         resources=GeneratorResources(batch_size=64, gpus_per_replica=1.0 if gpu else 0.0),
                          engine_kwargs=engine_kwargs, sampling={"temperature": 0, "ignore_eos": True})
     rows = [{C.ID: f"r{i}", C.INSTRUCTION: t, C.SHARD: "s0"} for i, t in enumerate(texts)]
     t0 = time.perf_counter()
@@ -90,7 +90,7 @@ def stage_reward(spec, rows: list[dict]) -> tuple[float, list[list[int]]]:
     import ray
 
     from crowdselect.core import columns as C
-    from crowdselect.reward.stages import add_rewards, build_scorer
+    from crowdselect.reward.wiring import add_rewards, build_scorer
 
     t0 = time.perf_counter()
     out = add_rewards(ray.data.from_items(rows), spec).take_all()
@@ -110,7 +110,7 @@ def bare_forward(spec, prompts: list[list[int]]) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from crowdselect.runtime.causal_lm import load_tokenizer, pick_device, pick_dtype
+    from crowdselect.runtime.lm.load import load_tokenizer, pick_device, pick_dtype
     from crowdselect.runtime.models import resolve_model
 
     t0 = time.perf_counter()
@@ -121,8 +121,9 @@ def bare_forward(spec, prompts: list[list[int]]) -> float:
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     with torch.inference_mode():
-        for k in range(0, len(order), spec.batch_size):
-            seqs = [prompts[i] for i in order[k:k + spec.batch_size]]
+        size = spec.resources.batch_size
+        for k in range(0, len(order), size):
+            seqs = [prompts[i] for i in order[k:k + size]]
             width = max(map(len, seqs))
             ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=device)
             mask = (torch.arange(width, device=device)[None] >= torch.tensor([width - len(s) for s in seqs],
@@ -159,9 +160,10 @@ def main() -> None:
               f"({s_s:.1f}s) | ratio {(s_tok / s_s) / (d_tok / d_s):.3f}  (target >= 0.95 on a GPU)")
     if a.skip != "reward":
         from crowdselect.reward.config import RewardSpec
+        from crowdselect.runtime.resources import PoolResources
 
-        spec = RewardSpec(name="judge", model=a.judge, kind="judge", backend="hf", batch_size=16, max_length=512,
-                          num_gpus=1.0 if a.gpu else 0.0)
+        spec = RewardSpec(name="judge", model=a.judge, kind="judge", backend="hf", max_length=512,
+                          resources=PoolResources(batch_size=16, num_gpus=1.0 if a.gpu else 0.0))
         r_s, prompts = stage_reward(spec, reward_inputs(texts, a.max_tokens))
         b_s = bare_forward(spec, prompts)
         tokens = sum(map(len, prompts))

@@ -211,9 +211,10 @@ def judge_check(folder: Path, s: dict, device: str) -> dict:
     """JudgeScorer over rows vs a bare forward over the same prompts; best of two rounds each."""
     from crowdselect.reward.config import RewardSpec
     from crowdselect.reward.judge import JudgeScorer
+    from crowdselect.runtime.resources import PoolResources
 
     spec = RewardSpec(name="judge", model=str(folder), kind="judge", backend="hf", dtype=s["dtype"],
-                      batch_size=s["judge_batch"], max_length=s["judge_len"],
+                      resources=PoolResources(batch_size=s["judge_batch"]), max_length=s["judge_len"],
                       tokens_per_forward=s["judge_batch"] * s["judge_len"])
     judge = JudgeScorer(spec, low=1, high=9)  # single-token labels: one forward per prompt, as the bare loop
     batch = judge_rows(s["judge_rows"])

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crowdselect.core import columns as C
-from crowdselect.crowd.synthetic import PAPER_CROWD, rewards
 from crowdselect.select import metrics as M
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: bench.synthetic
+from bench.synthetic import PAPER_CROWD, rewards  # noqa: E402
 
 NAMES = [g for g, _, _ in PAPER_CROWD]
 FAMILIES = [f for _, f, _ in PAPER_CROWD]
@@ -56,9 +60,9 @@ def engine_metrics(folder: str, n: int, executor: str) -> float:
     import ray
 
     from crowdselect.runtime.local_data import LocalDataset
+    from crowdselect.select.blocks import compute_metrics
     from crowdselect.select.job import fit_pool_quantiles
     from crowdselect.select.normalize import quantile_transform
-    from crowdselect.select.stages import compute_metrics
 
     # both baselines start from rewards in memory: so does this path (the pool in Ray's object store, or
     # in this process as the in-process executor holds it: Arrow blocks of 4,096 rows)

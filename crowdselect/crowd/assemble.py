@@ -1,6 +1,7 @@
 """Assemble the crowd table: one row per instruction with every generator's answer and its primary reward.
 
-Input per shard: the ingest shard (id, instruction, source), each generator's shard (id, response, error)
+Pure crowd logic on rows (the stage of `crowdselect run` that reads and writes the shards is
+`crowdselect.pipeline.stages.build_crowd`). Input per shard: the ingest shard (id, instruction, source), each generator's shard (id, response, error)
 and the primary reward model's shard (id, model, reward). Output rows are in `crowdselect select`'s
 canonical format:
 
@@ -17,9 +18,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from crowdselect.core import columns as C
-from crowdselect.core import storage
 from crowdselect.crowd.parse import MAX_REWARD
-from crowdselect.pipeline.store import StageStore
 
 ANSWER = pa.struct([(C.MODEL, pa.string()), (C.RESPONSE, pa.string()), (C.REWARD, pa.float64())])
 CROWD_SCHEMA = pa.schema([(C.ID, pa.string()), (C.INSTRUCTION, pa.string()), (C.RESPONSES, pa.list_(ANSWER)),
@@ -68,29 +67,3 @@ def assemble_shard(pool_rows: list[dict], answers: dict[str, dict[str, tuple[str
             excluded.append({C.ID: rid, C.INSTRUCTION: row[C.INSTRUCTION], C.SOURCE: row[C.SOURCE],
                              C.ERROR: reason[:1000]})
     return crowd, excluded
-
-
-def build_crowd(pool, gens: dict[str, StageStore], primary: StageStore, out: str) -> tuple[StageStore, StageStore]:
-    """Write crowd/ and crowd_excluded/ for every shard not done yet (cheap: redone when inputs change)."""
-    settings = {"generators": {g: s.version for g, s in gens.items()}, "reward": primary.version}
-    store = StageStore.open(storage.join(out, "crowd"), settings, redo_on_change=True)
-    excluded = StageStore.open(storage.join(out, "crowd_excluded"), settings, redo_on_change=True)
-    for shard in pool.shards:
-        if store.is_done(shard):
-            continue
-        pool_rows = pool.store.read_shard(shard).select([C.ID, C.INSTRUCTION, C.SOURCE]).to_pylist()
-        answers = {}
-        for g, s in gens.items():
-            t = s.read_shard(shard)
-            answers[g] = {r[C.ID]: (r[C.RESPONSE], r[C.ERROR])
-                          for r in t.select([C.ID, C.RESPONSE, C.ERROR]).to_pylist()}
-        rt = primary.read_shard(shard)
-        rewards = {}
-        if rt.num_rows:
-            rewards = {(r[C.ID], r[C.MODEL]): r[C.REWARD] for r in rt.select([C.ID, C.MODEL, C.REWARD]).to_pylist()}
-        rows, bad = assemble_shard(pool_rows, answers, rewards)
-        excluded.write_shard(shard, pa.Table.from_pylist(bad, schema=EXCLUDED_SCHEMA), errors=len(bad))
-        store.write_shard(shard, pa.Table.from_pylist(rows, schema=CROWD_SCHEMA))
-    store.mark_complete(**store.counts(), excluded=excluded.counts()["rows"])
-    excluded.mark_complete(**excluded.counts())
-    return store, excluded

@@ -1,6 +1,6 @@
 """Read a crowd pool (canonical, long or wide; JSONL or Parquet) into canonical rows on Ray Data.
 
-`read_crowd(input_cfg, generators, then=None)` returns one materialised Dataset where every input row is
+`read_crowd(input_cfg, names, then=None)` returns one materialised Dataset where every input row is
 accounted for: accepted rows have `error` null; rejected rows carry the reason, their `source` (FILE:LINE)
 and the raw text. `n_rows` counts the input rows behind a row (1, or the lines of one id in a long table),
 so accepted + rejected input rows == rows read. Duplicate ids keep their first occurrence (file order, then
@@ -28,12 +28,6 @@ import ray
 from crowdselect.core import columns as C
 from crowdselect.core import log, storage
 from crowdselect.core.errors import UserError
-from crowdselect.core.ray_sources import (
-    JsonLinesSource,
-    ParquetRowsSource,
-    json_line_blocks,
-    parquet_row_blocks,
-)
 from crowdselect.core.records import (
     FILE,
     LINE,
@@ -52,8 +46,13 @@ from crowdselect.crowd.parse import (
     detect_crowd_format,
     merge_long,
 )
+from crowdselect.crowd.ray_sources import (
+    JsonLinesSource,
+    ParquetRowsSource,
+    json_line_blocks,
+    parquet_row_blocks,
+)
 from crowdselect.crowd.wide import first_row, resolve_wide
-from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.local_data import fetch, parallel_map, read_files
 from crowdselect.runtime.rows import Rows, filter_rows
 
@@ -144,10 +143,11 @@ def resolve_format(cfg: InputConfig, files: list[str], generators: list[str]) ->
     return fmt, layout or cfg.wide
 
 
-def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
+def read_crowd(cfg: InputConfig, names: list[str],
                then: Callable[[pa.Table], pa.Table] | None = None, local: bool = False) -> Ingested:
     """Read, parse, merge (long), de-duplicate; every input row ends as accepted or rejected.
 
+    `names`: the crowd's generator names, in config order (a model in the data that is not named is a bad row).
     `then` (optional) maps each block of SCHEMA rows to the caller's rows in the same tasks; it must keep
     id, instruction, source, error, raw, n_rows, _file, _line and the MISSING columns. `local`: in this
     process (`crowdselect.runtime.local_data`, blocks parsed on a few threads) instead of on Ray Data.
@@ -158,7 +158,6 @@ def read_crowd(cfg: InputConfig, generators: list[GeneratorSpec],
     files = listing.files
     if listing.skipped:
         log.say(f"input: {listing.skipped_message()}")
-    names = [g.name for g in generators]
     fmt, layout = resolve_format(cfg, files, names)
     json_files, parquet_files = split_by_kind(files)
     parse = partial(parse_block, fmt=fmt, known=names, layout=layout)

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from crowdselect.eval.config import EvalModelSpec
-from crowdselect.reward.lm import encode_chat, load_causal_lm
-from crowdselect.reward.rows import object_column, run_microbatches
+from crowdselect.runtime.lm.backend import load_causal_lm
+from crowdselect.runtime.lm.batches import object_column, run_microbatches
+from crowdselect.runtime.lm.chat import encode_chat
 
 
 def text_or_none(value: Any) -> str | None:
@@ -49,8 +50,8 @@ class AnswerGenerator:
                     continue
                 todo.append(i)
                 prompts.append(ids)
-            texts, errs = run_microbatches(prompts, [len(p) for p in prompts], self.spec.batch_size,
-                                           self.spec.batch_size * (self.spec.max_length + self.spec.max_new_tokens),
+            texts, errs = run_microbatches(prompts, [len(p) for p in prompts], self.spec.resources.batch_size,
+                                           self.spec.resources.batch_size * (self.spec.max_length + self.spec.max_new_tokens),
                                            self._generate, stage="answer")
             for i, text, err in zip(todo, texts, errs, strict=True):
                 if err is not None:
@@ -67,12 +68,12 @@ def generate_answers(s: EvalModelSpec, questions: list[dict[str, Any]], turns: i
     import ray
     from ray.data import ActorPoolStrategy
 
-    from crowdselect.runtime.resources import for_actor_pool
+    from crowdselect.runtime.resources import for_pool
 
-    res = for_actor_pool(s.concurrency, s.num_gpus, s.num_cpus, s.accelerator_type)
+    res = for_pool(s.resources)
     ds = ray.data.from_items([{"question_id": q["question_id"], "turns": q["turns"]} for q in questions])
     ds = ds.map_batches(AnswerGenerator, fn_constructor_kwargs={"spec": s, "turns": turns},
-                        batch_size=s.batch_size, compute=ActorPoolStrategy(size=s.concurrency),
+                        batch_size=s.resources.batch_size, compute=ActorPoolStrategy(size=s.resources.concurrency),
                         **res.remote_options())
     by_id = {r["question_id"]: r for r in ds.take_all()}
     return [by_id[q["question_id"]] for q in questions]

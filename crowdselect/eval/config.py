@@ -16,11 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crowdselect.core.config import ConfigError, load_config
+from crowdselect.core.config import ConfigError, load_config, not_output, resources_section
 from crowdselect.core.secrets import check_env_name
 from crowdselect.reward.config import RewardSpec
 from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.runtime.resources import PoolResources
 from crowdselect.runtime.weights import check_load_format
+
+
+@dataclass
+class EvalModelResources(PoolResources):
+    """The `resources:` section of the model under evaluation (answering actors, GPUs, CPUs, batch size)."""
+
+    batch_size: int = 8
 
 
 @dataclass
@@ -41,14 +49,27 @@ class EvalModelSpec:
     max_new_tokens: int = 512
     temperature: float = 0.0  # FastChat samples some categories at 0.7; greedy keeps reruns identical
     seed: int = 0
-    batch_size: int = 8
-    concurrency: int = 1
-    num_gpus: float = 0.0
-    num_cpus: float = 1.0
-    accelerator_type: str | None = None
+    resources: EvalModelResources = resources_section(EvalModelResources)
 
     def validate(self) -> None:
         check_load_format(self.engine_kwargs, self.allow_pickle_weights)
+
+
+@dataclass
+class ApiResources:
+    """An API judge's `resources:` section: how many actors send requests, how many at once, how fast."""
+
+    requests_per_minute: float | None = None  # shared by the replicas
+    max_retries: int = 5
+    max_in_flight: int = 8  # concurrent requests per replica
+    replicas: int = 1
+    batch_size: int = 16
+
+    def validate(self) -> None:
+        if self.max_retries < 0 or self.replicas < 1 or self.max_in_flight < 1 or self.batch_size < 1:
+            raise ConfigError("max_retries must be >= 0, replicas, max_in_flight and batch_size >= 1")
+        if self.requests_per_minute is not None and self.requests_per_minute <= 0:
+            raise ConfigError(f"requests_per_minute: must be > 0, got {self.requests_per_minute}")
 
 
 @dataclass
@@ -59,20 +80,14 @@ class ApiJudgeSpec:
     model: str  # e.g. deepseek-chat, gpt-4o, or the name a local `vllm serve` gives its model
     base_url: str  # e.g. https://api.deepseek.com/v1, http://127.0.0.1:8000/v1
     name: str | None = None  # label in the report (default: the model)
-    api_key_env: str | None = None  # env var holding the key (read on the driver, never logged)
+    api_key_env: str | None = not_output(None)  # env var holding the key (read on the driver, never logged)
     max_tokens: int = 1024  # FastChat's judge budget is 2048; 1024 covers an explanation and a verdict
     temperature: float = 0.0
-    requests_per_minute: float | None = None  # shared by the replicas
-    max_retries: int = 5
-    max_in_flight: int = 8  # concurrent requests per replica
-    replicas: int = 1
-    batch_size: int = 16
+    resources: ApiResources = resources_section(ApiResources)
 
     def validate(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url: must start with http:// or https://, got {self.base_url!r}")
-        if self.max_retries < 0 or self.replicas < 1 or self.max_in_flight < 1:
-            raise ConfigError("max_retries must be >= 0, replicas and max_in_flight >= 1")
         check_env_name(self.api_key_env)
 
 

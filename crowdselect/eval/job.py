@@ -93,7 +93,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
 
 
 def write_outputs(cfg: EvalConfig, files: dict[str, list[dict[str, Any]]], summary: dict[str, Any]) -> None:
-    from crowdselect.eval.report import render_plot, render_report
+    from crowdselect.eval.report_md import render_plot, render_report
 
     out = cfg.out
     for name, rows in files.items():

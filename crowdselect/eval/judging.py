@@ -17,7 +17,7 @@ from crowdselect.core import columns as C
 from crowdselect.eval.config import ApiJudgeSpec, EvalConfig
 from crowdselect.generate.common import Secret
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.rows import object_column, run_microbatches
+from crowdselect.runtime.lm.batches import object_column, run_microbatches
 
 JUDGMENT, JUDGE_ERROR, JUDGE_MASS = "judgment", "judge_error", "judge_mass"
 SYSTEM, USER = "judge_system", "judge_user"
@@ -36,7 +36,7 @@ class JudgmentWriter:
                 self.headers["Authorization"] = f"Bearer {api_key.get()}"
             self.loop = asyncio.new_event_loop()
         else:
-            from crowdselect.reward.lm import load_causal_lm
+            from crowdselect.runtime.lm.backend import load_causal_lm
 
             self.lm = load_causal_lm(local)
 
@@ -49,7 +49,7 @@ class JudgmentWriter:
         return out
 
     def _local(self, chats: list[list[dict[str, str]]]) -> tuple[list[str | None], list[str | None]]:
-        from crowdselect.reward.lm import encode_chat
+        from crowdselect.runtime.lm.chat import encode_chat
 
         s = self.local
         prompts = [encode_chat(self.lm.tokenizer, c, add_generation_prompt=True) for c in chats]
@@ -58,7 +58,7 @@ class JudgmentWriter:
         todo = [i for i, p in enumerate(prompts) if len(p) <= s.max_length]
         for i in set(range(len(prompts))) - set(todo):
             errors[i] = f"judge prompt of {len(prompts[i])} tokens > judge.max_length {s.max_length}"
-        out, errs = run_microbatches([prompts[i] for i in todo], [len(prompts[i]) for i in todo], s.batch_size,
+        out, errs = run_microbatches([prompts[i] for i in todo], [len(prompts[i]) for i in todo], s.resources.batch_size,
                                      s.tokens_per_forward,
                                      lambda ps: self.lm.generate(ps, s.max_new_tokens, 0.0, 0), stage="judge")
         for i, text, err in zip(todo, out, errs, strict=True):
@@ -74,16 +74,16 @@ class JudgmentWriter:
 
         from crowdselect.generate.openai_stage import REQUEST_TIMEOUT_S, RateLimiter, post_json
 
-        a = self.api
-        limiter = RateLimiter(a.requests_per_minute / a.replicas if a.requests_per_minute else None)
-        gate = asyncio.Semaphore(a.max_in_flight)
+        a, res = self.api, self.api.resources
+        limiter = RateLimiter(res.requests_per_minute / res.replicas if res.requests_per_minute else None)
+        gate = asyncio.Semaphore(res.max_in_flight)
         async with aiohttp.ClientSession(headers=self.headers,
                                          timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)) as session:
             async def one(messages):
                 body = {"model": a.model, "messages": messages, "max_tokens": a.max_tokens,
                         "temperature": a.temperature}
                 async with gate:
-                    text, error = await post_json(session, self.url, body, limiter, a.max_retries,
+                    text, error = await post_json(session, self.url, body, limiter, res.max_retries,
                                                   self.backoff_base_s)
                 return (None, error) if text is None else _reply_content(text)
 
@@ -102,7 +102,7 @@ def write_judgments(cfg: EvalConfig, rows: list[dict[str, Any]], backoff_base_s:
     import ray
 
     from crowdselect.generate.openai_stage import read_api_key
-    from crowdselect.reward.stages import pool_kwargs
+    from crowdselect.reward.wiring import pool_kwargs
 
     if not rows:
         return []
@@ -111,7 +111,7 @@ def write_judgments(cfg: EvalConfig, rows: list[dict[str, Any]], backoff_base_s:
     if cfg.judge_api is not None:
         a = cfg.judge_api
         ctor = {"api": a, "api_key": read_api_key(a), "backoff_base_s": backoff_base_s}
-        kwargs = {"batch_size": a.batch_size, "compute": ray.data.ActorPoolStrategy(size=a.replicas),
+        kwargs = {"batch_size": a.resources.batch_size, "compute": ray.data.ActorPoolStrategy(size=a.resources.replicas),
                   "num_cpus": 0.25}  # waits on the network
     else:
         ctor, kwargs = {"local": cfg.judge}, pool_kwargs(cfg.judge)
@@ -125,7 +125,7 @@ def logprob_ratings(cfg: EvalConfig, rows: list[dict[str, Any]]) -> list[dict[st
     import ray
 
     from crowdselect.reward.judge import JudgeScorer
-    from crowdselect.reward.stages import pool_kwargs
+    from crowdselect.reward.wiring import pool_kwargs
 
     ds = ray.data.from_items(rows)
     ctor = {"spec": cfg.judge, "output_column": C.SCORE, "model_column": None, "mass_column": JUDGE_MASS,

@@ -33,7 +33,7 @@ def score_answers(rows: list[dict[str, Any]], spec) -> list[dict[str, Any]]:
     """Ray Data: one reward model's scores of {instruction, response} rows (order kept)."""
     import ray
 
-    from crowdselect.reward.stages import add_rewards
+    from crowdselect.reward.wiring import add_rewards
 
     ds = add_rewards(ray.data.from_items(rows), spec, output_column=C.REWARD)
     by_id = {r[C.ID]: r for r in ds.take_all()}

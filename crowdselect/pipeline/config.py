@@ -90,14 +90,8 @@ def _check_generator(i: int, g: GeneratorSpec) -> None:
             raise ConfigError(f"{key}.model: the openai backend needs the served model name")
     elif not g.model:
         raise ConfigError(f"{key}.model: a HF hub id, local folder or pkg: alias is required")
-    if g.replicas < 1:
-        raise ConfigError(f"{key}.replicas: must be >= 1, got {g.replicas}")
-    if g.batch_size < 1:
-        raise ConfigError(f"{key}.batch_size: must be >= 1, got {g.batch_size}")
     if g.max_tokens < 1:
         raise ConfigError(f"{key}.max_tokens: must be >= 1, got {g.max_tokens}")
-    if g.requests_per_minute is not None and g.requests_per_minute <= 0:
-        raise ConfigError(f"{key}.requests_per_minute: must be > 0, got {g.requests_per_minute}")
     bad = sorted(set(g.sampling) - SAMPLING_KEYS)
     if bad:
         raise ConfigError(f"{key}.sampling.{bad[0]}: unknown sampling key (known: {', '.join(sorted(SAMPLING_KEYS))})")

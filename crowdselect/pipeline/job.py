@@ -21,10 +21,9 @@ from crowdselect.core.config import to_dict
 from crowdselect.core.paths import OutDirLock, check_inputs, check_out_dir, remove_outputs
 from crowdselect.core.secrets import scrub_config
 from crowdselect.core.text import printable
-from crowdselect.crowd.assemble import build_crowd
 from crowdselect.crowd.config import InputConfig
 from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
-from crowdselect.pipeline.stages import generate, ingest, output_settings, reward
+from crowdselect.pipeline.stages import build_crowd, generate, ingest, output_settings, reward
 from crowdselect.pipeline.store import StageStore
 from crowdselect.report.html import REPORT, write_report
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
@@ -84,7 +83,7 @@ def local_cpus(cfg: RunConfig) -> int | None:
     """
     if cfg.ray.num_cpus is not None:
         return cfg.ray.num_cpus
-    largest = max([g.num_cpus for g in cfg.generators] + [r.num_cpus for r in cfg.rewards], default=1.0)
+    largest = max([g.resources.num_cpus for g in cfg.generators] + [r.resources.num_cpus for r in cfg.rewards], default=1.0)
     cores = os.cpu_count() or 1
     return cores if cores > largest else int(math.ceil(largest)) + 1
 
@@ -125,9 +124,9 @@ def select(cfg: RunConfig, crowd: StageStore, config_path: str) -> str:
 
 def train(cfg: RunConfig, config_path: str) -> dict:
     """Fine-tune the student on DIR/select/selected.jsonl (the training job resumes from its checkpoints)."""
-    from crowdselect.train.job import run_train
+    from crowdselect.train.job import run_training
 
-    return run_train(train_config(cfg, file=config_path))
+    return run_training(train_config(cfg, file=config_path))
 
 
 def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_dir: str,

@@ -24,9 +24,10 @@ import pyarrow.compute as pc
 
 from crowdselect.core import columns as C
 from crowdselect.core import log, storage
-from crowdselect.core.config import to_dict
+from crowdselect.core.config import output_fields, to_dict
 from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.core.secrets import scrub_config
+from crowdselect.crowd.assemble import CROWD_SCHEMA, EXCLUDED_SCHEMA, assemble_shard
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.pipeline.config import RunConfig
 from crowdselect.pipeline.store import StageStore, shard_name
@@ -34,10 +35,6 @@ from crowdselect.pool.read import check_rejects, read_pool
 from crowdselect.reward.config import RewardSpec
 from crowdselect.runtime.ray_setup import read_parquet
 
-# Settings that decide where and how fast a stage runs, not what it writes: left out of fingerprints.
-SCHEDULING = {"replicas", "gpus_per_replica", "accelerator_type", "batch_size", "num_cpus", "num_gpus",
-              "concurrency", "requests_per_minute", "max_retries", "api_key_env", "family", "size_b",
-              "primary", "tokens_per_forward"}
 GEN_KEYS = (C.ID, C.MODEL)
 LINEAGE = (C.MODEL, C.MODEL_ID, C.REVISION, C.SAMPLING, C.BACKEND)
 # Fixed shard schemas: a shard where every row failed must still read back as strings, not nulls.
@@ -62,8 +59,9 @@ class Pool:
 
 
 def output_settings(spec) -> dict:
-    """What a stage's output depends on, as written to its manifest: no scheduling keys, no credentials."""
-    return scrub_config({k: v for k, v in to_dict(spec).items() if k not in SCHEDULING})
+    """What a stage's output depends on, as written to its manifest: the spec without its `resources:`
+    section and its `not_output` fields (`core.config.output_fields`, declared by each spec), no credentials."""
+    return scrub_config(output_fields(spec))
 
 
 def ingest(cfg: RunConfig, out: str) -> Pool:
@@ -146,7 +144,7 @@ def _with_constants(table: pa.Table, values: dict) -> pa.Table:
 
 def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageStore], out: str) -> StageStore:
     """Scores of one reward model for every answer that was generated (failed generations have none)."""
-    from crowdselect.reward.stages import add_rewards
+    from crowdselect.reward.wiring import add_rewards
 
     settings = {"reward": output_settings(spec), "generators": {g: s.fp for g, s in gens.items()}}
     store = StageStore.open(storage.join(out, "reward", spec.name), settings, redo_on_change=False)
@@ -164,6 +162,32 @@ def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageSt
                 progress=cfg.progress, desc=f"reward {spec.name}")
     store.mark_complete(**store.counts())
     return store
+
+
+def build_crowd(pool: Pool, gens: dict[str, StageStore], primary: StageStore, out: str) -> tuple[StageStore, StageStore]:
+    """Write crowd/ and crowd_excluded/ for every shard not done yet (cheap: redone when inputs change)."""
+    settings = {"generators": {g: s.version for g, s in gens.items()}, "reward": primary.version}
+    store = StageStore.open(storage.join(out, "crowd"), settings, redo_on_change=True)
+    excluded = StageStore.open(storage.join(out, "crowd_excluded"), settings, redo_on_change=True)
+    for shard in pool.shards:
+        if store.is_done(shard):
+            continue
+        pool_rows = pool.store.read_shard(shard).select([C.ID, C.INSTRUCTION, C.SOURCE]).to_pylist()
+        answers = {}
+        for g, s in gens.items():
+            t = s.read_shard(shard)
+            answers[g] = {r[C.ID]: (r[C.RESPONSE], r[C.ERROR])
+                          for r in t.select([C.ID, C.RESPONSE, C.ERROR]).to_pylist()}
+        rt = primary.read_shard(shard)
+        rewards = {}
+        if rt.num_rows:
+            rewards = {(r[C.ID], r[C.MODEL]): r[C.REWARD] for r in rt.select([C.ID, C.MODEL, C.REWARD]).to_pylist()}
+        rows, bad = assemble_shard(pool_rows, answers, rewards)
+        excluded.write_shard(shard, pa.Table.from_pylist(bad, schema=EXCLUDED_SCHEMA), errors=len(bad))
+        store.write_shard(shard, pa.Table.from_pylist(rows, schema=CROWD_SCHEMA))
+    store.mark_complete(**store.counts(), excluded=excluded.counts()["rows"])
+    excluded.mark_complete(**excluded.counts())
+    return store, excluded
 
 
 def _answered_keys(gens: dict[str, StageStore], shard: str, pool: Pool) -> list[tuple[str, str]]:

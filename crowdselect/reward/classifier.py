@@ -20,11 +20,12 @@ from crowdselect.reward.rows import (
     PairEncoder,
     check_columns,
     float_column,
-    object_column,
     score_rows,
     text_cell,
 )
-from crowdselect.runtime.causal_lm import encode_chat, load_model, load_tokenizer, pick_device
+from crowdselect.runtime.lm.batches import object_column
+from crowdselect.runtime.lm.chat import encode_chat
+from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_device
 
 
 class RewardClassifier:
@@ -69,7 +70,7 @@ class RewardClassifier:
         n = check_columns(type(self).__name__, batch, [C.INSTRUCTION, C.RESPONSE])
         results, errors = score_rows(
             n, lambda i: self.encode(text_cell(batch, C.INSTRUCTION, i), text_cell(batch, C.RESPONSE, i)), len,
-            lambda seqs: list(self.score_ids(seqs)), self.spec.batch_size, self.spec.tokens_per_forward,
+            lambda seqs: list(self.score_ids(seqs)), self.spec.resources.batch_size, self.spec.tokens_per_forward,
             stage=self.spec.name)
         out = dict(batch)
         out[self.output_column] = float_column(results)

@@ -7,10 +7,8 @@ In a run config:
         model: Skywork/Skywork-Reward-Llama-3.1-8B-v0.2    # HF id, folder, or pkg: alias
         kind: classifier
         primary: true                                       # this one drives the metrics
-        batch_size: 16
         max_length: 4096
-        num_gpus: 1
-        concurrency: 4
+        resources: {batch_size: 16, num_gpus: 1, concurrency: 4}   # Ray's side: never changes a score
       - name: smol-judge
         model: pkg:smollm2-135m-instruct
         kind: judge                                         # probability-weighted 1-10 LLM-as-judge
@@ -24,9 +22,11 @@ Truncation (`truncation`) when instruction + response do not fit `max_length` to
 - `left`: the rendered sequence loses tokens from its start (the system prompt and instruction go first).
 - `error`: the row is not scored; its `reward_error` says it is too long.
 
-Algorithm settings (model, lengths, prompts) are kept apart from Ray's scheduling settings (concurrency,
-num_gpus, num_cpus, accelerator_type): `crowdselect.reward.stages` turns the first into
-`fn_constructor_kwargs` and the second into `map_batches` arguments.
+Algorithm settings (model, lengths, prompts) are kept apart from Ray's scheduling settings, which sit under
+`resources:` (`crowdselect.runtime.resources.PoolResources`: batch_size, concurrency, num_gpus, num_cpus,
+accelerator_type): `crowdselect.reward.wiring` turns the first into `fn_constructor_kwargs` and the second
+into `map_batches` arguments. `primary` and `tokens_per_forward` do not change a score either
+(`core.config.not_output`), so neither enters a stored stage's fingerprint.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crowdselect.core.config import ConfigError, build
+from crowdselect.core.config import ConfigError, build, not_output, resources_section
+from crowdselect.runtime.resources import PoolResources
 from crowdselect.runtime.weights import check_load_format
 
 
@@ -47,9 +48,9 @@ class RewardSpec:
     kind: Literal["classifier", "judge"] = "classifier"
     backend: Literal["hf", "vllm"] = "hf"  # judges only; classifiers always run on HF transformers
     revision: str | None = None
-    primary: bool = False  # the reward that drives difficulty / separability / stability
-    batch_size: int = 16  # rows per Ray batch
-    tokens_per_forward: int = 16384  # rows of a batch are length-sorted and split to at most this many tokens
+    primary: bool = not_output(False)  # the reward that drives difficulty / separability / stability
+    # rows of a batch are length-sorted and split into micro-batches of at most this many tokens
+    tokens_per_forward: int = not_output(16384)
     max_length: int = 2048  # tokens of one scored sequence
     truncation: Literal["head_tail", "left", "error"] = "head_tail"
     prompt_share: float = 0.5  # head_tail: the instruction keeps at most this share of the token budget
@@ -62,11 +63,7 @@ class RewardSpec:
     allow_pickle_weights: bool = False  # also load pytorch_model.bin (pickle can run code); else safetensors only
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to from_pretrained
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to vllm.LLM (backend: vllm)
-    # Ray scheduling
-    concurrency: int = 1  # actors in the pool
-    num_gpus: float = 0.0  # per actor
-    num_cpus: float = 1.0  # per actor
-    accelerator_type: str | None = None  # e.g. "H100"
+    resources: PoolResources = resources_section(PoolResources)  # Ray scheduling: batch_size, concurrency, ...
 
     def validate(self) -> None:
         if not self.name.strip():
@@ -74,15 +71,13 @@ class RewardSpec:
         check_load_format(self.engine_kwargs, self.allow_pickle_weights)
         if self.kind == "classifier" and self.backend != "hf":
             raise ConfigError(f"backend: classifier reward {self.name!r} runs on hf only, got {self.backend!r}")
-        for key in ("batch_size", "max_length", "concurrency", "tokens_per_forward", "max_new_tokens"):
+        for key in ("max_length", "tokens_per_forward", "max_new_tokens"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1 for {self.name!r}, got {getattr(self, key)}")
         if self.tokens_per_forward < self.max_length:
             raise ConfigError(f"tokens_per_forward: must be >= max_length ({self.max_length}) for {self.name!r}")
         if not 0.0 < self.prompt_share < 1.0:
             raise ConfigError(f"prompt_share: must be in (0, 1) for {self.name!r}, got {self.prompt_share}")
-        if self.num_gpus < 0 or self.num_cpus < 0:
-            raise ConfigError(f"num_gpus/num_cpus: must be >= 0 for {self.name!r}")
 
 
 def build_reward_specs(data: Any, *, file: str, key: str = "rewards") -> list[RewardSpec]:

@@ -23,19 +23,20 @@ import numpy as np
 from crowdselect.core import columns as C
 from crowdselect.core.config import ConfigError
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.lm import load_causal_lm
 from crowdselect.reward.prompts import REWARD_PREFIX, REWARD_PROMPT
 from crowdselect.reward.rows import (
     PairEncoder,
     RowError,
     check_columns,
     float_column,
-    object_column,
     score_rows,
     text_cell,
 )
-from crowdselect.reward.scoring import LabelTrie, expected_score, label_probs
-from crowdselect.runtime.causal_lm import encode_chat
+from crowdselect.reward.scoring import expected_score, label_probs
+from crowdselect.runtime.lm.backend import load_causal_lm
+from crowdselect.runtime.lm.batches import object_column
+from crowdselect.runtime.lm.chat import encode_chat
+from crowdselect.runtime.lm.labels import LabelTrie
 
 
 def template_fields(template: str) -> list[str]:
@@ -156,7 +157,7 @@ class JudgeScorer:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         n = check_columns(type(self).__name__, batch, self._needed_columns())
         results, errors = score_rows(n, lambda i: self._encode_row(batch, i), len, self.score_prompts,
-                                     self.spec.batch_size, self.spec.tokens_per_forward, stage=self.spec.name)
+                                     self.spec.resources.batch_size, self.spec.tokens_per_forward, stage=self.spec.name)
         out = dict(batch)
         out[self.output_column] = float_column([None if r is None else r[0] for r in results])
         out[C.error_column(self.output_column)] = object_column(errors)

@@ -2,8 +2,7 @@
 model over length-sorted micro-batches so that one failing row costs only that row.
 
 A failing row is never dropped: its output cell is NaN/empty and its error column says why. The
-micro-batching itself (`run_microbatches`) and `object_column` live in `crowdselect.runtime.causal_lm`
-and are re-exported here.
+micro-batching itself (`run_microbatches`) and `object_column` live in `crowdselect.runtime.lm.batches`.
 """
 
 from __future__ import annotations
@@ -14,11 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from crowdselect.reward.tokens import head, split_budget, tail
-from crowdselect.runtime.causal_lm import object_column, run_microbatches
+from crowdselect.runtime.lm.batches import run_microbatches
+from crowdselect.runtime.lm.budget import head, split_budget, tail
 
-__all__ = ["PairEncoder", "RowError", "check_columns", "float_column", "object_column", "run_microbatches",
-           "score_rows", "text_cell"]
+__all__ = ["PairEncoder", "RowError", "check_columns", "float_column", "score_rows", "text_cell"]
 
 
 class RowError(ValueError):

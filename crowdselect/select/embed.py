@@ -4,7 +4,7 @@ sentence-transformers models (a folder with modules.json) run through SentenceTr
 encoder through AutoModel with masked mean pooling. Output rows are L2-normalised float32 (n, d).
 CPU by default; `device="cuda"` when the stage is given GPUs. Remote code only when the config asks; weights
 as safetensors only unless `allow_pickle_weights` (pickle files can run code when loaded), the rule of
-`crowdselect.runtime.causal_lm.check_weights`.
+`crowdselect.runtime.lm.load.check_weights`.
 """
 
 from __future__ import annotations

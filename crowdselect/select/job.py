@@ -28,7 +28,7 @@ from functools import partial
 import numpy as np
 import ray
 
-from crowdselect.baselines.stages import STRATEGY_COLUMNS, add_baseline
+from crowdselect.baselines.config import STRATEGY_COLUMNS, add_baseline
 from crowdselect.baselines.tag_diversity import select_by_tags
 from crowdselect.core import columns as C
 from crowdselect.core import log, storage
@@ -43,23 +43,23 @@ from crowdselect.crowd.read import CROWD_SUFFIXES, accepted, read_crowd, rejecte
 from crowdselect.report.html import REPORT, write_report
 from crowdselect.runtime.local_data import fetch
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
-from crowdselect.runtime.resources import for_spec, plan
+from crowdselect.runtime.resources import for_pool, plan
 from crowdselect.runtime.rows import Rows, filter_rows
-from crowdselect.select.config import SelectConfig, check_paths
-from crowdselect.select.embed import Embedder
-from crowdselect.select.kmeans_ray import fit_kmeans
-from crowdselect.select.metrics import has_sized_families, one_size_families
-from crowdselect.select.normalize import QuantileSketch, fit_quantiles, merge_all
-from crowdselect.select.outputs import selected_records, write_json, write_selected
-from crowdselect.select.report import plot_metrics, summarise, write_summary
-from crowdselect.select.selection import global_select, quota_select
-from crowdselect.select.stages import (
+from crowdselect.select.blocks import (
     METRIC_COLUMNS,
     candidates_block,
     metrics_block,
     score_block,
     sketch_block,
 )
+from crowdselect.select.config import SelectConfig, check_paths
+from crowdselect.select.embed import Embedder
+from crowdselect.select.kmeans_ray import fit_kmeans
+from crowdselect.select.metrics import has_sized_families, one_size_families
+from crowdselect.select.normalize import QuantileSketch, fit_quantiles, merge_all
+from crowdselect.select.outputs import selected_records, write_json, write_selected
+from crowdselect.select.selection import global_select, quota_select
+from crowdselect.select.summary import plot_metrics, summarise, write_summary
 
 MAX_PRINTED_PROBLEMS = 1000
 LOCAL_MEMORY_SHARE = 0.25  # executor auto: in-process for input files under this share of the free memory
@@ -119,7 +119,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
 
     with log.stage("ingest", timer):  # read + parse + metrics in one pass, then the duplicate-id check
         keep = [C.ERROR, C.RAW, N_ROWS, FILE, LINE, *MISSING, C.MODELS, C.REWARDS]  # rewards: summary
-        ing = read_crowd(cfg.input, cfg.generators, then=partial(
+        ing = read_crowd(cfg.input, names, then=partial(
             metrics_block, generators=names, families=families, sizes=sizes, keep=keep,
             ties=sel.stability_ties), local=local)
     c = ing.counts
@@ -177,7 +177,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
         plot_metrics(cfg.out, quantiles, chosen)
     run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
            "executor": "local" if local else "ray",
-           "resources": plan({"embed": for_spec(cfg.embedder)}) if clustering else {},
+           "resources": plan({"embed": for_pool(cfg.embedder.resources)}) if clustering else {},
            "input_files": ing.files, "format": ing.format, "input_columns": ing.columns, "counts": counts,
            "selected": len(records), "decisions": decisions, "kmeans": kinfo,
            "generator_rewards": {g: {"n": m.n, "mean": m.mean, "std": m.std} for g, m in facts.generator_rewards.items() if m.n},
@@ -221,14 +221,14 @@ def fit_pool_quantiles(ds: Rows, n_rows: int, n_quantiles: int, capacity: int):
 def embed(ds: Rows, cfg: SelectConfig, local: bool = False) -> Rows:
     """+ embedding column. In-process a whole block is one call: sentence-transformers sorts a call's texts
     by length, so bigger calls pad less (on Ray, batches stay small enough to spread over the actors)."""
-    e = cfg.embedder
+    e, res = cfg.embedder, cfg.embedder.resources
     return ds.map_batches(
-        Embedder, batch_format="numpy", batch_size=None if local else e.batch_size * 4,
-        fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": e.batch_size,
-                               "max_length": e.max_length, "device": "cuda" if e.num_gpus > 0 else "cpu",
+        Embedder, batch_format="numpy", batch_size=None if local else res.batch_size * 4,
+        fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": res.batch_size,
+                               "max_length": e.max_length, "device": "cuda" if res.num_gpus > 0 else "cpu",
                                "trust_remote_code": e.trust_remote_code,
                                "allow_pickle_weights": e.allow_pickle_weights},
-        compute=ray.data.ActorPoolStrategy(size=e.concurrency), **for_spec(e).remote_options()).materialize()
+        compute=ray.data.ActorPoolStrategy(size=res.concurrency), **for_pool(res).remote_options()).materialize()
 
 
 def cluster(ds: Rows, cfg: SelectConfig, local: bool = False) -> tuple[np.ndarray, dict]:

@@ -21,7 +21,7 @@ import tempfile
 from typing import Any
 
 from crowdselect.core import storage
-from crowdselect.runtime.causal_lm import load_model, load_tokenizer, pick_dtype
+from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_dtype
 from crowdselect.train.config import TrainConfig
 from crowdselect.train.loop import STATE_FILE
 from crowdselect.train.student import is_adapter_key, model_source, peft_config

@@ -107,9 +107,6 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     return summary
 
 
-run_train = run_training  # the name `crowdselect run` calls
-
-
 def export_in_ray(checkpoint: str, cfg: TrainConfig, model_path: str, out: str) -> dict[str, Any]:
     """Run the export as a Ray task, so on a cluster it runs on a worker node next to the storage."""
     import ray

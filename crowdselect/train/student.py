@@ -1,4 +1,4 @@
-"""Load the student for training: the causal LM (through `crowdselect.runtime.causal_lm`), the PEFT LoRA wrapper.
+"""Load the student for training: the causal LM (through `crowdselect.runtime.lm.load`), the PEFT LoRA wrapper.
 
 Shared by the training loop (inside Ray Train workers), the export and the benchmarks. Nothing here knows
 about Ray; DeepSpeed only through transformers' `HfDeepSpeedConfig`, which must stay alive while a ZeRO-3
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from crowdselect.runtime.causal_lm import ModelSource, load_model
+from crowdselect.runtime.lm.load import ModelSource, load_model
 from crowdselect.train.config import LoraConfig, TrainConfig
 
 
 def model_source(cfg: TrainConfig, model_path: str, dtype: str = "auto") -> ModelSource:
-    """The student's loading fields for `crowdselect.runtime.causal_lm` (load_model, load_tokenizer);
+    """The student's loading fields for `crowdselect.runtime.lm.load` (load_model, load_tokenizer);
     `model_path` is the resolved hub id or folder, `dtype` e.g. "bf16", "fp32", "float32"."""
     m = cfg.model
     kwargs = {"attn_implementation": m.attn_implementation} if m.attn_implementation else {}

@@ -29,7 +29,7 @@ class ChatTokenizer:
 
     def __init__(self, model_path: str, max_length: int, chat_template: str | None = None,
                  revision: str | None = None, trust_remote_code: bool = False):
-        from crowdselect.runtime.causal_lm import ModelSource, load_tokenizer
+        from crowdselect.runtime.lm.load import ModelSource, load_tokenizer
 
         self.tokenizer = load_tokenizer(ModelSource(model_path, revision, trust_remote_code, chat_template))
         if not self.tokenizer.chat_template:

@@ -206,7 +206,7 @@ def config(tmp_path_factory) -> Path:
          "sampling": {"temperature": 0.7, "seed": 1}},
     ]
     for g in cfg["generators"]:
-        g.update(max_tokens=8, batch_size=2)  # one batch per shard: shards finish one by one
+        g.update(max_tokens=8, resources={"batch_size": 2})  # one batch per shard: shards finish one by one
     cfg["rewards"] = [{"name": "judge", "model": smol, "kind": "judge", "backend": "hf", "primary": True,
                        "max_length": 256}]
     cfg["selection"].update(k=3, clusters=2)

@@ -16,7 +16,7 @@ SMOL = "pkg:smollm2-135m-instruct"
 def write_config(tmp_path, **extra):
     cfg = tmp_path / "eval.yaml"
     lines = [
-        f"model: {{model: {SMOL}, max_new_tokens: 12, batch_size: 4}}",
+        f"model: {{model: {SMOL}, max_new_tokens: 12, resources: {{batch_size: 4}}}}",
         f"judge: {{name: smol-judge, model: {SMOL}, kind: judge, max_length: 1536}}",
         *[f"{k}: {v}" for k, v in extra.items()],
     ]

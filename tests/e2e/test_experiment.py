@@ -28,7 +28,7 @@ def write_config(tmp_path) -> str:
         "students": [{"name": "smol", "model": SMOL}],
         "train": {"data": {"max_length": 384, "on_bad_rows": "skip"}, "optim": {"epochs": 1, "grad_accum": 1, "warmup_steps": 0, "lr": 1e-4},
                   "deepspeed": {"precision": "fp32"}, "scaling": {"workers": 1}},  # 2 gloo workers: test_train_ray
-        "eval": {"model": {"max_new_tokens": 4, "batch_size": 2}, "mtbench": False,
+        "eval": {"model": {"max_new_tokens": 4, "resources": {"batch_size": 2}}, "mtbench": False,
                  "proxy": {"instructions": str(held), "rewards": [
                      {"name": "smol-judge", "model": SMOL, "kind": "judge", "max_length": 256}]}},
         "note": "test scale: differences are noise",

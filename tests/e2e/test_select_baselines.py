@@ -5,8 +5,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from bench import synthetic
 from crowdselect.cli import main
-from crowdselect.crowd import synthetic
 
 CROWD = [("a-1b", "a", 1), ("a-7b", "a", 7), ("b-2b", "b", 2)]
 QUESTIONS = ["What is the boiling point of water at sea level?", "Write a haiku about autumn leaves.",

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from bench import synthetic
 from crowdselect.cli import main
-from crowdselect.crowd import synthetic
 
 SMALL_CROWD = [("a-1b", "a", 1), ("a-7b", "a", 7), ("b-2b", "b", 2), ("b-9b", "b", 9), ("c-3b", "c", 3)]
 N_POOL = 300  # 6 clusters of ~50: every quota of 5 is a real choice, and embedding stays seconds

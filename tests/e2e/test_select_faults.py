@@ -24,8 +24,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench import synthetic
 from crowdselect.cli import main
-from crowdselect.crowd import synthetic
 
 pytestmark = pytest.mark.slow
 CROWD = [("a-1b", "a", 1), ("a-7b", "a", 7), ("b-2b", "b", 2), ("b-9b", "b", 9), ("c-3b", "c", 3)]
@@ -39,7 +39,7 @@ def pool(tmp_path_factory):
     d = tmp_path_factory.mktemp("faults")
     rows = synthetic.canonical_rows(synthetic.sharegpt_instructions(N_ROWS), CROWD, seed=11)
     synthetic.write_jsonl(d / "crowd.jsonl", rows)
-    (d / "crowd.yaml").write_text(synthetic.crowd_yaml(CROWD) + "embedder: {batch_size: 4}\n")
+    (d / "crowd.yaml").write_text(synthetic.crowd_yaml(CROWD) + "embedder: {resources: {batch_size: 4}}\n")
     return d
 
 

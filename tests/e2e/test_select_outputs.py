@@ -5,8 +5,8 @@ then on Ray Data too, on blocks of 3 lines, with the same answer."""
 import json
 from pathlib import Path
 
+from bench import synthetic
 from crowdselect.cli import main
-from crowdselect.crowd import synthetic
 
 
 def strict_json(path: Path):

@@ -9,13 +9,14 @@ import math
 import numpy as np
 import pytest
 
+from crowdselect.baselines.config import BaselinesConfig, add_baseline
 from crowdselect.baselines.direct_score import DirectScorer
 from crowdselect.baselines.ifd import IFDScorer
-from crowdselect.baselines.stages import BaselinesConfig, add_baseline
 from crowdselect.baselines.tags import Tagger
 from crowdselect.core import columns as C
 from crowdselect.core.config import ConfigError
 from crowdselect.reward.config import RewardSpec
+from crowdselect.runtime.resources import PoolResources
 
 pytestmark = pytest.mark.slow
 SMOL = "pkg:smollm2-135m-instruct"
@@ -29,7 +30,8 @@ ROWS = {
 
 
 def spec(**kw):
-    return RewardSpec(**{"name": "smol", "model": SMOL, "kind": "judge", "batch_size": 4, "max_length": 256, **kw})
+    return RewardSpec(**{"name": "smol", "model": SMOL, "kind": "judge", "max_length": 256,
+                         "resources": PoolResources(batch_size=4), **kw})
 
 
 def test_ifd_equals_ratio_of_perplexities():

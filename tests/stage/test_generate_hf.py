@@ -5,16 +5,17 @@ import pytest
 from crowdselect.core import columns as C
 from crowdselect.generate import OUTPUT_COLUMNS, build_generate
 from crowdselect.generate.hf_stage import HFGenerator
-from crowdselect.generate.spec import GeneratorSpec
+from crowdselect.generate.spec import GeneratorResources, GeneratorSpec
 from crowdselect.runtime.models import resolve_model
 
 pytestmark = pytest.mark.slow
 SMOL = "pkg:smollm2-135m-instruct"
 
 
-def spec(**kw):
+def spec(resources=None, **kw):
     return GeneratorSpec(**{"name": "smol", "family": "smollm2", "size_b": 0.135, "model": SMOL, "backend": "hf",
-                            "max_tokens": 8, "batch_size": 2, "max_model_len": 96, **kw})
+                            "max_tokens": 8, "max_model_len": 96,
+                            "resources": GeneratorResources(**{"batch_size": 2, **(resources or {})}), **kw})
 
 
 def batch(texts):
@@ -56,7 +57,7 @@ def test_chat_template_from_config_is_used():
 def test_through_ray_data_actor_pool(ray_local):
     rows = [{C.ID: f"r{i}", C.INSTRUCTION: f"Give me a word that rhymes with {w}.", C.SHARD: f"s{i % 2}"}
             for i, w in enumerate(["cat", "dog", "sun"])]
-    out = build_generate(spec(replicas=1))(ray_local.data.from_items(rows)).take_all()
+    out = build_generate(spec({"replicas": 1}))(ray_local.data.from_items(rows)).take_all()
     assert sorted(r[C.ID] for r in out) == ["r0", "r1", "r2"]
     assert all(r[C.ERROR] is None and r[C.RESPONSE] for r in out)
     assert {r[C.ID]: r[C.SHARD] for r in out} == {"r0": "s0", "r1": "s1", "r2": "s0"}
@@ -84,7 +85,7 @@ def test_crashed_actor_is_restarted_without_losing_or_duplicating_rows(ray_local
     from crowdselect.pipeline.store import StageStore
 
     rows = [{C.ID: f"r{i}", C.INSTRUCTION: f"Say the number {i}.", C.SHARD: f"s{i // 2}"} for i in range(6)]
-    out = build_generate(spec(batch_size=1, max_tokens=6))(ray_local.data.from_items(rows, override_num_blocks=6))
+    out = build_generate(spec({"batch_size": 1}, max_tokens=6))(ray_local.data.from_items(rows, override_num_blocks=6))
     store = StageStore.open(str(tmp_path / "g"), {}, redo_on_change=False)
     killed = []
 

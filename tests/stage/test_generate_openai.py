@@ -17,7 +17,7 @@ from openai_server import start_server
 from crowdselect.core import columns as C
 from crowdselect.core.errors import UserError
 from crowdselect.generate.openai_stage import OpenAIGenerator, build_openai_generate, read_api_key
-from crowdselect.generate.spec import GeneratorSpec
+from crowdselect.generate.spec import GeneratorResources, GeneratorSpec
 from crowdselect.runtime.models import resolve_model
 
 KEY = "sk-test-not-a-real-key-93f1"
@@ -39,10 +39,10 @@ def stats(base):
     return json.loads(urllib.request.urlopen(f"{base}/stats").read())
 
 
-def spec_for(base, **kw):
+def spec_for(base, resources=None, **kw):
     args = {"name": "remote", "family": "x", "size_b": 1.0, "model": "test-model", "backend": "openai",
-            "base_url": f"{base}/v1", "api_key_env": "CS_TEST_OPENAI_KEY", "max_tokens": 8, "max_retries": 2,
-            "batch_size": 8, **kw}
+            "base_url": f"{base}/v1", "api_key_env": "CS_TEST_OPENAI_KEY", "max_tokens": 8,
+            "resources": GeneratorResources(**{"max_retries": 2, "batch_size": 8, **(resources or {})}), **kw}
     return GeneratorSpec(**args)
 
 
@@ -71,7 +71,7 @@ def test_answers_retries_and_recorded_failures(server, ray_local, monkeypatch):
 def test_rate_limit_spaces_requests(server, ray_local, monkeypatch):
     monkeypatch.setenv("CS_TEST_OPENAI_KEY", KEY)
     before = len(stats(server)["arrivals"])
-    got = run(ray_local, spec_for(server, requests_per_minute=240, max_tokens=2), [f"Say {i}." for i in range(5)])
+    got = run(ray_local, spec_for(server, {"requests_per_minute": 240}, max_tokens=2), [f"Say {i}." for i in range(5)])
     assert all(r[C.ERROR] is None for r in got.values())
     times = stats(server)["arrivals"][before:]
     assert len(times) == 5 and times[-1] - times[0] >= 4 * 0.25 * 0.9  # 240/min: one start per 0.25 s
@@ -93,7 +93,7 @@ def test_key_from_env_never_shown(server, ray_local, monkeypatch):
 def test_key_echoed_by_the_server_is_scrubbed(echo_server, monkeypatch):
     """The stage on a dict batch (its output rows are what generate/ shards and crowd_excluded/ keep)."""
     monkeypatch.setenv("CS_TEST_OPENAI_KEY", PLAIN_KEY)
-    spec = spec_for(echo_server, max_retries=1)
+    spec = spec_for(echo_server, {"max_retries": 1})
     stage = OpenAIGenerator(spec, pickle.loads(pickle.dumps(read_api_key(spec))), backoff_base_s=0.05)
     got = stage({C.ID: ["r0", "r1"], C.INSTRUCTION: ["REJECT this", "ALWAYS503 again"], C.SHARD: ["s0"] * 2})
     rejected, overloaded = got[C.ERROR]

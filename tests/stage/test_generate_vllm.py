@@ -8,17 +8,18 @@ import pytest
 
 from crowdselect.core import columns as C
 from crowdselect.generate import build_generate
-from crowdselect.generate.spec import GeneratorSpec
+from crowdselect.generate.spec import GeneratorResources, GeneratorSpec
 from crowdselect.generate.vllm_stage import engine_kwargs, placement
 
 pytestmark = pytest.mark.slow
 
 
-def spec(**kw):
+def spec(resources=None, **kw):
     return GeneratorSpec(**{
         "name": "smol-vllm", "family": "smollm2", "size_b": 0.135, "model": "pkg:smollm2-135m-instruct",
-        "backend": "vllm", "max_tokens": 12, "batch_size": 16, "max_model_len": 256, "dtype": "bfloat16",
-        "engine_kwargs": {"enforce_eager": True}, "sampling": {"temperature": 0.7, "seed": 3}, **kw})
+        "backend": "vllm", "max_tokens": 12, "max_model_len": 256, "dtype": "bfloat16",
+        "engine_kwargs": {"enforce_eager": True}, "sampling": {"temperature": 0.7, "seed": 3},
+        "resources": GeneratorResources(**{"batch_size": 16, **(resources or {})}), **kw})
 
 
 def test_engine_settings_from_config():
@@ -28,7 +29,7 @@ def test_engine_settings_from_config():
                   "dtype": "float16", "revision": "abc", "load_format": "safetensors", "enforce_eager": True}
     assert "load_format" not in engine_kwargs(spec(allow_pickle_weights=True))
     assert placement(s) == {"bundles": [{"CPU": 1.0}]}
-    assert placement(spec(gpus_per_replica=1.0)) is None  # ray.data.llm's GPU bundles per tp*pp worker
+    assert placement(spec({"gpus_per_replica": 1.0})) is None  # ray.data.llm's GPU bundles per tp*pp worker
 
 
 def test_vllm_through_ray_data_records_failed_rows(ray_local, monkeypatch):

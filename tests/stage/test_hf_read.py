@@ -15,12 +15,11 @@ import pytest
 from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
+from bench import synthetic
 from crowdselect.core import storage
 from crowdselect.core.errors import UserError
-from crowdselect.crowd import synthetic
 from crowdselect.crowd.config import InputConfig
 from crowdselect.crowd.read import accepted, read_crowd, rejected
-from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.pool.read import read_pool
 
 CROWD = [("a-1b", "a", 1), ("a-7b", "a", 7), ("b-2b", "b", 2)]
@@ -59,7 +58,7 @@ def crowd_repo(data):
 @pytest.mark.parametrize("local", [False, True], ids=["ray", "local"])
 def test_a_crowd_folder_on_the_hub_reads_on_both_executors(ray_local, hub, local):
     ids = crowd_repo(hub / "datasets" / "org" / "crowd@main" / "data")  # the paths HfFileSystem answers with
-    gens = [GeneratorSpec(*g) for g in CROWD]
+    gens = [g[0] for g in CROWD]
     ing = read_crowd(InputConfig(path=[f"{REPO}/data"], lines_per_block=2), gens, local=local)
     assert ing.format == "canonical"
     assert ing.files == [f"{REPO}/data/a.jsonl", f"{REPO}/data/b.jsonl.gz", f"{REPO}/data/more/c.parquet"]
@@ -104,8 +103,8 @@ def test_the_real_hf_filesystem_lists_and_reads_through_both_readers(ray_local, 
     import ray
 
     from crowdselect.core.paths import check_inputs
-    from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
     from crowdselect.core.records import FILE, LINE, list_data_files
+    from crowdselect.crowd.ray_sources import JsonLinesSource, ParquetRowsSource
 
     root, endpoint = local_hub
     ids = crowd_repo(root / "org" / "crowd" / "data")  # the Hub's repositories: ORG/NAME under its root
@@ -113,7 +112,7 @@ def test_the_real_hf_filesystem_lists_and_reads_through_both_readers(ray_local, 
     listing = list_data_files([f"{REPO}/data"], what="crowd")
     assert listing.files == [f"{REPO}/data/a.jsonl", f"{REPO}/data/b.jsonl.gz", f"{REPO}/data/more/c.parquet"]
     assert listing.skipped == {f"{REPO}/data": ["README.md"]}
-    gens = [GeneratorSpec(*g) for g in CROWD]
+    gens = [g[0] for g in CROWD]
     ing = read_crowd(InputConfig(path=[f"{REPO}/data"], lines_per_block=2), gens, local=True)
     assert sorted(r["id"] for r in accepted(ing.rows).take_all()) == sorted(ids)
     env = {"runtime_env": {"env_vars": {"HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0"}}}

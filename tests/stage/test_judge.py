@@ -12,13 +12,15 @@ from crowdselect.core import columns as C
 from crowdselect.core.config import ConfigError
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.judge import JudgeScorer
+from crowdselect.runtime.resources import PoolResources
 
 pytestmark = pytest.mark.slow
 SMOL = "pkg:smollm2-135m-instruct"
 
 
 def judge_spec(**kw):
-    return RewardSpec(name="smol-judge", model=SMOL, kind="judge", batch_size=4, max_length=384, **kw)
+    return RewardSpec(name="smol-judge", model=SMOL, kind="judge", max_length=384,
+                      resources=PoolResources(batch_size=4), **kw)
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def cfg(server, tmp_path, monkeypatch):
     monkeypatch.setenv("CS_TEST_JUDGE_KEY", KEY)
     return build(EvalConfig, {"model": {"model": "unused"}, "turns": 1, "out": str(tmp_path),
                               "judge_api": {"model": "test-model", "base_url": f"{server}/v1", "max_tokens": 24,
-                                            "api_key_env": "CS_TEST_JUDGE_KEY", "max_in_flight": 2}},
+                                            "api_key_env": "CS_TEST_JUDGE_KEY", "resources": {"max_in_flight": 2}}},
                  file="test")
 
 

@@ -11,12 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from crowdselect.core.ray_sources import JsonLinesSource, ParquetRowsSource
+from bench import synthetic
 from crowdselect.core.records import ERROR, FILE, LINE, TEXT
-from crowdselect.crowd import synthetic
 from crowdselect.crowd.config import InputConfig
+from crowdselect.crowd.ray_sources import JsonLinesSource, ParquetRowsSource
 from crowdselect.crowd.read import accepted, read_crowd, rejected
-from crowdselect.generate.spec import GeneratorSpec
 
 ROWS = [{"instruction": f"question number {i}, long enough to fill compressed blocks " * 3} for i in range(6000)]
 
@@ -93,7 +92,7 @@ def awkward_crowd(d):
 def test_crowd_reader_reads_lists_boms_cut_gzips_and_deep_lines_on_both_executors(ray_local, tmp_path, local):
     """Format detection (auto) and the read of every file, on several blocks per file (3 rows a block)."""
     ids, reasons = awkward_crowd(tmp_path)
-    gens = [GeneratorSpec(name, family, size) for name, family, size in CROWD]
+    gens = [name for name, _, _ in CROWD]
     ing = read_crowd(InputConfig(path=[str(tmp_path)], format="auto", lines_per_block=3), gens, local=local)
     assert ing.format == "canonical"
     assert [r["id"] for r in accepted(ing.rows).take_all()] == ids

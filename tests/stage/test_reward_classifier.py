@@ -11,7 +11,8 @@ import pytest
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
-from crowdselect.reward.stages import add_rewards, build_scorer
+from crowdselect.reward.wiring import add_rewards, build_scorer
+from crowdselect.runtime.resources import PoolResources
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,8 @@ def rm_path(tmp_path_factory):
 
 
 def spec_of(path, **kw):
-    return RewardSpec(name="tiny-rm", model=path, kind="classifier", batch_size=4, max_length=96, **kw)
+    return RewardSpec(**{"name": "tiny-rm", "model": path, "kind": "classifier", "max_length": 96,
+                         "resources": PoolResources(batch_size=4), **kw})
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,7 @@ def test_reward_stage_on_ray_actor_pool(ray_local, rm_path, scorer):
     import ray
 
     rows = [{k: v[i] for k, v in ROWS.items()} for i in range(5)]
-    ds = add_rewards(ray.data.from_items(rows), spec_of(rm_path, concurrency=1))
+    ds = add_rewards(ray.data.from_items(rows), spec_of(rm_path, resources=PoolResources(batch_size=4, concurrency=1)))
     got = {r[C.ID]: r for r in ds.take_all()}
     assert sorted(got) == ROWS[C.ID]  # every row back, none duplicated
     direct = scorer(dict(ROWS))

@@ -1,5 +1,5 @@
 """User text the tool prints or reports: control characters shown as escapes, long text clipped — in report.html,
-FILE:LINE reasons, CLI errors and log lines (the selection summary: test_select_report.py)."""
+FILE:LINE reasons, CLI errors and log lines (the selection summary: test_select_summary.py)."""
 
 import json
 

@@ -93,6 +93,60 @@ def test_local_ray_leaves_a_cpu_for_the_tasks_that_feed_a_model_actor(tmp_path, 
     path = write(tmp_path, BASE.format(out=tmp_path / "o"))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert local_cpus(load_run_config(path)) == 2  # actors of 1 CPU fit beside the feeders
-    assert local_cpus(load_run_config(path, overrides=["generators[1].num_cpus=2"])) == 3  # 2-core laptop
-    assert local_cpus(load_run_config(path, overrides=["rewards[0].num_cpus=4"])) == 5
-    assert local_cpus(load_run_config(path, overrides=["ray.num_cpus=6", "generators[1].num_cpus=2"])) == 6
+    assert local_cpus(load_run_config(path, overrides=["generators[1].resources.num_cpus=2"])) == 3  # 2-core laptop
+    assert local_cpus(load_run_config(path, overrides=["rewards[0].resources.num_cpus=4"])) == 5
+    assert local_cpus(load_run_config(path, overrides=["ray.num_cpus=6", "generators[1].resources.num_cpus=2"])) == 6
+
+
+OLD_FORM = """
+out: {out}
+pool: {{path: pool.jsonl}}
+generators:
+  - {{name: a, family: f, size_b: 1, model: m1, replicas: 2, batch_size: 4}}
+  - {{name: b, family: f, size_b: 2, model: m2, backend: hf, resources: {{num_cpus: 2}}}}
+  - {{name: c, family: g, size_b: 3, model: m3, backend: openai, base_url: "http://h/v1", max_retries: 1}}
+rewards:
+  - {{name: judge, model: j, kind: judge, concurrency: 3, tokens_per_forward: 4096}}
+embedder: {{num_gpus: 0}}
+"""
+
+
+def test_scheduling_keys_at_the_top_level_still_load_with_one_deprecation_line(tmp_path, capsys):
+    path = write(tmp_path, OLD_FORM.format(out=tmp_path / "o"))
+    cfg = load_run_config(path)
+    a, b, c = cfg.generators
+    assert (a.resources.replicas, a.resources.batch_size, b.resources.num_cpus) == (2, 4, 2.0)
+    assert c.resources.max_retries == 1 and cfg.rewards[0].resources.concurrency == 3
+    assert cfg.rewards[0].tokens_per_forward == 4096  # not a resources key: it stays where it is
+    lines = capsys.readouterr().err.splitlines()
+    assert f"[crowdselect] {path}: generators[0].replicas: move under resources: (resources.replicas); " \
+           "the top-level key is deprecated" in lines
+    assert sum("deprecated" in line for line in lines) == 5  # replicas, batch_size, max_retries, concurrency, num_gpus
+    load_run_config(path)
+    assert "deprecated" not in capsys.readouterr().err  # said once per process
+
+
+def test_a_scheduling_key_in_both_places_is_an_error(tmp_path):
+    text = OLD_FORM.format(out=tmp_path / "o").replace("resources: {num_cpus: 2}", "num_cpus: 1, resources: {num_cpus: 2}")
+    with pytest.raises(ConfigError, match=r"run.yaml: generators\[1\].num_cpus: given here and as resources.num_cpus"):
+        load_run_config(write(tmp_path, text))
+
+
+def test_fingerprints_leave_out_resources_and_who_a_member_is(tmp_path):
+    """What a stored stage hashes is what it computes: resources, family, size_b, primary, api_key_env and
+    tokens_per_forward may change and the stage is resumed, not redone; max_tokens may not."""
+    from crowdselect.pipeline.stages import output_settings
+
+    path = write(tmp_path, BASE.format(out=tmp_path / "o"))
+    base = load_run_config(path)
+    same = load_run_config(path, overrides=[
+        "generators[0].family=other", "generators[0].size_b=70", "generators[0].resources.replicas=8",
+        "generators[0].resources.gpus_per_replica=1", "rewards[0].tokens_per_forward=4096",
+        "rewards[0].resources.concurrency=4", "embedder.resources.batch_size=8"])
+    assert output_settings(same.generators[0]) == output_settings(base.generators[0])
+    assert output_settings(same.rewards[0]) == output_settings(base.rewards[0])
+    assert output_settings(same.embedder) == output_settings(base.embedder)
+    other = load_run_config(path, overrides=["generators[0].max_tokens=20"])
+    assert output_settings(other.generators[0]) != output_settings(base.generators[0])
+    assert {"resources", "family", "size_b", "api_key_env"}.isdisjoint(output_settings(base.generators[0]))
+    assert {"resources", "primary", "tokens_per_forward"}.isdisjoint(output_settings(base.rewards[0]))

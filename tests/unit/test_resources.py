@@ -1,6 +1,6 @@
 """crowdselect.runtime.resources: config numbers -> Ray resource requests (pure; no cluster).
 
-tests/stage/test_resources_ray.py feeds them to a real local Ray; tests/unit/test_cluster_configs.py shows the
+tests/stage/test_resources_ray.py feeds them to a real local Ray; tests/stage/test_cluster_configs.py shows the
 autoscaler turning these requests into the right node types.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from crowdselect.core.config import ConfigError
-from crowdselect.generate.spec import GeneratorSpec
+from crowdselect.generate.spec import GeneratorResources, GeneratorSpec
 from crowdselect.runtime import resources as R
-from crowdselect.select.config import EmbedderConfig
+from crowdselect.select.config import EmbedderConfig, EmbedderResources
 
 
 @pytest.mark.parametrize("given, ray_name", [("H100", "H100"), ("h100", "H100"), ("NVIDIA A100", "A100"),
@@ -46,8 +46,13 @@ def test_bad_requests_are_config_errors(kwargs, message):
         R.for_actor_pool(**kwargs)
 
 
+RESOURCE_KEYS = {"replicas", "gpus_per_replica", "accelerator_type"}
+
+
 def gen(**kw) -> GeneratorSpec:
-    return GeneratorSpec(name="g", family="f", size_b=7, **kw)
+    """A generator; its `resources:` keys given among the others, as a short hand."""
+    res = GeneratorResources(**{k: kw.pop(k) for k in RESOURCE_KEYS & set(kw)})
+    return GeneratorSpec(name="g", family="f", size_b=7, resources=res, **kw)
 
 
 def test_generator_footprint_by_backend():
@@ -74,9 +79,9 @@ def test_plan_of_a_run_config():
     class Cfg:
         generators = [gen(backend="vllm", tensor_parallel_size=8, gpus_per_replica=8, replicas=2,
                           accelerator_type="H100")]
-        rewards = [type("RM", (), {"name": "rm", "concurrency": 4, "num_gpus": 1.0, "num_cpus": 2.0,
-                                   "accelerator_type": "A100"})()]
-        embedder = EmbedderConfig(concurrency=2)
+        rewards = [type("RM", (), {"name": "rm", "resources": R.PoolResources(
+            concurrency=4, num_gpus=1.0, num_cpus=2.0, accelerator_type="A100")})()]
+        embedder = EmbedderConfig(resources=EmbedderResources(concurrency=2))
 
     plan = R.plan_run(Cfg)
     assert plan["generate:g"] == {"CPU": 2.0, "GPU": 16.0, "accelerator_type:H100": 0.002}

@@ -12,8 +12,10 @@ from crowdselect.core.config import ConfigError, build
 from crowdselect.eval import questions as mtbench
 from crowdselect.reward.config import RewardSpec, build_reward_specs, primary_reward
 from crowdselect.reward.rows import RowError, score_rows
-from crowdselect.reward.scoring import LabelTrie, expected_score, label_probs
-from crowdselect.reward.tokens import head, length_batches, split_budget, tail
+from crowdselect.reward.scoring import expected_score, label_probs
+from crowdselect.runtime.lm.batches import length_batches
+from crowdselect.runtime.lm.budget import head, split_budget, tail
+from crowdselect.runtime.lm.labels import LabelTrie
 
 # ---- token budgets -------------------------------------------------------------------------------------
 

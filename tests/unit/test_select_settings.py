@@ -45,10 +45,10 @@ def test_bad_flags_are_refused_naming_the_flag(tmp_path, given, message):
     ("selection.kmeans.fit_sample=3", "must be >= clusters (10) to fit them, got 3"),
     ("selection.n_quantiles=1", "must be >= 2, got 1"),
     ("selection.sketch_size=0", "must be >= 2, got 0"),
-    ("embedder.batch_size=0", "must be >= 1, got 0"),
+    ("embedder.resources.batch_size=0", "must be >= 1, got 0"),
     ("embedder.max_length=0", "must be >= 1, got 0"),
-    ("embedder.concurrency=0", "must be >= 1, got 0"),
-    ("embedder.num_gpus=-1", "must be >= 0, got -1.0"),
+    ("embedder.resources.concurrency=0", "must be >= 1, got 0"),
+    ("embedder.resources.num_gpus=-1", "must be >= 0, got -1.0"),
     ("input.lines_per_block=0", "must be >= 1, got 0"),
     ("ray.num_cpus=0", "must be >= 1, got 0"),
     ("generators[1].size_b=.nan", "expected a finite number, got nan"),
@@ -69,7 +69,7 @@ def test_a_nan_size_in_the_crowd_file_names_the_file_and_key(tmp_path):
 def test_the_edges_of_every_range_are_accepted(tmp_path):
     cfg = load(tmp_path, {"weights": "0,0,1", "seed": 0}, [
         "selection.kmeans.n_init=1", "selection.kmeans.tol=0", "selection.n_quantiles=2",
-        "selection.kmeans.fit_sample=10", "input.lines_per_block=1", "embedder.num_gpus=0"])
+        "selection.kmeans.fit_sample=10", "input.lines_per_block=1", "embedder.resources.num_gpus=0"])
     assert cfg.selection.weights == [0.0, 0.0, 1.0] and cfg.selection.seed == 0
     assert load(tmp_path, {"seed": 2**32 - 1, "cluster": False}, ["selection.kmeans.fit_sample=3"]).selection.seed
 

@@ -1,11 +1,11 @@
-"""The selection summary's text (crowdselect.select.report.summary_text) from hand-made facts."""
+"""The selection summary's text (crowdselect.select.summary.summary_text) from hand-made facts."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from crowdselect.core import columns as C
-from crowdselect.select.report import Moments, SummaryFacts, _moments_block, summary_text
+from crowdselect.select.summary import Moments, SummaryFacts, _moments_block, summary_text
 
 
 def facts(**kw) -> SummaryFacts:

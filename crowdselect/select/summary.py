@@ -80,7 +80,7 @@ def _moments_block(batch: pa.Table, columns: list[str]) -> pa.Table:
 
 def _reward_block(batch: pa.Table, generators: list[str]) -> pa.Table:
     """One row per generator: count, sum and sum of squares of its rewards in the block's crowd rows."""
-    from crowdselect.select.stages import reward_matrix_arrow
+    from crowdselect.select.blocks import reward_matrix_arrow
 
     R, _ = reward_matrix_arrow(batch.column(C.MODELS).combine_chunks(), batch.column(C.REWARDS).combine_chunks(),
                                generators)

@@ -5,7 +5,9 @@ import pytest
 
 from crowdselect.core.config import ConfigError
 from crowdselect.core.secrets import Secret
-from crowdselect.runtime.causal_lm import ModelSource, check_weights, load_model, run_microbatches
+from crowdselect.runtime.lm.batches import run_microbatches
+from crowdselect.runtime.lm.load import ModelSource, load_model
+from crowdselect.runtime.weights import check_weights
 
 
 def tiny_model_folder(path, safetensors: bool):

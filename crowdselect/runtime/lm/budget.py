@@ -1,6 +1,6 @@
-"""Pure token-budget helpers: how much of an (instruction, response) pair fits, and length-sorted micro-batches.
+"""Pure token budgets: how much of an (instruction, response) pair fits a model's length limit.
 
-No tokenizer or torch here: callers pass token counts and get counts or index lists back.
+No tokenizer or torch here: callers pass token counts and get counts or token lists back.
 """
 
 from __future__ import annotations
@@ -38,29 +38,3 @@ def head(ids: list[int], n: int) -> list[int]:
 def tail(ids: list[int], n: int) -> list[int]:
     """The last n tokens (none for n <= 0)."""
     return list(ids[len(ids) - n:]) if n > 0 else []
-
-
-def length_batches(lengths: list[int], max_rows: int, max_tokens: int) -> list[list[int]]:
-    """Row indices grouped into micro-batches of similar length: sorted by length (ties by index), each
-    batch at most `max_rows` rows and at most `max_tokens` padded tokens (rows x longest row); a row longer
-    than `max_tokens` gets a batch of its own.
-
-    lengths: (n,) token counts. Returns batches of indices covering every row exactly once.
-
-    >>> length_batches([5, 1, 5, 2], max_rows=2, max_tokens=100)
-    [[1, 3], [0, 2]]
-    >>> length_batches([4, 4, 4], max_rows=8, max_tokens=8)
-    [[0, 1], [2]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        longest = max([lengths[j] for j in current] + [lengths[i]])
-        if current and (len(current) >= max_rows or longest * (len(current) + 1) > max_tokens):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches

@@ -15,7 +15,7 @@ from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
-from crowdselect.runtime.resources import for_spec
+from crowdselect.runtime.resources import for_pool
 
 
 def stage_class(spec: RewardSpec) -> type:
@@ -29,11 +29,12 @@ def stage_class(spec: RewardSpec) -> type:
 
 
 def pool_kwargs(spec: RewardSpec) -> dict[str, Any]:
-    """map_batches arguments of an actor pool of `spec.concurrency` actors with the spec's resources."""
+    """map_batches arguments of an actor pool of `spec.resources.concurrency` actors with its resources."""
     from ray.data import ActorPoolStrategy  # late: loading a config must not import Ray
 
-    return {"batch_size": spec.batch_size, "compute": ActorPoolStrategy(size=spec.concurrency),
-            **for_spec(spec).remote_options()}
+    res = spec.resources
+    return {"batch_size": res.batch_size, "compute": ActorPoolStrategy(size=res.concurrency),
+            **for_pool(res).remote_options()}
 
 
 def reward_stage(spec: RewardSpec, output_column: str = C.REWARD) -> tuple[type, dict[str, Any], dict[str, Any]]:
