@@ -14,7 +14,6 @@ encode_chat, load_tokenizer, pick_device, pick_dtype). This module knows nothing
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -32,6 +31,10 @@ from crowdselect.runtime.causal_lm import (
 from crowdselect.runtime.models import resolve_model
 
 VLLM_TOP_LOGPROBS = 20  # vLLM's default max_logprobs; a label outside the top 20 counts as probability 0
+# Sampling is the temperature alone, on both backends: HF's generate would otherwise fill unset fields from the
+# model's generation_config.json (a repetition penalty, top_k, top_p) and its own top_k 50, where vLLM's
+# SamplingParams take none of them. Stop tokens still come from the model (eos_token_id) on both.
+PLAIN_SAMPLING = {"top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
 
 __all__ = ["HFCausalLM", "VllmCausalLM", "encode_chat", "load_causal_lm", "load_tokenizer", "pick_device",
            "pick_dtype"]
@@ -87,14 +90,17 @@ class HFCausalLM:
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                  seed: int = 0) -> list[str]:
-        """Batched generation (greedy at temperature 0); returns the new text of each prompt."""
+        """Batched generation (greedy at temperature 0, else sampling at `temperature` with PLAIN_SAMPLING, as
+        the vLLM backend); returns the new text of each prompt."""
+        from transformers import GenerationConfig
+
         torch = self._torch
-        cfg = copy.deepcopy(self.model.generation_config)
-        cfg.max_new_tokens = max_new_tokens
-        cfg.do_sample = temperature > 0
-        cfg.temperature = temperature if temperature > 0 else 1.0
-        cfg.top_p, cfg.top_k = 1.0, None
-        cfg.pad_token_id = self.tokenizer.pad_token_id
+        model_cfg, sample = self.model.generation_config, temperature > 0
+        plain = PLAIN_SAMPLING if sample else {"repetition_penalty": 1.0}  # greedy: the rest are not read
+        cfg = GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=0, do_sample=sample,
+                               temperature=temperature if sample else 1.0, num_beams=1, no_repeat_ngram_size=0,
+                               **plain, bos_token_id=model_cfg.bos_token_id, eos_token_id=model_cfg.eos_token_id,
+                               pad_token_id=self.tokenizer.pad_token_id)
         torch.manual_seed(seed)
         with torch.inference_mode():
             ids, mask, _ = self._pad(prompts)
@@ -170,7 +176,7 @@ class VllmCausalLM:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed, **PLAIN_SAMPLING)
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
                                  use_tqdm=False)
         return [o.outputs[0].text for o in outs]
