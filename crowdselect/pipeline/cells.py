@@ -116,8 +116,9 @@ def eval_step_settings(eval_cfg: Any, train_digest: str) -> dict[str, Any]:
 
 def crowd_version(paths: list[str]) -> dict[str, str]:
     """Per crowd path: a `crowdselect run` crowd folder's manifest (its fingerprint and last write), else the
-    digest of the files (globs expanded)."""
-    import glob
+    digests of the data files behind it, listed as the readers list them (folders, globs, URIs): a local file
+    by its bytes, a remote one by its size and modification time."""
+    from crowdselect.core.records import list_data_files
 
     out = {}
     for p in paths:
@@ -125,10 +126,8 @@ def crowd_version(paths: list[str]) -> dict[str, str]:
         if storage.exists(manifest):
             m = json.loads(storage.read_text(manifest))
             out[p] = fingerprint([m.get("fingerprint"), m.get("shards"), m.get("extra")])
-        elif "://" not in p and glob.has_magic(p):
-            out[p] = fingerprint([[f, file_digest(f)] for f in sorted(glob.glob(p))])
         else:
-            out[p] = file_digest(p)
+            out[p] = fingerprint([[f, file_digest(f)] for f in list_data_files([p], what="crowd").files])
     return out
 
 

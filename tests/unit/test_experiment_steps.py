@@ -113,3 +113,18 @@ def test_held_out_instructions_must_not_be_in_the_selection(tmp_path):
     held.write_text(json.dumps({"instruction": "name a color."}) + "\n" + json.dumps({"instruction": "Say hi."}) + "\n")
     with pytest.raises(UserError, match=r"1 of the held-out instructions .* are in the random selection"):
         cells.check_held_out(str(selected), str(held), None, "random")
+
+
+def test_the_crowd_version_follows_the_files_or_the_run_manifest(tmp_path):
+    crowd = tmp_path / "crowd.jsonl"
+    crowd.write_text('{"id": "a"}\n')
+    first = cells.crowd_version([str(crowd)])
+    crowd.write_text('{"id": "b"}\n')
+    assert cells.crowd_version([str(crowd)]) != first  # other rows, other selection
+    run_crowd = tmp_path / "run" / "crowd"
+    run_crowd.mkdir(parents=True)
+    (run_crowd / "shard-00000.parquet").write_bytes(b"x")
+    (run_crowd / "_manifest.json").write_text(json.dumps({"fingerprint": "f1", "shards": {}, "extra": {"written": "1"}}))
+    v1 = cells.crowd_version([str(run_crowd)])
+    (run_crowd / "_manifest.json").write_text(json.dumps({"fingerprint": "f1", "shards": {}, "extra": {"written": "2"}}))
+    assert cells.crowd_version([str(run_crowd)]) != v1  # the run rewrote a shard
