@@ -1,14 +1,17 @@
 """The evaluation config: one YAML file fills `EvalConfig`; `key=value` overrides on the command line.
 
     model:      the model under evaluation (a training export folder, HF id or pkg: alias) and how it answers
-    judge:      a local judge model (RewardSpec, kind: judge) — or —
+    judge:      a local judge model (LocalJudgeSpec: a RewardSpec of kind judge) — or —
     judge_api:  an OpenAI-compatible endpoint (DeepSeek-V3, a GPT-4-class API, a local `vllm serve`)
     rating:     judgment (FastChat single-answer grading: the judge explains, then writes [[N]]) |
                 logprob (the probability-weighted 1-10 rating read after `Rating: [[`, local judge only)
-    pairwise:   Arena-Hard-style A/B against a baseline model's answers (optional)
+    pairwise:   against a baseline model's answers (optional): Arena-Hard-Auto's scoring, or FastChat pair-v2
     proxy:      judge-free proxy: reward models score the answers to held-out instructions (optional)
 
-Settings only; no Ray, no models.
+Generation defaults are FastChat's (lm-sys/FastChat, fastchat/llm_judge/gen_model_answer.py and common.py):
+answers of up to 1024 new tokens sampled at the category's `temperature_config` temperature, judgments of up
+to 2048 tokens at temperature 0. `model.temperature: 0` answers greedily instead. Settings only; no Ray, no
+models.
 """
 
 from __future__ import annotations
@@ -46,13 +49,30 @@ class EvalModelSpec:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     max_length: int = 4096  # conversation tokens; a longer conversation is a failed row
-    max_new_tokens: int = 512
-    temperature: float = 0.0  # FastChat samples some categories at 0.7; greedy keeps reruns identical
+    max_new_tokens: int = 1024  # FastChat's --max-new-token
+    # fastchat: the question category's temperature (FastChat's temperature_config: writing and roleplay 0.7,
+    # stem and humanities 0.1, others 0, an unknown category 0.7); a number: that temperature everywhere
+    # (0: greedy, the same answers on every rerun)
+    temperature: Literal["fastchat"] | float = "fastchat"
     seed: int = 0
     resources: EvalModelResources = resources_section(EvalModelResources)
 
     def validate(self) -> None:
         check_load_format(self.engine_kwargs, self.allow_pickle_weights)
+        if self.temperature != "fastchat" and self.temperature < 0:
+            raise ConfigError(f"temperature: must be `fastchat` or a number >= 0, got {self.temperature}")
+        if self.max_new_tokens < 1 or self.max_length < 1:
+            raise ConfigError("max_new_tokens and max_length must be >= 1")
+
+
+@dataclass
+class LocalJudgeSpec(RewardSpec):
+    """A local judge model for the eval: a RewardSpec of kind `judge` with a judge's budgets: FastChat's 2048
+    judgment tokens, and prompts of up to 4096 tokens (two questions, two 1024-token answers, references)."""
+
+    kind: Literal["classifier", "judge"] = "judge"
+    max_length: int = 4096
+    max_new_tokens: int = 2048
 
 
 @dataclass
@@ -81,7 +101,7 @@ class ApiJudgeSpec:
     base_url: str  # e.g. https://api.deepseek.com/v1, http://127.0.0.1:8000/v1
     name: str | None = None  # label in the report (default: the model)
     api_key_env: str | None = not_output(None)  # env var holding the key (read on the driver, never logged)
-    max_tokens: int = 1024  # FastChat's judge budget is 2048; 1024 covers an explanation and a verdict
+    max_tokens: int = 2048  # FastChat's judge budget (a judgment cut before its [[N]] is unparseable)
     temperature: float = 0.0
     resources: ApiResources = resources_section(ApiResources)
 
@@ -93,18 +113,29 @@ class ApiJudgeSpec:
 
 @dataclass
 class PairwiseConfig:
-    """Arena-Hard-style: each question judged twice (the student as A, then as B), ties allowed."""
+    """The model against a baseline, each question judged twice with the positions swapped.
+
+    mode `arena-hard` (default): Arena-Hard-Auto's judge prompt and five labels ([[A>>B]] ... [[B>>A]]), a
+    judgment without a label asked to finish up to `attempts` times, strong verdicts counted `weight` times,
+    a question with an unreadable game dropped (and counted), the Bradley-Terry win rate against the baseline
+    with a bootstrap over battles (crowdselect/eval/arena_hard.py). Mode `pair-v2`: FastChat's pair-v2 prompt
+    ([[A]] / [[B]] / [[C]]) and show_result.py's per-question outcome (crowdselect/eval/pairwise.py)."""
 
     baseline: EvalModelSpec | None = None  # answers generated here (e.g. the base model before training)
     baseline_answers: str | None = None  # or a FastChat / Arena-Hard model_answer jsonl
     questions: str | None = None  # Arena-Hard question.jsonl; default: the MT-bench questions of this eval
     limit: int | None = None
-    bootstrap: int = 1000  # resamples for the confidence interval
+    mode: Literal["arena-hard", "pair-v2"] = "arena-hard"
+    attempts: int = 2  # arena-hard: Arena-Hard-Auto's number_of_judgment_attempts
+    weight: int = 3  # arena-hard: a strong verdict ([[A>>B]]) counts as this many battles (show_result --weight)
+    bootstrap: int = 100  # resamples for the 95% interval (Arena-Hard-Auto's --num-rounds)
     seed: int = 0
 
     def validate(self) -> None:
         if (self.baseline is None) == (self.baseline_answers is None):
             raise ConfigError("give one of baseline (a model) or baseline_answers (a file)")
+        if self.attempts < 1 or self.weight < 1 or self.bootstrap < 1:
+            raise ConfigError("attempts, weight and bootstrap must be >= 1")
 
 
 @dataclass
@@ -119,7 +150,7 @@ class ProxyConfig:
 @dataclass
 class EvalConfig:
     model: EvalModelSpec
-    judge: RewardSpec | None = None
+    judge: LocalJudgeSpec | None = None
     judge_api: ApiJudgeSpec | None = None
     rating: Literal["judgment", "logprob"] = "judgment"
     mtbench: bool = True  # false: only the proxy (and pairwise) are run

@@ -2,7 +2,9 @@
 with `rating: logprob`, a local judge's next-token distribution gives a probability-weighted rating.
 
 `JudgmentWriter` is the Ray Data stage of written judgments: rows {judge_system, judge_user} ->
-+ judgment (text) and judge_error. Requests, retries and rate limits are the openai generation backend's
++ judgment (text) and judge_error. A row may carry a follow-up (`judge_previous`, the judge's earlier replies,
+and `judge_followup`, the user message after each): the judge then continues that conversation
+(Arena-Hard-Auto's re-ask of a judgment without a verdict label). Requests, retries and rate limits are the openai generation backend's
 (`post_json`, `RateLimiter`, the key read on the driver as a `Secret`). Ratings and verdicts are read from
 the text afterwards (crowdselect/eval/verdicts.py), so an unreadable judgment stays visible.
 """
@@ -21,6 +23,20 @@ from crowdselect.runtime.lm.batches import object_column, run_microbatches
 
 JUDGMENT, JUDGE_ERROR, JUDGE_MASS = "judgment", "judge_error", "judge_mass"
 SYSTEM, USER = "judge_system", "judge_user"
+PREVIOUS, FOLLOWUP = "judge_previous", "judge_followup"
+
+
+def judge_chat(system: Any, user: Any, previous: Any = None, followup: Any = None) -> list[dict[str, str]]:
+    """The judge's messages: system (when given), user, then each earlier reply followed by `followup`.
+
+    >>> [m["role"] for m in judge_chat("", "judge this", ["no label yet"], "finish")]
+    ['user', 'assistant', 'user']
+    """
+    chat = [*([{"role": "system", "content": str(system)}] if system else []), {"role": "user", "content": str(user)}]
+    if previous is not None and isinstance(followup, str):
+        for reply in previous:
+            chat += [{"role": "assistant", "content": str(reply)}, {"role": "user", "content": followup}]
+    return chat
 
 
 class JudgmentWriter:
@@ -41,8 +57,9 @@ class JudgmentWriter:
             self.lm = load_causal_lm(local)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        chats = [[*([{"role": "system", "content": str(s)}] if s else []), {"role": "user", "content": str(u)}]
-                 for s, u in zip(batch[SYSTEM], batch[USER], strict=True)]
+        n = len(batch[USER])
+        previous, followup = batch.get(PREVIOUS, [None] * n), batch.get(FOLLOWUP, [None] * n)
+        chats = [judge_chat(*row) for row in zip(batch[SYSTEM], batch[USER], previous, followup, strict=True)]
         texts, errors = self._api(chats) if self.api is not None else self._local(chats)
         out = dict(batch)
         out[JUDGMENT], out[JUDGE_ERROR] = object_column(texts), object_column(errors)

@@ -1,52 +1,54 @@
-"""Arena-Hard-style pairwise scoring: the student against a baseline, each question judged twice with the
-positions swapped (game 1: student = A; game 2: student = B), ties allowed. Pure numpy; no models.
+"""FastChat pair-v2 scoring (`pairwise.mode: pair-v2`): the model against a baseline, each question judged
+twice with the positions swapped (game 1: the model is A; game 2: the model is B), verdicts [[A]] / [[B]] /
+[[C]] (tie). Pure numpy; no models.
 
-A game scores 1 for a student win, 0.5 for a tie, 0 for a loss. A question's score is the mean of its
-judged games (a game whose verdict could not be read is left out and counted). The win rate is the mean
-over questions; its confidence interval is a percentile bootstrap over questions.
+As lm-sys/FastChat fastchat/llm_judge/show_result.py (display_result_pairwise): a question with an unreadable
+or failed game is dropped (and counted here); a question is a win when both games name the model, a loss when
+both name the baseline, and a tie otherwise (a tie in game 1, or games that disagree: position bias cancels);
+the win rate is (wins + ties / 2) / questions. FastChat gives no interval; here it is a percentile bootstrap
+over the questions.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
-_STUDENT_SCORE = {  # (game, verdict) -> the student's score; game 2 has the student in position B
-    (1, "A"): 1.0, (1, "B"): 0.0, (1, "tie"): 0.5,
-    (2, "A"): 0.0, (2, "B"): 1.0, (2, "tie"): 0.5,
-}
+_WINNER = {(1, "A"): "model", (1, "B"): "baseline", (2, "A"): "baseline", (2, "B"): "model"}
 
 
-def student_score(game: int, verdict: str | None) -> float | None:
-    """The student's score in one game, or None when the verdict is unreadable.
+def winner(game: int, verdict: str | None) -> str | None:
+    """"model", "baseline" or "tie" for one game's verdict; None when unreadable.
 
-    >>> student_score(1, "A"), student_score(2, "A"), student_score(2, "tie"), student_score(1, None)
-    (1.0, 0.0, 0.5, None)
+    >>> winner(1, "A"), winner(2, "A"), winner(2, "tie"), winner(1, None)
+    ('model', 'baseline', 'tie', None)
     """
-    return None if verdict is None else _STUDENT_SCORE[(game, verdict)]
+    if verdict is None:
+        return None
+    return "tie" if verdict == "tie" else _WINNER[(game, verdict)]
 
 
-def question_scores(verdicts: list[tuple[Any, int, str | None]]) -> tuple[np.ndarray, int]:
-    """Per-question student scores from (question_id, game, verdict) rows, in first-seen question order.
+def question_outcomes(verdicts: list[tuple[Any, int, str | None]]) -> tuple[np.ndarray, dict[str, int]]:
+    """Per-question outcomes for the model (1 win, 0.5 tie, 0 loss) from (question_id, game, verdict) rows, in
+    first-seen order, and {questions, pairs, dropped}.
 
-    Returns (scores: (n_questions_with_a_judged_game,), unreadable games). A consistent win (A then B)
-    scores 1, a win that flips with the position (A then A) scores 0.5: position bias cancels out.
-
-    >>> s, bad = question_scores([(1, 1, "A"), (1, 2, "B"), (2, 1, "A"), (2, 2, "A"), (3, 1, None), (3, 2, "tie")])
-    >>> s.tolist(), bad
-    ([1.0, 0.5, 0.5], 1)
+    >>> out, n = question_outcomes([(1, 1, "A"), (1, 2, "B"), (2, 1, "A"), (2, 2, "A"), (3, 1, None), (3, 2, "tie")])
+    >>> out.tolist(), n
+    ([1.0, 0.5], {'questions': 3, 'pairs': 2, 'dropped': 1})
     """
-    by_q: dict[Any, list[float]] = {}
-    unreadable = 0
+    by_q: dict[Any, dict[int, str | None]] = {}
     for qid, game, verdict in verdicts:
-        score = student_score(game, verdict)
-        if score is None:
-            unreadable += 1
-            by_q.setdefault(qid, [])
+        by_q.setdefault(qid, {})[game] = winner(game, verdict)
+    outcomes = []
+    for games in by_q.values():
+        g1, g2 = games.get(1), games.get(2)
+        if g1 is None or g2 is None:
             continue
-        by_q.setdefault(qid, []).append(score)
-    return np.array([np.mean(v) for v in by_q.values() if v], dtype=float), unreadable
+        outcomes.append(0.5 if g1 == "tie" or g1 != g2 else float(g1 == "model"))
+    used = len(outcomes)
+    return np.array(outcomes, dtype=float), {"questions": len(by_q), "pairs": used, "dropped": len(by_q) - used}
 
 
 def bootstrap_ci(scores: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
@@ -64,11 +66,12 @@ def bootstrap_ci(scores: np.ndarray, n_boot: int = 1000, seed: int = 0, level: f
     return (round(float(lo), 4), round(float(hi), 4))
 
 
-def win_rate(verdicts: list[tuple[Any, int, str | None]], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Win rate of the student with its 95% bootstrap interval and the counts behind it."""
-    scores, unreadable = question_scores(verdicts)
-    games = [student_score(g, v) for _, g, v in verdicts]
-    lo, hi = bootstrap_ci(scores, n_boot, seed)
-    return {"win_rate": round(float(scores.mean()), 4) if len(scores) else None, "ci95": [lo, hi],
-            "questions": int(len(scores)), "games": len(verdicts), "unreadable": unreadable,
-            "wins": games.count(1.0), "ties": games.count(0.5), "losses": games.count(0.0)}
+def score(verdicts: list[tuple[Any, int, str | None]], n_boot: int = 100, seed: int = 0) -> dict[str, Any]:
+    """FastChat's adjusted win rate of the model with a 95% bootstrap interval and the counts behind it."""
+    outcomes, counts = question_outcomes(verdicts)
+    lo, hi = bootstrap_ci(outcomes, n_boot, seed)
+    labels = Counter(v or "unreadable" for _, _, v in verdicts)
+    return {"win_rate": round(float(outcomes.mean()), 4) if len(outcomes) else None,
+            "ci95": [None if np.isnan(lo) else lo, None if np.isnan(hi) else hi], **counts,
+            "wins": int((outcomes == 1.0).sum()), "ties": int((outcomes == 0.5).sum()),
+            "losses": int((outcomes == 0.0).sum()), "games": len(verdicts), "labels": dict(sorted(labels.items()))}

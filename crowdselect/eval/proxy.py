@@ -41,28 +41,34 @@ def score_answers(rows: list[dict[str, Any]], spec) -> list[dict[str, Any]]:
 
 
 def run_proxy(cfg: EvalConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Answer the held-out instructions, score them with each reward model; (records, summary block)."""
+    """Answer the held-out instructions, score the answers with each reward model; (records, summary block).
+    An answer that failed to generate is scored as its "ERROR" text (as the MT-bench judge grades it) and
+    counted; the completeness counts follow the first reward model."""
     p = cfg.proxy
     if not p.rewards:
         raise UserError("proxy.rewards: name at least one reward model (e.g. the run's rewards)")
     questions = load_held_out(p.instructions, p.limit)
     answered = generate_answers(cfg.model, questions, 1)
-    rows = [{C.ID: str(q["question_id"]), C.INSTRUCTION: q["turns"][0],
-             C.RESPONSE: str(a["answers"][0]) if len(a["answers"]) else "",
-             "answer_error": text_or_none(a["answer_error"])} for q, a in zip(questions, answered, strict=True)]
-    ok = [r for r in rows if r["answer_error"] is None]
+    rows = [{C.ID: str(q["question_id"]), C.INSTRUCTION: q["turns"][0], C.RESPONSE: a["answers"][0],
+             "answer_error": a["turn_errors"][0]} for q, a in zip(questions, answered, strict=True)]
     records = {r[C.ID]: {"id": r[C.ID], "instruction": r[C.INSTRUCTION], "answer": r[C.RESPONSE],
-                         "error": r["answer_error"], "rewards": {}} for r in rows}
+                         "error": r["answer_error"], "rewards": {}, "reward_errors": {}} for r in rows}
     means = {}
     for spec in p.rewards:
-        scored = score_answers(ok, spec) if ok else []
         values = []
-        for r in scored:
+        for r in score_answers(rows, spec):
             value, err = r.get(C.REWARD), text_or_none(r.get(C.error_column(C.REWARD)))
-            records[r[C.ID]]["rewards"][spec.name] = None if err else float(value)
+            records[r[C.ID]]["rewards"][spec.name] = None if err or value is None else float(value)
+            records[r[C.ID]]["reward_errors"][spec.name] = err
             if err is None and value is not None:
                 values.append(float(value))
         means[spec.name] = round(sum(values) / len(values), 4) if values else None
-    summary = {"label": LABEL, "instructions": p.instructions, "questions": len(rows),
-               "answered": len(ok), "mean_reward": means}
+    first = p.rewards[0].name
+    scored = [r for r in records.values() if r["rewards"][first] is not None]
+    answered_n = sum(r["error"] is None for r in records.values())
+    summary = {"label": LABEL, "instructions": p.instructions, "questions": len(rows), "answered": answered_n,
+               "mean_reward": means,
+               "completeness": {"expected": len(rows), "answered": answered_n, "judged": len(scored),
+                                "unparseable": 0, "failed": len(rows) - len(scored),
+                                "usable": sum(r["error"] is None for r in scored)}}
     return list(records.values()), summary

@@ -212,20 +212,20 @@ def reference_for(question: dict[str, Any], references: dict[Any, list[str]]) ->
     return [str(t) for t in ref] if ref else None
 
 
-def judge_rows(question: dict[str, Any], answers: list[str | None], answer_error: str | None,
+def judge_rows(question: dict[str, Any], answers: list[str], errors: list[str | None],
                references: dict[Any, list[str]], prompts: dict[tuple[int, bool], dict[str, str]],
                turns: int) -> list[dict[str, Any]]:
-    """One row per judged turn: the judge stage's instruction/response, the extra prompt fields, the prompt."""
+    """One row per judged turn: the judge stage's instruction/response, the extra prompt fields, the prompt.
+
+    Every asked turn is judged, a failed one by its "ERROR" answer (FastChat's); `answer_error` keeps why."""
     ref = reference_for(question, references)
     rows = []
-    for turn in range(1, min(turns, len(question["turns"])) + 1):
+    for turn in range(1, min(turns, len(question["turns"]), len(answers)) + 1):
         p = prompts[(turn, ref is not None)]
         rows.append({
             "question_id": question["question_id"], "category": question["category"], "turn": turn,
-            C.INSTRUCTION: question["turns"][turn - 1],
-            C.RESPONSE: answers[turn - 1] if turn <= len(answers) else None,
-            "answer_error": answer_error, "question_1": question["turns"][0],
-            "answer_1": answers[0] if answers else "",
+            C.INSTRUCTION: question["turns"][turn - 1], C.RESPONSE: answers[turn - 1],
+            "answer_error": errors[turn - 1], "question_1": question["turns"][0], "answer_1": answers[0],
             "ref_answer_1": ref[0] if ref else "", "ref_answer_2": ref[1] if ref and len(ref) > 1 else "",
             "judge_prompt": p["prompt"], "judge_system": p["system"],
         })

@@ -18,13 +18,19 @@ def _mtbench_lines(summary: dict[str, Any]) -> list[str]:
     rating = summary["judge"].get("rating", "judgment")
     how = "FastChat single-answer grading ([[rating]] read from the judgment)" if rating == "judgment" \
         else "probability-weighted 1-10 rating"
+    gen = summary.get("generation") or {}
+    temperature = "FastChat's per-category temperatures" if gen.get("temperature") == "fastchat" \
+        else f"temperature {gen.get('temperature')}"
     lines = [
         f"Benchmark: {summary['benchmark']}, turns: {summary['turns']}, judge: {summary['judge']['name']} "
-        f"({summary['judge']['model']}), {how}.",
+        f"({summary['judge']['model']}), {how}. Answers: {temperature}, up to {gen.get('max_new_tokens')} "
+        "new tokens.",
         "",
         f"**Mean score: {_fmt(summary['mean'])}** over {summary['scored']} judged turns of "
-        f"{summary['questions']} questions ({summary['failed']} failed, "
-        f"{summary.get('unparseable', 0)} unparseable judgments; neither is in the means).",
+        f"{summary['questions']} questions ({summary['failed']} failed judge requests, "
+        f"{summary.get('unparseable', 0)} unparseable judgments: neither is in the means; "
+        f"{summary.get('answer_errors', 0)} answers failed to generate and were judged as \"ERROR\", as FastChat "
+        "does).",
         "",
         "| category | mean |",
         "|---|---|",
@@ -35,9 +41,25 @@ def _mtbench_lines(summary: dict[str, Any]) -> list[str]:
         *[f"| {t} | {_fmt(v)} |" for t, v in summary["by_turn"].items()],
     ]
     if summary["failures"]:
-        lines += ["", "Failed or unparseable turns (not in the means):", ""]
+        lines += ["", "Failed, unparseable or unanswered turns:", ""]
         lines += [f"- question {f['question_id']} turn {f['turn']}: {f['error']}" for f in summary["failures"]]
     return lines
+
+
+def _pairwise_lines(p: dict[str, Any]) -> list[str]:
+    if p["mode"] == "arena-hard":
+        how = (f"Arena-Hard-Auto's scoring: Bradley-Terry win rate over {p['battles']} battles (a strong verdict "
+               f"counts {p['weight']} times), 95% interval from {p['bootstrap']} bootstraps over battles")
+    else:
+        how = (f"FastChat pair-v2: {p['wins']} wins, {p['ties']} ties, {p['losses']} losses (games that disagree "
+               f"are a tie), 95% interval from {p['bootstrap']} bootstraps over questions")
+    return ["", f"## Pairwise against {p['baseline']} ({p['mode']})", "",
+            f"Win rate **{_fmt(p['win_rate'])}** ({_fmt(p['ci95'][0])}-{_fmt(p['ci95'][1])}) over {p['pairs']} "
+            f"of {p['questions']} questions, each judged twice with the positions swapped; {how}. Left out: "
+            f"{p['dropped']} questions with an unreadable or failed game ({p['failed_games']} failed games), "
+            f"{len(p['no_baseline_answer'])} without a baseline answer. Answers that failed to generate (judged "
+            f"as \"ERROR\"): {p['model_answer_errors']} of the model, {p['baseline_answer_errors']} of the baseline.",
+            "", "Verdicts: " + ", ".join(f"{k} {v}" for k, v in p["labels"].items()) + "."]
 
 
 def render_report(summary: dict[str, Any]) -> str:
@@ -46,12 +68,7 @@ def render_report(summary: dict[str, Any]) -> str:
     if "mean" in summary:
         lines += _mtbench_lines(summary)
     if "pairwise" in summary:
-        p = summary["pairwise"]
-        lines += ["", f"## Pairwise against {p['baseline']}", "",
-                  f"Win rate **{_fmt(p['win_rate'])}** (95% bootstrap interval {_fmt(p['ci95'][0])}-"
-                  f"{_fmt(p['ci95'][1])}) over {p['questions']} questions, each judged twice with the "
-                  f"positions swapped: {p['wins']} wins, {p['ties']} ties, {p['losses']} losses, "
-                  f"{p['unreadable']} unreadable verdicts."]
+        lines += _pairwise_lines(summary["pairwise"])
     if "proxy" in summary:
         x = summary["proxy"]
         lines += ["", "## PROXY (judge-free)", "", f"{x['label']}: {x['answered']}/{x['questions']} held-out "

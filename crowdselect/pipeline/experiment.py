@@ -6,10 +6,12 @@ as the three commands (`run_select`, `run_training`, `run_eval`), in its own fol
     DIR/cells/<strategy>__<student>__seed<s>/{train/, eval/, cell.json}
     DIR/results.csv  results.md  results.png  experiment.json  (crowdselect/pipeline/experiment_results.py)
 
-Rerunning skips what is finished: a selection with its run.json, a training with its train.json, an eval
-with its summary.json, a cell with `cell.json: status done`. A failed cell is recorded (cell.json: status
-failed, the error) and the others go on; a cell killed midway has no cell.json and is redone alone (its
-training resumes from its last checkpoint). Cells run `parallel` at a time (threads sharing one Ray).
+Every step (a selection, a cell's training, its eval) is keyed by a digest of everything that decides its
+output (crowdselect/pipeline/cells.py): a rerun skips a finished step with the same settings, resumes an
+unfinished one (training from its last checkpoint, an eval from what it answered and judged), and redoes a
+step whose settings changed, saying which keys did — and so every step after it. An eval whose judge requests
+failed asks them again on the next rerun. A failed cell is recorded (cell.json: status failed, the error) and
+the others go on. Cells run `parallel` at a time (threads sharing one Ray).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from crowdselect.core.config import build, load_yaml, parse_yaml, to_dict
 from crowdselect.core.errors import UserError
 from crowdselect.core.paths import check_out_dir, remove_outputs
 from crowdselect.core.secrets import scrub_config
+from crowdselect.pipeline import cells
 from crowdselect.pipeline.experiment_config import (
     ExperimentConfig,
     StrategySpec,
@@ -72,23 +75,32 @@ def select_dir(cfg: ExperimentConfig, strategy: StrategySpec, seed: int) -> str:
     return storage.join(cfg.out, "select", f"{strategy.name}__seed{seed}")
 
 
-def ensure_selection(cfg: ExperimentConfig, crowd: Crowd, strategy: StrategySpec, seed: int) -> str:
-    """Run (or keep) one strategy's selection; returns its folder."""
+def select_config(cfg: ExperimentConfig, crowd: Crowd, strategy: StrategySpec, seed: int):
+    """The SelectConfig of one strategy and seed (built, so its defaults are in its settings)."""
     from crowdselect.select.config import SelectConfig
-    from crowdselect.select.job import run_select
 
-    out = select_dir(cfg, strategy, seed)
-    if storage.exists(storage.join(out, "run.json")):
-        return out
     selection = {"k": cfg.k, "clusters": cfg.clusters, "strategy": strategy.strategy or strategy.name,
                  "cluster": strategy.cluster, "seed": seed}
     if strategy.weights is not None:
         selection["weights"] = strategy.weights
     data = {"generators": crowd.generators, "input": crowd.input, "selection": selection,
-            "embedder": to_dict(cfg.embedder), "baselines": strategy.baselines, "ray": to_dict(cfg.ray), "out": out}
-    log.say(f"select {strategy.name} (seed {seed}) ...")
-    run_select(build(SelectConfig, data, file=f"experiment strategy {strategy.name}"))
-    return out
+            "embedder": to_dict(cfg.embedder), "baselines": strategy.baselines, "ray": to_dict(cfg.ray),
+            "out": select_dir(cfg, strategy, seed)}
+    return build(SelectConfig, data, file=f"experiment strategy {strategy.name}")
+
+
+def ensure_selection(cfg: ExperimentConfig, crowd: Crowd, strategy: StrategySpec, seed: int) -> str:
+    """Run (or keep, when done with the same settings and crowd) one strategy's selection; returns its folder."""
+    from crowdselect.select.job import run_select
+
+    select_cfg = select_config(cfg, crowd, strategy, seed)
+    step = cells.Step(f"select {strategy.name} (seed {seed})", select_cfg.out,
+                      cells.select_settings(select_cfg, list(crowd.input["path"])), "selected.jsonl")
+    if not cells.open_step(step):
+        log.say(f"select {strategy.name} (seed {seed}) ...")
+        run_select(select_cfg)
+        cells.finish_step(step)
+    return select_cfg.out
 
 
 def selection_digest(select_out: str) -> str:
@@ -103,36 +115,20 @@ def cell_name(strategy: StrategySpec, student: StudentSpec, seed: int) -> str:
 
 
 def run_cell(cfg: ExperimentConfig, strategy: StrategySpec, student: StudentSpec, seed: int) -> dict[str, Any]:
-    """Train and evaluate one cell (its selection exists); returns and writes cell.json."""
-    from crowdselect.eval.config import EvalConfig
-    from crowdselect.eval.job import run_eval
-    from crowdselect.train.config import TrainConfig
-    from crowdselect.train.job import run_training
-
+    """Train and evaluate one cell (its selection exists), each step kept or redone by its settings; returns
+    and writes cell.json (left as it is when every step was kept)."""
     out = storage.join(cfg.out, "cells", cell_name(strategy, student, seed))
     marker = storage.join(out, "cell.json")
-    if storage.exists(marker) and json.loads(storage.read_text(marker)).get("status") == "done":
-        return json.loads(storage.read_text(marker))
     t0, sel = time.time(), select_dir(cfg, strategy, seed)
     cell = {"cell": cell_name(strategy, student, seed), "strategy": to_dict(strategy), "student": to_dict(student),
             "seed": seed, "select": sel, "dir": out}
     try:
         storage.makedirs(out)
         cell["selection_digest"] = selection_digest(sel)
-        train_out, eval_out = storage.join(out, "train"), storage.join(out, "eval")
-        tcfg = build(TrainConfig, cell_train_dict(cfg, student, storage.join(sel, "selected.jsonl"), train_out, seed),
-                     file=f"experiment cell {cell['cell']} (train)")
-        if not storage.exists(storage.join(train_out, "train.json")):
-            log.say(f"{cell['cell']}: train ...")
-            run_training(tcfg)
-        trained = json.loads(storage.read_text(storage.join(train_out, "train.json")))
-        ecfg = build(EvalConfig, cell_eval_dict(cfg, student, trained["model"], eval_out),
-                     file=f"experiment cell {cell['cell']} (eval)")
-        if not storage.exists(storage.join(eval_out, "summary.json")):
-            log.say(f"{cell['cell']}: eval ...")
-            run_eval(ecfg)
-        cell.update(status="done", train=train_out, eval=eval_out, judge=ecfg.judge_label,
-                    summary=json.loads(storage.read_text(storage.join(eval_out, "summary.json"))))
+        cell.update(train_and_eval(cfg, cell, student, seed, sel, out))
+        old = json.loads(storage.read_text(marker)) if storage.exists(marker) else {}
+        if not cell.pop("ran") and old.get("status") == "done" and old.get("steps") == cell["steps"]:
+            return old
     except Exception as e:  # noqa: BLE001 - a failed cell is recorded; the other cells go on
         cell.update(status="failed", error=f"{type(e).__name__}: {e}",
                     traceback=traceback.format_exc()[-2000:])
@@ -140,6 +136,48 @@ def run_cell(cfg: ExperimentConfig, strategy: StrategySpec, student: StudentSpec
     cell["seconds"] = round(time.time() - t0, 1)
     storage.write_text(marker, jsonout.dumps(scrub_config(cell), indent=2))
     return cell
+
+
+def train_and_eval(cfg: ExperimentConfig, cell: dict[str, Any], student: StudentSpec, seed: int, sel: str,
+                   out: str) -> dict[str, Any]:
+    """The cell's train and eval steps; the fields they add to cell.json (`ran`: whether a step ran)."""
+    from crowdselect.eval.config import EvalConfig
+    from crowdselect.eval.job import run_eval
+    from crowdselect.train.config import TrainConfig
+    from crowdselect.train.job import run_training
+
+    name, selected = cell["cell"], storage.join(sel, "selected.jsonl")
+    train_out, eval_out = storage.join(out, "train"), storage.join(out, "eval")
+    if cfg.eval.get("proxy"):
+        proxy = cfg.eval["proxy"]
+        cells.check_held_out(selected, proxy["instructions"], proxy.get("limit"), cell["strategy"]["name"])
+    tcfg = build(TrainConfig, cell_train_dict(cfg, student, selected, train_out, seed),
+                 file=f"experiment cell {name} (train)")
+    train = cells.Step(f"{name}: train", train_out, cells.train_settings(tcfg, selected), "train.json")
+    ran = not cells.open_step(train)
+    if ran:
+        log.say(f"{name}: train ...")
+        run_training(tcfg)
+        cells.finish_step(train)
+    trained = json.loads(storage.read_text(storage.join(train_out, "train.json")))
+    ecfg = build(EvalConfig, cell_eval_dict(cfg, student, trained["model"], eval_out),
+                 file=f"experiment cell {name} (eval)")
+    evaluate = cells.Step(f"{name}: eval", eval_out, cells.eval_step_settings(ecfg, train.digest), "summary.json")
+    done = cells.open_step(evaluate)
+    summary_path = storage.join(eval_out, "summary.json")
+    failed = cells.failed_judge_requests(json.loads(storage.read_text(summary_path))) if done else 0
+    if failed:
+        log.say(f"{name}: eval: asking the {failed} failed judge requests again")
+    if not done or failed:
+        log.say(f"{name}: eval ...")
+        run_eval(ecfg)
+        cells.finish_step(evaluate)
+        ran = True
+    return {"status": "done", "train": train_out, "eval": eval_out, "judge": ecfg.judge_label, "ran": ran,
+            "steps": {"select": json.loads(storage.read_text(storage.join(sel, cells.STEP_FILE)))["digest"],
+                      "train": train.digest, "eval": evaluate.digest},
+            "schedule": {k: trained["data"].get(k) for k in ("warmup_steps", "total_steps", "steps")},
+            "summary": json.loads(storage.read_text(summary_path))}
 
 
 def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -193,6 +231,8 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
     check_out_dir(cfg.out)  # before any cell runs
     result = run_experiment(cfg)
     n_done = sum(c["status"] == "done" for c in result["cells"])
-    print(f"experiment: {n_done}/{len(result['cells'])} cells done in {result['seconds']:.0f}s; "
+    n_low = len(result["incomplete_cells"])
+    below = f", {n_low} below the completeness threshold (a rerun asks failed judge requests again)" if n_low else ""
+    print(f"experiment: {n_done}/{len(result['cells'])} cells done in {result['seconds']:.0f}s{below}; "
           f"results in {storage.join(cfg.out, 'results.md')}")
     return 0 if n_done == len(result["cells"]) else 1

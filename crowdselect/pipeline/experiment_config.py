@@ -6,7 +6,8 @@ the training and evaluation settings every cell shares. Settings only; validated
                 {input: [crowd.jsonl], config: crowd.yaml} # a crowd file and its crowd YAML (generators)
     strategies: [{name: crowdselect, weights: [1, 1, 2]}, {name: random}, {name: ifd, strategy: ifd, ...}]
     students:   [{name: smollm2, model: pkg:smollm2-135m-instruct}]
-    k, clusters, seeds, train: {...TrainConfig keys}, eval: {...EvalConfig keys but model}, parallel, out
+    k, clusters, seeds, train: {...TrainConfig keys}, eval: {...EvalConfig keys but model}, parallel, out,
+    min_completeness (0.95: the share of a cell's evaluation that must be answered and judged to count)
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class ExperimentConfig:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     baseline: str = "random"  # the row every delta is taken against
     parallel: int = 1  # cells at once (they are independent); 1 on a small machine
+    # a cell's number is in the table only when this share of its expected turns (questions, pairs) were
+    # answered and judged; an incomplete cell is marked and left out of the means and the bold
+    min_completeness: float = 0.95
     note: str | None = None  # printed at the top of results.md (e.g. what the scale means)
     out: str | None = None
     ray: RayConfig = field(default_factory=RayConfig)
@@ -82,6 +86,8 @@ class ExperimentConfig:
                 raise ConfigError(f"{key}: names must be unique, got {names}")
         if self.parallel < 1 or self.k < 1 or self.clusters < 1:
             raise ConfigError("k, clusters and parallel must be >= 1")
+        if not 0.0 < self.min_completeness <= 1.0:
+            raise ConfigError(f"min_completeness: must be in (0, 1], got {self.min_completeness}")
         for seed in self.seeds:
             check_seed("seeds", seed)
         if self.baseline not in [s.name for s in self.strategies]:

@@ -12,7 +12,6 @@ Works on local folders and s3:// gs:// URIs through `crowdselect.core.storage`.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -24,15 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crowdselect.core import jsonout, storage
+from crowdselect.core.digest import changed_keys, fingerprint
 from crowdselect.core.errors import UserError
 
 MANIFEST = "_manifest.json"
-
-
-def fingerprint(settings: Any) -> str:
-    """A short stable hash of JSON-able settings."""
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def shard_name(i: int) -> str:
@@ -60,7 +54,7 @@ class StageStore:
         data = json.loads(storage.read_text(path))
         if data.get("fingerprint") != fp:
             if not redo_on_change:
-                changed = _changed_keys(data.get("settings"), settings)
+                changed = changed_keys(data.get("settings"), settings)
                 raise UserError(
                     f"{uri} was made with other settings ({changed}); rerunning would mix old and new "
                     f"results. Remove that folder to redo the stage, or give another --out."
@@ -105,12 +99,3 @@ class StageStore:
         data = {"fingerprint": self.fp, "settings": self.settings, "shards": dict(sorted(self.shards.items())),
                 "complete": self.complete, "extra": self.extra, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
         storage.write_text(storage.join(self.uri, MANIFEST), jsonout.dumps(data, indent=1))
-
-
-def _changed_keys(old: Any, new: Any, prefix: str = "") -> str:
-    """Dotted keys that differ between two settings trees, for the error message."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(set(old) | set(new))
-        diffs = [_changed_keys(old.get(k), new.get(k), f"{prefix}{k}.") for k in keys if old.get(k) != new.get(k)]
-        return ", ".join(d for d in diffs if d) or "settings"
-    return prefix.rstrip(".") or "settings"

@@ -134,8 +134,10 @@ def _loss_section(curves: dict[str, str]) -> list[str]:
 
 
 def _md_table(md: str) -> str:
-    """The first Markdown table of `md` as an HTML table (bold kept; `\\|` is a pipe inside a cell)."""
-    rows = [line for line in md.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
+    """The first Markdown table of `md` (its first run of `|` lines) as an HTML table (bold kept; `\\|` is a
+    pipe inside a cell)."""
+    block = next(iter(re.findall(r"(?:^\|.*(?:\n|$))+", md, re.M)), "")
+    rows = [line for line in block.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
     cells = [[c.strip().replace(r"\|", "|") for c in re.split(r"(?<!\\)\|", r.strip()[1:-1])] for r in rows]
 
     def fmt(c: str) -> str:
@@ -154,6 +156,8 @@ def experiment_sections(folder: str) -> list[str]:
         else ""
     notes = "".join(f'<p class="note">{html.escape(x[2:])}</p>' for x in md.splitlines() if x.startswith("> "))
     out = [_section("Results", notes + _md_table(md))]
+    if "## Completeness" in md:
+        out.append(_section("Completeness", _md_table(md.split("## Completeness", 1)[1])))
     cells = [c for c in exp.get("cells", []) if c.get("status") == "done"]
     out += _loss_section({c["cell"]: storage.join(c["train"], "train_log.jsonl") for c in cells if c.get("train")})
     by_cell, label = {}, "MT-bench score by category"

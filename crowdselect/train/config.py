@@ -3,7 +3,8 @@
 Sections keep algorithm settings (data, model, optim, lora) apart from Ray's scheduling settings
 (scaling) and from DeepSpeed's engine settings (deepspeed, whose `config` dict is passed through).
 Defaults are the paper's: lr 1e-5, 3 epochs, per-device batch 1, gradient accumulation 2, warmup 150
-steps, max length 2048, cosine schedule, AdamW. `deepspeed_config()` turns a TrainConfig into the dict
+steps, max length 2048, cosine schedule, AdamW; the loss is normalised by the step's response tokens, as
+transformers' Trainer does. `deepspeed_config()` turns a TrainConfig into the dict
 that `deepspeed.initialize` takes; it is pure and knows nothing of Ray.
 """
 
@@ -57,6 +58,10 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     grad_clip: float = 1.0
     max_steps: int | None = None  # stop after this many optimizer steps (the schedule still spans all epochs)
+    # token: an optimizer step's loss is the mean over every response token of its micro-batches on every
+    # worker (transformers' Trainer since 4.46), so a long answer weighs by its length; sequence: each
+    # micro-batch's token mean, averaged over micro-batches and workers (a short answer weighs as a long one)
+    loss_normalization: Literal["token", "sequence"] = "token"
 
     def validate(self) -> None:
         for name in ("epochs", "per_device_batch", "grad_accum"):

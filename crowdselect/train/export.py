@@ -58,7 +58,7 @@ def export_model(checkpoint: str, cfg: TrainConfig, model_path: str, out: str,
     with local_checkpoint(checkpoint) as folder:
         weights, state = consolidated_weights(folder)
     base = load_model(model_source(cfg, model_path, "float32"))
-    dtype = _export_dtype(cfg, base)
+    dtype = export_dtype(cfg, model_path)
     if cfg.lora.enabled:
         model = with_adapter(base, cfg, weights)
         if merge:
@@ -100,13 +100,17 @@ def with_adapter(base, cfg: TrainConfig, weights: dict[str, Any]):
     return model
 
 
-def _export_dtype(cfg: TrainConfig, base) -> str:
+def export_dtype(cfg: TrainConfig, model_path: str) -> str:
+    """`export.dtype`, where `auto` is the dtype the base model's config.json names (its weights' dtype: a bf16
+    student exports bf16, not the float32 it was loaded in for the merge); float32 when it names none."""
     if cfg.export.dtype != "auto":
         return cfg.export.dtype
-    import torch
+    from transformers import AutoConfig
 
-    dtype = getattr(base.config, "dtype", None)
-    return str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else str(dtype or "float32")
+    conf = AutoConfig.from_pretrained(model_path, revision=cfg.model.revision,
+                                      trust_remote_code=cfg.model.trust_remote_code)
+    dtype = getattr(conf, "dtype", None)
+    return str(dtype).removeprefix("torch.") if dtype is not None else "float32"
 
 
 def _write_folder(out: str, model, tokenizer, info: dict[str, Any]) -> None:

@@ -3,9 +3,17 @@
     model   = load_student(...)                      # bf16/fp32, ZeRO-3 partitioned while loading, LoRA
     engine  = deepspeed.initialize(model, AdamW, cosine schedule with warmup)
     restore the last checkpoint (weights, optimizer, schedule, step) if there is one
-    for epoch: for micro-batch in this worker's Ray Data shard:
-        loss = engine(**batch).loss; engine.backward(loss); engine.step()
-        at each optimizer step: log loss, lr, tokens/s, MFU (rank 0); checkpoint + ray.train.report when due
+    for each optimizer step: its grad_accum micro-batches from this worker's Ray Data shard (across epochs)
+        token normalisation: count the step's response tokens on every worker (one all_reduce)
+        for micro-batch: loss = engine(**batch).loss; engine.backward(loss); engine.step()
+        log loss, lr, tokens/s, MFU (rank 0); checkpoint + ray.train.report when due
+
+Loss normalisation (`optim.loss_normalization`): `token` (default) makes a step's gradient that of the mean
+loss over every response token of the step, on every worker — transformers' Trainer since 4.46
+(`num_items_in_batch`, `average_tokens_across_devices`): each micro-batch's summed token loss is divided by
+the step's token count over the workers, times the world size (DeepSpeed averages the workers' gradients), and
+not divided by grad_accum again (`scale_wrt_gas=False`). `sequence`: the model's per-micro-batch token mean,
+divided by grad_accum and averaged over workers by DeepSpeed, so a 10-token answer weighs as a 1,000-token one.
 
 `config` is a plain dict made by launch.py: {"cfg": TrainConfig as dict, "plan": {...}, "model_path",
 "pad_id", "log_uri", "resume_from"}. Rank 0 returns {step, start_step, tag} (Result.return_value).
@@ -28,7 +36,7 @@ from crowdselect.core.config import build
 from crowdselect.train.config import TrainConfig, deepspeed_config
 from crowdselect.train.student import load_student
 from crowdselect.train.telemetry import StepLog, flops_per_token, matmul_params, peak_flops
-from crowdselect.train.tokenize import collate
+from crowdselect.train.tokenize import IGNORE, collate
 
 STATE_FILE = "trainer_state.json"
 LOG_FILE = "train_log.jsonl"
@@ -97,33 +105,80 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any] | None:
               f"per epoch, {world} workers), starting at step {state.step}", flush=True)
     shard = ray.train.get_dataset_shard("train")
     start_step = state.step
-    per_epoch = plan["micro_per_epoch"]
+    by_token = cfg.optim.loss_normalization == "token"
     meter.restart_clock()  # the first step's time excludes start-up
-    while state.step < plan["steps"]:
-        epoch, skip = divmod(state.micro, per_epoch)
-        for batch, tokens in micro_batches(shard, cfg, epoch, skip, config["pad_id"], per_epoch):
-            lr = engine.get_lr()[0]
-            # use_cache=False: no KV cache in training, and packed rows are only detected without one
-            loss = engine(**{k: v.to(engine.device) for k, v in batch.items()}, use_cache=False).loss
-            engine.backward(loss)
-            engine.step()
+    # a resumed run that had already finished reads no data
+    groups = step_groups(shard, cfg, state.micro, plan["micro_per_epoch"], config["pad_id"]) \
+        if state.step < plan["steps"] else iter(())
+    for group in groups:
+        lr = engine.get_lr()[0]
+        step_tokens = count_step_tokens([batch for _, batch, _ in group], engine.device) if by_token else None
+        for _, batch, tokens in group:
+            loss_part, weight = train_micro_batch(engine, batch, step_tokens, world)
             state.micro += 1
-            meter.add(loss.item(), tokens, batch[C.INPUT_IDS].shape[0])
-            if state.micro % cfg.optim.grad_accum:
-                continue
-            state.step += 1
-            record = meter.close(state, epoch, lr, engine)
-            if steplog is not None:
-                steplog.write(record)
-                print(_progress(record, plan["steps"]), flush=True)
-            if checkpoint_due(state, cfg, plan):
-                save_and_report(engine, state, steplog, rank, {"step": state.step, "loss": record["loss"]})
-                meter.restart_clock()  # checkpoint time is not training time
-            if state.step >= plan["steps"]:
-                break
+            meter.add(loss_part, weight, tokens, batch[C.INPUT_IDS].shape[0])
+        state.step += 1
+        record = meter.close(state, group[-1][0], lr, engine)
+        if steplog is not None:
+            steplog.write(record)
+            print(_progress(record, plan["steps"]), flush=True)
+        if checkpoint_due(state, cfg, plan):
+            save_and_report(engine, state, steplog, rank, {"step": state.step, "loss": record["loss"]})
+            meter.restart_clock()  # checkpoint time is not training time
+        if state.step >= plan["steps"]:  # before the next group is read: no data past the last step
+            break
     if rank != 0:
         return None
     return {"step": state.step, "start_step": start_step, "tag": state.tag}
+
+
+def step_groups(shard, cfg: TrainConfig, micro: int, per_epoch: int, pad_id: int):
+    """The micro-batches of each coming optimizer step, from micro-batch `micro` on (a step boundary: the
+    loop checkpoints only after a step): lists of grad_accum (epoch, batch, tokens); a step may span the end of
+    an epoch. Endless: the caller stops at its last step."""
+    group = []
+    epoch, skip = divmod(micro, per_epoch)
+    while True:
+        for batch, tokens in micro_batches(shard, cfg, epoch, skip, pad_id, per_epoch):
+            group.append((epoch, batch, tokens))
+            if len(group) == cfg.optim.grad_accum:
+                yield group
+                group = []
+        epoch, skip = epoch + 1, 0
+
+
+def response_tokens(labels) -> int:
+    """Positions a causal-LM loss counts in a (batch, length) label tensor: labels shift by one, so the
+    first position is never a target (transformers' Trainer counts `labels[..., 1:]` the same way)."""
+    return int((labels[..., 1:] != IGNORE).sum())
+
+
+def count_step_tokens(batches: list[dict[str, Any]], device) -> float:
+    """The response tokens of one optimizer step, summed over this worker's micro-batches and every worker."""
+    import torch
+    import torch.distributed as dist
+
+    total = torch.tensor([float(sum(response_tokens(b[C.LABELS]) for b in batches))], dtype=torch.float64,
+                         device=device)
+    dist.all_reduce(total)
+    return max(float(total.item()), 1.0)
+
+
+def train_micro_batch(engine, batch: dict[str, Any], step_tokens: float | None, world: int) -> tuple[float, float]:
+    """Forward and backward of one micro-batch; returns (loss numerator, weight) for the step's logged loss:
+    (summed token loss, response tokens) by token, (the micro-batch's mean loss, 1) by sequence."""
+    inputs = {k: v.to(engine.device) for k, v in batch.items()}
+    # use_cache=False: no KV cache in training, and packed rows are only detected without one
+    if step_tokens is None:
+        loss = engine(**inputs, use_cache=False).loss
+        engine.backward(loss)
+        engine.step()
+        return loss.item(), 1.0
+    per_worker = step_tokens / world  # the model divides its summed token loss by this (num_items_in_batch)
+    loss = engine(**inputs, use_cache=False, num_items_in_batch=per_worker).loss
+    engine.backward(loss, scale_wrt_gas=False)
+    engine.step()
+    return loss.item() * per_worker, float(response_tokens(batch[C.LABELS]))
 
 
 def micro_batches(shard, cfg: TrainConfig, epoch: int, skip: int, pad_id: int, expected: int):
@@ -234,15 +289,16 @@ class Meter:
         self._reset()
 
     def _reset(self) -> None:
-        self.loss = self.micro = self.tokens = self.rows = 0.0
+        self.loss = self.weight = self.tokens = self.rows = 0.0
         self.restart_clock()
 
     def restart_clock(self) -> None:
         self.t0 = time.perf_counter()
 
-    def add(self, loss: float, tokens: int, rows: int) -> None:
+    def add(self, loss: float, weight: float, tokens: int, rows: int) -> None:
+        """One micro-batch: its loss numerator and weight (see train_micro_batch), input tokens, rows."""
         self.loss += loss
-        self.micro += 1
+        self.weight += weight
         self.tokens += tokens
         self.rows += rows
 
@@ -250,15 +306,15 @@ class Meter:
         import torch
         import torch.distributed as dist
 
-        totals = torch.tensor([self.loss, self.micro, self.tokens, self.rows], dtype=torch.float64,
+        totals = torch.tensor([self.loss, self.weight, self.tokens, self.rows], dtype=torch.float64,
                               device=engine.device)
         dist.all_reduce(totals)
-        loss_sum, micro, tokens, rows = totals.tolist()
+        loss_sum, weight, tokens, rows = totals.tolist()
         seconds = time.perf_counter() - self.t0
         per_s = tokens / seconds
         fpt = flops_per_token(self.n_params, self.layers, self.hidden, tokens / rows, self.lora)
         norm = engine.get_global_grad_norm()
-        record = {"step": state.step, "epoch": epoch, "loss": loss_sum / micro, "lr": lr,
+        record = {"step": state.step, "epoch": epoch, "loss": loss_sum / weight, "lr": lr,
                   "grad_norm": float(norm) if norm is not None else None, "tokens": int(tokens),
                   "seconds": round(seconds, 4), "tokens_per_s": per_s,
                   "mfu": per_s * fpt / (self.peak * self.world) if self.peak else None,

@@ -36,12 +36,38 @@ def test_config_errors_exit_2_naming_file_and_key(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_answers_fail_per_row_not_per_batch():
-    gen = AnswerGenerator(EvalModelSpec(model=SMOL, max_length=96, max_new_tokens=6), turns=2)
-    out = gen({"question_id": np.array([1, 2]),
-               "turns": [["Say hi.", "Say bye."], ["Explain this: " + "word " * 200, "And?"]]})
-    assert [len(a) for a in out["answers"]] == [2, 0]
-    assert out["answer_error"][0] is None and out["answer_error"][1].startswith("turn 1: conversation of")
+def test_a_failed_turn_answers_error_and_turn_2_is_still_asked():
+    """As FastChat's gen_model_answer.py: a turn whose generation fails answers "ERROR", the conversation goes
+    on with it; here the reason is kept per turn. A too-long conversation fails only its own row."""
+    gen = AnswerGenerator(EvalModelSpec(model=SMOL, max_length=96, max_new_tokens=6, temperature=0), turns=2)
+    generate = gen.lm.generate
+
+    def fails_on_boom(prompts, *args):  # a fault in the engine (e.g. out of memory) on one row's first turn
+        if any("BOOM" in gen.lm.tokenizer.decode(p) and "ERROR" not in gen.lm.tokenizer.decode(p) for p in prompts):
+            raise RuntimeError("out of memory")
+        return generate(prompts, *args)
+
+    gen.lm.generate = fails_on_boom
+    out = gen({"question_id": np.array([1, 2, 3]), "category": np.array(["writing", "math", "math"]),
+               "turns": [["Say hi.", "Say bye."], ["Explain this: " + "word " * 200, "And?"], ["BOOM now.", "Say hi."]]})
+    assert [len(a) for a in out["answers"]] == [2, 2, 2]
+    assert list(out["turn_errors"][0]) == [None, None] and "ERROR" not in out["answers"][0]
+    assert [e.split(":")[0] for e in out["turn_errors"][1]] == ["turn 1", "turn 2"]  # both too long
+    assert out["turn_errors"][1][0].startswith("turn 1: conversation of")
+    assert out["answers"][2][0] == "ERROR" and "RuntimeError: out of memory" in out["turn_errors"][2][0]
+    assert out["turn_errors"][2][1] is None and out["answers"][2][1] != "ERROR"  # turn 2 asked after "ERROR"
+
+
+@pytest.mark.slow
+def test_hf_answers_ignore_the_models_own_sampling_settings():
+    """One generation config on both backends: temperature only, never the model's generation_config.json
+    (a repetition penalty there changes HF's answers, and vLLM would not read it)."""
+    gen = AnswerGenerator(EvalModelSpec(model=SMOL, max_new_tokens=12, temperature=0), turns=1)
+    batch = {"question_id": np.array([1]), "category": np.array(["writing"]), "turns": [["Say hi."]]}
+    plain = gen(batch)["answers"][0]
+    gen.lm.model.generation_config.repetition_penalty = 5.0
+    gen.lm.model.generation_config.top_k = 1
+    assert gen(batch)["answers"][0] == plain
 
 
 @pytest.mark.slow
@@ -59,7 +85,8 @@ def test_eval_mtbench_two_turns_end_to_end(ray_local, tmp_path, capsys):
     assert all(s["error"] is None and 1 <= s["score"] <= 10 and 0 < s["judge_mass"] <= 1 for s in scores)
     assert summary["mean"] == pytest.approx(np.mean([s["score"] for s in scores]), abs=1e-4)
     assert set(summary["by_category"]) == {"math"} and set(summary["by_turn"]) == {"1", "2"}
-    assert len(answers) == 1 and len(answers[0]["answers"]) == 2 and answers[0]["error"] is None
+    assert len(answers) == 1 and len(answers[0]["answers"]) == 2 and answers[0]["turn_errors"] == [None, None]
+    assert summary["completeness"]["mtbench"]["usable"] == 2 and summary["generation"]["temperature"] == "fastchat"
     report = (out / "report.md").read_text()
     assert "Mean score" in report and "| math |" in report
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
@@ -69,7 +96,8 @@ def test_eval_mtbench_two_turns_end_to_end(ray_local, tmp_path, capsys):
 @pytest.mark.slow
 def test_written_judgments_pairwise_and_proxy_end_to_end(ray_local, tmp_path, capsys):
     """A real 135M judge writes its judgments (most hold no [[rating]]: they are counted, never scored 0);
-    pairwise against the same base model; the proxy scores held-out answers with a judge reward model."""
+    pairwise (Arena-Hard-Auto's scoring) against the same base model; the proxy scores held-out answers with a
+    judge reward model."""
     held_out = tmp_path / "held_out.jsonl"
     held_out.write_text("".join(json.dumps({"instruction": t}) + "\n" for t in ("Name a fruit.", "Say hello.")))
     out = tmp_path / "eval"
@@ -86,7 +114,9 @@ def test_written_judgments_pairwise_and_proxy_end_to_end(ray_local, tmp_path, ca
     assert summary["scored"] + summary["unparseable"] + summary["failed"] == 2 and summary["failed"] == 0
     assert all((s["score"] is None) == (s["error"] is not None) for s in scores)
     pw = summary["pairwise"]
-    assert pw["games"] == 2 and pw["wins"] + pw["ties"] + pw["losses"] + pw["unreadable"] == 2
+    assert pw["mode"] == "arena-hard" and pw["games"] == 2 and pw["pairs"] + pw["dropped"] == 1
+    pairwise = [json.loads(line) for line in (out / "pairwise.jsonl").read_text().splitlines()]
+    assert all(1 <= g["attempts"] <= 2 for g in pairwise)
     assert summary["proxy"]["answered"] == 2 and summary["proxy"]["label"].startswith("proxy")
     report = (out / "report.md").read_text()
     assert "unparseable" in report and "PROXY" in report and "Pairwise against" in report

@@ -6,12 +6,16 @@ POST /v1/chat/completions answers greedily with the model (the answers are real)
 message: `FLAKY` -> 503 on the first two attempts of that message; `ALWAYS503` -> 503 every time;
 `REJECT` -> 400. With `--echo-headers` every error body echoes the request's headers and the bearer token
 it carried (as a careless server might). GET /stats: attempts per message and the arrival times. `SAY:text` -> replies `text` verbatim (to the end of
-that line; a scripted judge's verdict, so rating parsing is checked through the HTTP path).
+that line; a scripted judge's verdict, so rating parsing is checked through the HTTP path). A follow-up (the
+last message holds no `SAY:` and an earlier assistant turn exists) replies what follows `THEN:` in the first
+user message (a judge that gives its verdict when asked to go on). `--die-after N`: after N chat replies the
+process exits on the next request (a judge server that goes away midway; later requests find nobody there).
 Listens on 127.0.0.1 only.
 """
 
 import argparse
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -29,9 +33,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_dir: str, key: str, *flags: str):
-    """For tests: run this server in a subprocess on a free port; yields its base URL until closed."""
-    port = free_port()
+def start_server(model_dir: str, key: str, *flags: str, port: int | None = None):
+    """For tests: run this server in a subprocess on `port` (default: a free one); yields its base URL until
+    closed."""
+    port = port or free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--port", str(port), "--key", key, "--model", model_dir,
                              *flags])
     base = f"http://127.0.0.1:{port}"
@@ -45,14 +50,16 @@ def start_server(model_dir: str, key: str, *flags: str):
                 time.sleep(0.5)
         yield base
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         proc.wait(timeout=30)
 
-def make_app(model_dir: str, key: str, echo_headers: bool = False) -> web.Application:
+def make_app(model_dir: str, key: str, echo_headers: bool = False, die_after: int | None = None) -> web.Application:
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     attempts: dict[str, int] = {}
     arrivals: list[float] = []
+    replies = [0]
     lock = asyncio.Lock()
 
     def generate(messages, max_tokens):
@@ -71,6 +78,8 @@ def make_app(model_dir: str, key: str, echo_headers: bool = False) -> web.Applic
         return web.json_response(body, status=status)
 
     async def chat(request: web.Request) -> web.Response:
+        if die_after is not None and replies[0] >= die_after:
+            os._exit(0)  # gone midway: this request's connection drops, later ones are refused
         arrivals.append(time.monotonic())
         if request.headers.get("Authorization") != f"Bearer {key}":
             return error(request, "invalid api key", 401)
@@ -81,17 +90,24 @@ def make_app(model_dir: str, key: str, echo_headers: bool = False) -> web.Applic
             return error(request, "overloaded", 503)
         if "REJECT" in text:
             return error(request, "prompt too long", 400)
-        if "SAY:" in text:
-            reply = text.split("SAY:", 1)[1].split("\n", 1)[0]
-            return web.json_response({"id": "chatcmpl-test", "object": "chat.completion", "model": body["model"],
-                                      "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
-                                                   "finish_reason": "stop"}]})
+        first = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        followup = any(m["role"] == "assistant" for m in body["messages"])
+        if "SAY:" in text or (followup and "THEN:" in first):
+            reply = text.split("SAY:", 1)[1] if "SAY:" in text else first.split("THEN:", 1)[1]
+            return counted(web.json_response({"id": "chatcmpl-test", "object": "chat.completion",
+                                              "model": body["model"], "choices": [{"index": 0, "message": {
+                                                  "role": "assistant", "content": reply.split("\n", 1)[0]},
+                                                  "finish_reason": "stop"}]}))
         async with lock:  # one generation at a time: the model is not thread-safe
             reply, n_in, n_out = await asyncio.to_thread(generate, body["messages"], int(body.get("max_tokens", 16)))
-        return web.json_response({
+        return counted(web.json_response({
             "id": "chatcmpl-test", "object": "chat.completion", "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}})
+            "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}}))
+
+    def counted(response: web.Response) -> web.Response:
+        replies[0] += 1
+        return response
 
     async def stats(request: web.Request) -> web.Response:
         return web.json_response({"attempts": attempts, "arrivals": arrivals})
@@ -110,5 +126,6 @@ if __name__ == "__main__":
     p.add_argument("--model", required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--echo-headers", action="store_true", help="echo the request headers in error bodies")
+    p.add_argument("--die-after", type=int, default=None, help="exit right after this many chat replies")
     a = p.parse_args()
-    web.run_app(make_app(a.model, a.key, a.echo_headers), host="127.0.0.1", port=a.port, print=None)
+    web.run_app(make_app(a.model, a.key, a.echo_headers, a.die_after), host="127.0.0.1", port=a.port, print=None)

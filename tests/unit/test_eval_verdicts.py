@@ -1,5 +1,6 @@
-"""Reading judgments (FastChat's [[rating]] patterns), pairwise verdicts with swapped positions, the win rate's
-bootstrap interval, Arena-Hard question shapes and the eval config's checks. Pure, fast."""
+"""Reading judgments (FastChat's [[rating]] patterns), FastChat pair-v2 verdicts with swapped positions and
+show_result.py's outcome rule, the win rate's bootstrap interval, the counts of every kind of turn, Arena-Hard
+question shapes and the eval config's checks. Pure, fast."""
 
 import json
 
@@ -9,7 +10,7 @@ import pytest
 from crowdselect.core.config import ConfigError, build
 from crowdselect.eval import questions as qs
 from crowdselect.eval.config import EvalConfig
-from crowdselect.eval.pairwise import bootstrap_ci, question_scores, win_rate
+from crowdselect.eval.pairwise import bootstrap_ci, question_outcomes, score
 from crowdselect.eval.summary import UNPARSEABLE, judgment_records, summarize_mtbench
 from crowdselect.eval.verdicts import parse_rating, parse_verdict
 
@@ -30,17 +31,22 @@ def test_junk_is_unparseable_not_zero(text):
     assert parse_rating(text) is None
 
 
-def test_unparseable_judgments_are_counted_not_scored():
+def test_unparseable_judgments_are_counted_not_scored_and_failed_answers_are_judged():
     rows = [{"question_id": 1, "category": "writing", "turn": 1, "judgment": "Rating: [[6]]"},
             {"question_id": 1, "category": "writing", "turn": 2, "judgment": "I like it."},
             {"question_id": 2, "category": "math", "turn": 1, "judgment": None, "judge_error": "HTTP 400: bad"},
-            {"question_id": 3, "category": "math", "turn": 1, "answer_error": "turn 1: too long"}]
+            {"question_id": 3, "category": "math", "turn": 1, "answer_error": "turn 1: too long",
+             "judgment": "The answer is ERROR. Rating: [[1]]"}]  # FastChat judges the "ERROR" answer
     records = judgment_records(rows)
-    assert [r["score"] for r in records] == [6.0, None, None, None]
-    assert records[1]["error"] == UNPARSEABLE
+    assert [r["score"] for r in records] == [6.0, None, None, 1.0]
+    assert records[1]["error"] == UNPARSEABLE and records[3]["answer_error"] == "turn 1: too long"
     s = summarize_mtbench(records)
-    assert (s["scored"], s["unparseable"], s["failed"], s["mean"]) == (1, 1, 2, 6.0)
-    assert s["scored"] + s["unparseable"] + s["failed"] == s["judged_turns"] == 4
+    assert (s["scored"], s["unparseable"], s["failed"], s["answer_errors"], s["mean"]) == (2, 1, 1, 1, 3.5)
+    assert s["completeness"]["mtbench"] == {"expected": 4, "answered": 3, "judged": 2, "unparseable": 1,
+                                            "failed": 1, "usable": 1}
+    assert s["completeness"]["turn2"] == {"expected": 1, "answered": 1, "judged": 0, "unparseable": 1,
+                                          "failed": 0, "usable": 0}
+    assert {f["question_id"] for f in s["failures"]} == {1, 2, 3}
 
 
 def test_verdicts():
@@ -48,15 +54,17 @@ def test_verdicts():
         ["A", "B", "tie", None, None]
 
 
-def test_pairwise_swap_cancels_position_bias():
-    # q1: the student wins in both positions; q2: the judge always says A (position bias) -> 0.5;
-    # q3: the student loses both; q4: tie then student win -> 0.75
-    v = [(1, 1, "A"), (1, 2, "B"), (2, 1, "A"), (2, 2, "A"), (3, 1, "B"), (3, 2, "A"), (4, 1, "tie"), (4, 2, "B")]
-    scores, bad = question_scores(v)
-    assert scores.tolist() == [1.0, 0.5, 0.0, 0.75] and bad == 0
-    r = win_rate(v, n_boot=500, seed=3)
-    assert r["win_rate"] == pytest.approx(2.25 / 4)
-    assert (r["wins"], r["ties"], r["losses"], r["games"], r["questions"]) == (4, 1, 3, 8, 4)
+def test_pair_v2_scores_questions_as_fastchat_show_result():
+    # q1: the model wins in both positions; q2: the judge always says A (position bias) -> tie; q3: the model
+    # loses both; q4: a tie in game 1 -> tie (FastChat), q5: an unreadable game -> the question is dropped
+    v = [(1, 1, "A"), (1, 2, "B"), (2, 1, "A"), (2, 2, "A"), (3, 1, "B"), (3, 2, "A"), (4, 1, "tie"), (4, 2, "B"),
+         (5, 1, "A"), (5, 2, None)]
+    outcomes, counts = question_outcomes(v)
+    assert outcomes.tolist() == [1.0, 0.5, 0.0, 0.5] and counts == {"questions": 5, "pairs": 4, "dropped": 1}
+    r = score(v, n_boot=500, seed=3)
+    assert r["win_rate"] == pytest.approx(2.0 / 4)  # (wins + ties / 2) / questions
+    assert (r["wins"], r["ties"], r["losses"], r["games"], r["pairs"]) == (1, 2, 1, 10, 4)
+    assert r["labels"] == {"A": 5, "B": 3, "tie": 1, "unreadable": 1}
 
 
 def test_bootstrap_with_fixed_seed_matches_a_hand_loop():
@@ -69,9 +77,9 @@ def test_bootstrap_with_fixed_seed_matches_a_hand_loop():
     assert lo < scores.mean() < hi and 0.0 <= lo and hi <= 1.0
 
 
-def test_unreadable_games_are_left_out_and_counted():
-    r = win_rate([(1, 1, None), (1, 2, "B"), (2, 1, None), (2, 2, None)], n_boot=10)
-    assert r["win_rate"] == 1.0 and r["questions"] == 1 and r["unreadable"] == 3
+def test_a_pair_with_an_unreadable_game_is_dropped_whole():
+    r = score([(1, 1, None), (1, 2, "B"), (2, 1, "A"), (2, 2, "B")], n_boot=10)
+    assert r["win_rate"] == 1.0 and r["pairs"] == 1 and r["dropped"] == 1
 
 
 def test_arena_hard_questions_and_answers(tmp_path):

@@ -192,12 +192,14 @@ def test_mtbench_data_from_the_package():
         assert "short explanation" not in p["prompt"] + p["system"]
         assert ("{question_1}" in p["prompt"]) == (turn == 2)
     math_q = next(q for q in qs if q["category"] == "math")
-    rows = mtbench.judge_rows(math_q, ["a1", "a2"], None, refs, prompts, turns=2)
+    rows = mtbench.judge_rows(math_q, ["a1", "a2"], [None, None], refs, prompts, turns=2)
     assert [r["turn"] for r in rows] == [1, 2]
     assert rows[0]["ref_answer_1"] == refs[math_q["question_id"]][0]
     assert "{ref_answer_1}" in rows[0]["judge_prompt"] and rows[1]["response"] == "a2"
-    writing = mtbench.judge_rows(qs[0], ["only one"], "turn 2: boom", refs, prompts, turns=2)
-    assert writing[1]["response"] is None and writing[0]["ref_answer_1"] == ""
+    # a turn whose generation failed is judged by its "ERROR" answer (FastChat's) and keeps why
+    writing = mtbench.judge_rows(qs[0], ["ERROR", "a2"], ["turn 1: boom", None], refs, prompts, turns=2)
+    assert [r["response"] for r in writing] == ["ERROR", "a2"] and writing[1]["answer_1"] == "ERROR"
+    assert writing[0]["answer_error"] == "turn 1: boom" and writing[0]["ref_answer_1"] == ""
 
 
 def test_mtbench_bad_files_name_file_and_line(tmp_path):

@@ -21,20 +21,26 @@ import numpy as np
 from crowdselect.runtime.lm.batches import left_pad
 from crowdselect.runtime.lm.labels import LabelTrie, Prefix
 from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_device
+from crowdselect.runtime.lm.sampling import PLAIN_SAMPLING
 
 
 def generate_tokens(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-                    device: str, seed: int | None = None, **options: Any) -> list[list[int]]:
+                    device: str, seed: int | None = None, model_defaults: bool = True,
+                    **options: Any) -> list[list[int]]:
     """Batched, left-padded `model.generate`; the new tokens of each prompt, up to and including its first
     end-of-sequence token (what follows is padding).
 
     options: generation settings over the model's own generation config (`do_sample`, `temperature`, `top_p`,
-    ...); seed: torch's seed before generating (None: left as it is). Greedy decoding gives each prompt the
+    ...), or over transformers' plain defaults with only the model's bos/eos ids when `model_defaults` is False;
+    seed: torch's seed before generating (None: left as it is). Greedy decoding gives each prompt the
     same tokens whatever else shares its batch, as long as the batch's width leaves room for max_new_tokens.
     """
     import torch
+    from transformers import GenerationConfig
 
-    cfg = copy.deepcopy(model.generation_config)
+    own = model.generation_config
+    cfg = copy.deepcopy(own) if model_defaults else GenerationConfig(bos_token_id=own.bos_token_id,
+                                                                     eos_token_id=own.eos_token_id)
     cfg.update(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **options)
     if seed is not None:
         torch.manual_seed(seed)
@@ -112,11 +118,14 @@ class HFCausalLM:
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                  seed: int = 0) -> list[str]:
-        """Batched generation (greedy at temperature 0; plain temperature sampling otherwise, no top-p/top-k);
-        returns the new text of each prompt."""
-        options = {"do_sample": temperature > 0, "temperature": temperature if temperature > 0 else 1.0,
-                   "top_p": 1.0, "top_k": None}
-        new = generate_tokens(self.model, self.tokenizer, prompts, max_new_tokens, self.device, seed, **options)
+        """Batched generation (greedy at temperature 0, else sampling at `temperature` with PLAIN_SAMPLING, as
+        the vLLM backend; nothing from the model's generation_config but its bos/eos ids); returns the new text
+        of each prompt."""
+        sample = temperature > 0
+        options = {"do_sample": sample, "temperature": temperature if sample else 1.0,
+                   **(PLAIN_SAMPLING if sample else {"repetition_penalty": 1.0})}
+        new = generate_tokens(self.model, self.tokenizer, prompts, max_new_tokens, self.device, seed,
+                              model_defaults=False, **options)
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
     def response_nll(self, prompts: list[list[int]], responses: list[list[int]]) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 
 from crowdselect.runtime.lm.labels import LabelTrie, Prefix
 from crowdselect.runtime.lm.load import load_tokenizer
+from crowdselect.runtime.lm.sampling import PLAIN_SAMPLING
 from crowdselect.runtime.models import resolve_model
 
 VLLM_TOP_LOGPROBS = 20  # vLLM's default max_logprobs; a label outside the top 20 counts as probability 0
@@ -68,7 +69,7 @@ class VllmCausalLM:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed, **PLAIN_SAMPLING)
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
                                  use_tqdm=False)
         return [o.outputs[0].text for o in outs]
