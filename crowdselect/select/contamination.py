@@ -17,7 +17,7 @@ n-gram found in more than 10 documents through): an instruction pool is small be
 flagged row is written down with its evidence, not silently cut.
 
     index = build_index(texts, n=13, min_words=8, embeddings=E)        # E: (m, d) unit rows, or None
-    find_matches(instructions, X, index, cosine=0.8)                    # X: (n, d) unit rows, or None
+    find_matches(instructions, X, index, cosine=0.75)                   # X: (n, d) unit rows, or None
     -> [Match(text, rule, ngram, cosine) or None per instruction]
 """
 

@@ -187,6 +187,38 @@ class Decontaminated:
                 f"each with its evidence in {CONTAMINATION_FILE}")
 
 
+def drop_contaminated(ds, crowd, cfg, counts: dict[str, Any]) -> tuple[Any, Any, Decontaminated]:
+    """The select job's step: the pool (`ds`: metric rows, with the n_rows and missing-answer tallies) and the
+    crowd rows (Rows) without the rows that copy an eval question, and what was found; `counts` (run.json's)
+    move from accepted to decontaminated. cfg: the SelectConfig. Nothing left: contamination.jsonl is written
+    and the run stops (UserError)."""
+    from functools import partial
+
+    from crowdselect.core import log
+    from crowdselect.crowd.blocks import N_ROWS
+    from crowdselect.crowd.parse import MISSING
+    from crowdselect.runtime.rows import filter_rows
+
+    dec, tally = cfg.decontaminate, [N_ROWS, *MISSING]
+    found = remove_contaminated(ds, dec, cfg.embedder, tally)
+    found.take_from(counts, N_ROWS, MISSING)
+    log.say(found.note(dec, N_ROWS))
+    if counts["accepted_instructions"] == 0:
+        uri = write_contamination(cfg.out, found.flagged)
+        raise UserError(f"every usable row matched the eval sets ({', '.join(dec.against)}): nothing to select; "
+                        f"the matches are in {uri}")
+    gone = partial(_not_in, ids=[f[C.ID] for f in found.flagged])
+    return found.clean.drop_columns(tally), filter_rows(crowd, gone), found
+
+
+def _not_in(block, ids: list[str]):
+    """Predicate: the block's rows whose id is not in `ids` (pyarrow compute; either executor)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.invert(pc.is_in(block[C.ID], value_set=pa.array(ids, pa.string())))
+
+
 def remove_contaminated(ds, cfg: DecontaminateConfig, embedder, keep: list[str]) -> Decontaminated:
     """The wiring: the eval sets' texts, their embeddings on the driver (`embedder`: the run's EmbedderConfig;
     the embedding rule needs `ds` to carry the pool's embeddings), then `decontaminate`."""

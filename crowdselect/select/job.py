@@ -51,7 +51,7 @@ from crowdselect.runtime.resources import for_spec, plan
 from crowdselect.runtime.rows import Rows, filter_rows
 from crowdselect.select.card import write_card
 from crowdselect.select.config import SelectConfig, check_paths, needs_embeddings
-from crowdselect.select.decontaminate import CONTAMINATION_FILE, remove_contaminated, write_contamination
+from crowdselect.select.decontaminate import CONTAMINATION_FILE, drop_contaminated, write_contamination
 from crowdselect.select.dedup import DUPLICATES_FILE, drop_duplicates, with_embedding, write_duplicates
 from crowdselect.select.dedup import note as dedup_note
 from crowdselect.select.dedup import record as dedup_record
@@ -155,16 +155,9 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     contamination = None
     if dec.active:
         with log.stage("decontaminate", timer, rows=n_acc):
-            contamination = remove_contaminated(metrics_ds, dec, cfg.embedder, tally)
-        contamination.take_from(counts, N_ROWS, MISSING)
+            metrics_ds, crowd, contamination = drop_contaminated(metrics_ds, crowd, cfg, counts)
         n_acc = counts["accepted_instructions"]
-        metrics_ds = contamination.clean.drop_columns(tally)
         clean_notes.append(contamination.note(dec, N_ROWS))
-        crowd = filter_rows(crowd, partial(_not_in, ids=[f[C.ID] for f in contamination.flagged]))
-        log.say(clean_notes[-1])
-        if n_acc == 0:
-            raise UserError(f"every usable row matched the eval sets ({', '.join(dec.against)}): nothing to select; "
-                            f"see {storage.join(cfg.out, CONTAMINATION_FILE)}")
     if sel.strategy in STRATEGY_COLUMNS:
         field, column = STRATEGY_COLUMNS[sel.strategy]
         with log.stage(f"baseline {field}", timer, rows=n_acc):
@@ -187,17 +180,10 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
 
     score_kwargs = {"quantiles": quantiles, "strategy": sel.strategy, "weights": sel.weights, "seed": sel.seed,
                     "use_stability": use_stability, "centers": centers, "projection": projection}
-    pairs = None
     with log.stage("score + select", timer, rows=n_acc):
-        if sel.dedup.enabled:  # the scores decide which row of a pair stays; the embeddings find the pairs
-            scored = base.map_batches(with_embedding, batch_format="pyarrow",
-                                      fn_kwargs={"score": score_block, **score_kwargs}).materialize()
-            scored, candidates, pairs = drop_duplicates(scored, sel.dedup)
+        scored, candidates, pairs = score(base, score_kwargs, cfg, clustering)
+        if pairs is not None:
             clean_notes.append(dedup_note(sel.dedup, pairs))
-            log.say(clean_notes[-1])
-        else:
-            scored = base.map_batches(score_block, batch_format="pyarrow", fn_kwargs=score_kwargs)
-            scored = candidates = scored.materialize() if clustering else scored
         if sel.strategy == "tags":
             chosen = choose_by_tags(candidates, sel.k)
         else:
@@ -233,12 +219,18 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     return 0
 
 
-def _not_in(block, ids: list[str]):
-    """Predicate: the block's rows whose id is not in `ids` (pyarrow compute; either executor)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pc.invert(pc.is_in(block[C.ID], value_set=pa.array(ids, pa.string())))
+def score(base: Rows, score_kwargs: dict, cfg: SelectConfig, clustering: bool) -> tuple[Rows, Rows, list | None]:
+    """(every scored row, the rows the selection may take, dedup's pairs or None). With dedup the scores decide
+    which row of a pair stays and the embeddings find the pairs (`crowdselect.select.dedup`)."""
+    if cfg.selection.dedup.enabled:
+        scored = base.map_batches(with_embedding, batch_format="pyarrow",
+                                  fn_kwargs={"score": score_block, **score_kwargs}).materialize()
+        scored, candidates, pairs = drop_duplicates(scored, cfg.selection.dedup)
+        log.say(dedup_note(cfg.selection.dedup, pairs))
+        return scored, candidates, pairs
+    scored = base.map_batches(score_block, batch_format="pyarrow", fn_kwargs=score_kwargs)
+    scored = scored.materialize() if clustering else scored
+    return scored, scored, None
 
 
 def handle_rejects(rows: Rows, file_order: dict[str, int], mode: str, out: str) -> None:

@@ -1,7 +1,7 @@
 """Decontamination end to end: MT-bench questions planted in a pool of real instructions (verbatim copies and
 paraphrases) are flagged with their evidence and never selected, on Ray Data and in this process alike, split
-into blocks; the real instructions all pass; a rerun writes the same bytes; `experiment` decontaminates against
-its own eval questions without being asked."""
+into blocks; the real instructions all pass; a rerun writes the same bytes; a pool of eval questions only stops
+with the matches written; `experiment` decontaminates against its own eval questions without being asked."""
 
 from __future__ import annotations
 
@@ -141,6 +141,22 @@ def test_a_bad_question_file_fails_before_any_work(tmp_path):
     assert main([*args, "--decontaminate", f"mt-bench,{tmp_path / 'q.jsonl'}"]) == 2
     assert main([*args, "--decontaminate", str(tmp_path / "missing.jsonl")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_a_pool_of_eval_questions_only_stops_with_the_matches_written(tmp_path):
+    from crowdselect.cli import main
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"id": f"p{j}", "instruction": p["text"], "responses": [
+        {"model": g, "response": "x", "reward": float(i)} for i, (g, _, _) in enumerate(CROWD)]}) + "\n"
+        for j, p in enumerate(planted_rows()[:3])))
+    (tmp_path / "c.yaml").write_text("generators:\n" + "".join(f"  - {{name: {n}, family: {f}, size_b: {s}}}\n"
+                                                              for n, f, s in CROWD))
+    out = tmp_path / "o"
+    assert main(["select", "--config", str(tmp_path / "c.yaml"), "--input", str(pool), "--out", str(out),
+                 "--no-cluster", "--k", "2", "--decontaminate", "mt-bench", "--executor", "local"]) == 2
+    assert [r["id"] for r in read_jsonl(out / "contamination.jsonl")] == ["p0", "p1", "p2"]
+    assert not (out / "run.json").exists()
 
 
 @pytest.mark.parametrize("against", [None, []])
