@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from crowdselect.core import log
+from crowdselect.core import invocation, log
 from crowdselect.core.errors import ConfigError, UserError
 from crowdselect.core.secrets import scrub_secrets
 from crowdselect.core.text import show
@@ -38,6 +38,8 @@ def _select_parser(sub) -> None:
                    help="rank the whole pool, no cluster quota")
     p.add_argument("--seed", type=int)
     p.add_argument("--embedder", help="HF id, folder or pkg: alias of the sentence embedder")
+    p.add_argument("--decontaminate", type=_specs, metavar="SPEC[,SPEC...]",
+                   help="remove pool rows that copy eval questions: mt-bench and/or question files")
     p.add_argument("--on-bad-rows", choices=["fail", "quarantine", "skip"], help="skip: old name of quarantine")
     p.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--executor", choices=["auto", "ray", "local"],
@@ -45,6 +47,11 @@ def _select_parser(sub) -> None:
                         "else Ray Data")
     p.add_argument("--out", help="output directory")
     p.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+
+
+def _specs(text: str) -> list[str]:
+    """`mt-bench,arena.jsonl` -> ["mt-bench", "arena.jsonl"]"""
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def _inspect_parser(sub) -> None:
@@ -126,6 +133,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    invocation.record(sys.argv[1:] if argv is None else argv)
     log.configure(verbose=args.verbose)
     try:
         return dispatch(args)

@@ -78,7 +78,9 @@ def crowd_yaml(run_dir: Path, n_rows: int, made_by: str = MADE_BY) -> str:
         + ", ".join(f"{k} {v:.0f}" for k, v in run["seconds"].items()),
         f"# Versions: {versions()}",
     ]
-    return "\n".join(lines) + "\n" + yaml.safe_dump({"generators": gens}, sort_keys=False, default_flow_style=None)
+    card = {"reward_model": f"{judge['model']} as an LLM judge ({judge['name']}: probability-weighted 1-10)"}
+    return "\n".join(lines) + "\n" + yaml.safe_dump({"generators": gens, "card": card}, sort_keys=False,
+                                                    default_flow_style=None)
 
 
 def write_simulated() -> None:

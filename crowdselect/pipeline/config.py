@@ -16,7 +16,9 @@ from crowdselect.core.rejects import bad_rows_policy
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.reward.config import RewardSpec, check_reward_specs, primary_reward
 from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.select.card import CardConfig
 from crowdselect.select.config import EmbedderConfig, SelectionConfig, check_stability_sizes
+from crowdselect.select.decontaminate import DecontaminateConfig
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -48,6 +50,8 @@ class RunConfig:
     rewards: list[RewardSpec] = field(default_factory=list)  # exactly one `primary: true` drives the metrics
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)  # select's; empty: off
+    card: CardConfig = field(default_factory=CardConfig)  # the selection's dataset card (pool, reward: filled in)
     ray: RayConfig = field(default_factory=RayConfig)
     # optional fine-tuning on the selection: a `crowdselect train` config (crowdselect.train.config.TrainConfig);
     # data.path defaults to DIR/select/selected.jsonl and out to DIR/train

@@ -41,6 +41,7 @@ from crowdselect.pipeline.experiment_config import (
     load_experiment_config,
 )
 from crowdselect.report.html import REPORT, write_report
+from crowdselect.select.card import CardConfig
 
 
 @dataclass
@@ -68,7 +69,8 @@ def open_crowd(cfg: ExperimentConfig) -> Crowd:
     own = dict(crowd_yaml.get("input") or {})  # how the crowd YAML reads its table (input.wide: the columns)
     fmt = c.format if c.format != "auto" else own.get("format", "auto")
     return Crowd({**own, "path": list(c.input), "format": fmt}, gens,
-                 {"input": list(c.input), "config": c.config, "generators": gens, "rewards": None})
+                 {"input": list(c.input), "config": c.config, "generators": gens, "rewards": None,
+                  "card": crowd_yaml.get("card") or {}})
 
 
 def select_dir(cfg: ExperimentConfig, strategy: StrategySpec, seed: int) -> str:
@@ -85,7 +87,8 @@ def select_config(cfg: ExperimentConfig, crowd: Crowd, strategy: StrategySpec, s
         selection["weights"] = strategy.weights
     data = {"generators": crowd.generators, "input": crowd.input, "selection": selection,
             "embedder": to_dict(cfg.embedder), "baselines": strategy.baselines, "ray": to_dict(cfg.ray),
-            "out": select_dir(cfg, strategy, seed)}
+            "out": select_dir(cfg, strategy, seed), "decontaminate": to_dict(cfg.decontaminate),
+            "card": selection_card(cfg, crowd)}
     return build(SelectConfig, data, file=f"experiment strategy {strategy.name}")
 
 
@@ -101,6 +104,20 @@ def ensure_selection(cfg: ExperimentConfig, crowd: Crowd, strategy: StrategySpec
         run_select(select_cfg)
         cells.finish_step(step)
     return select_cfg.out
+
+
+def selection_card(cfg: ExperimentConfig, crowd: Crowd) -> dict[str, Any]:
+    """The `card:` of every selection: the experiment's, with the crowd's pool and primary reward filled in."""
+    primary = next((r for r in crowd.lineage.get("rewards") or [] if r.get("primary")), None)
+    card, default = to_dict(cfg.card), to_dict(CardConfig())
+    for key, value in (crowd.lineage.get("card") or {}).items():  # the crowd YAML's card, where ours is unset
+        if key in card and card[key] == default[key]:
+            card[key] = value
+    card["pool"] = card["pool"] or (f"the crowd of `crowdselect run` {crowd.lineage['run']}" if crowd.lineage.get("run")
+                                    else ", ".join(crowd.input["path"]))
+    if primary and not card["reward_model"]:
+        card["reward_model"] = f"{primary['model']} ({primary['kind']}, reward `{primary['name']}`)"
+    return card
 
 
 def selection_digest(select_out: str) -> str:
@@ -193,6 +210,10 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     remove_outputs(cfg.out, (*RESULT_FILES, REPORT))
     storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     crowd = open_crowd(cfg)
+    against = cfg.decontaminate.against
+    log.say(f"every selection is decontaminated against {', '.join(against)} (this experiment's eval sets unless "
+            "`decontaminate:` says otherwise; `decontaminate: {against: []}` turns it off)" if against else
+            "decontamination is off (`decontaminate.against` is empty): a selection may hold eval questions")
     ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
     failed_select = {}
     for strategy in cfg.strategies:

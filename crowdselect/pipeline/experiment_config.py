@@ -18,7 +18,9 @@ from typing import Any
 
 from crowdselect.core.config import ConfigError, build, load_config
 from crowdselect.runtime.ray_setup import RayConfig
+from crowdselect.select.card import CardConfig
 from crowdselect.select.config import STRATEGIES, EmbedderConfig, SelectionConfig, check_seed
+from crowdselect.select.decontaminate import DecontaminateConfig, eval_sets, load_eval_texts
 
 
 @dataclass
@@ -74,6 +76,9 @@ class ExperimentConfig:
     # answered and judged; an incomplete cell is marked and left out of the means and the bold
     min_completeness: float = 0.95
     note: str | None = None  # printed at the top of results.md (e.g. what the scale means)
+    # every selection's; unset: against this experiment's own eval questions (`against: []` turns it off)
+    decontaminate: DecontaminateConfig | None = None
+    card: CardConfig = field(default_factory=CardConfig)  # the selections' dataset cards (license, pool, ...)
     out: str | None = None
     ray: RayConfig = field(default_factory=RayConfig)
 
@@ -133,6 +138,9 @@ def load_experiment_config(path: str, out: str | None = None, overrides: list[st
     cfg = load_config(ExperimentConfig, path, list(overrides or []), flags={"out": out})
     if not cfg.out:
         raise ConfigError(f"{path}: out: no output directory (set `out:` or pass --out)")
+    if cfg.decontaminate is None:  # its own eval questions, by default
+        cfg.decontaminate = DecontaminateConfig(against=eval_sets(cfg.eval))
+    load_eval_texts(cfg.decontaminate.against)  # a bad question file fails now, before any cell
     for student in cfg.students:
         build(TrainConfig, cell_train_dict(cfg, student, "selected.jsonl", cfg.out, cfg.seeds[0]),
               file=f"{path} (train:, student {student.name})")

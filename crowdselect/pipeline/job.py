@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 
 import yaml
 
@@ -28,7 +29,9 @@ from crowdselect.pipeline.store import StageStore
 from crowdselect.report.html import REPORT, write_report
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import plan_run
-from crowdselect.select.config import SelectConfig, check_embedder_weights
+from crowdselect.select.card import CardConfig
+from crowdselect.select.config import SelectConfig, check_embedder_weights, needs_embeddings
+from crowdselect.select.decontaminate import load_eval_texts
 
 
 def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
@@ -39,8 +42,10 @@ def main(config_path: str, out: str | None = None, overrides: list[str] | None =
     resource_plan(cfg)  # a resource setting Ray would refuse fails now, not after generation
     check_out_dir(cfg.out)
     check_inputs(cfg.pool.path, flag="pool.path")
-    if cfg.selection.cluster and cfg.selection.clusters > 1:
+    if needs_embeddings(cfg):
         check_embedder_weights(cfg.embedder)  # here, not after hours of generation
+    if cfg.decontaminate.active:
+        load_eval_texts(cfg.decontaminate.against)  # a bad question file fails now, not after generation
     with OutDirLock(cfg.out):
         return run_pipeline(cfg, config_path)
 
@@ -108,18 +113,28 @@ def select(cfg: RunConfig, crowd: StageStore, config_path: str) -> str:
     from crowdselect.select.job import run_select
 
     out = storage.join(cfg.out, "select")
+    card = selection_card(cfg)
     settings = {"selection": to_dict(cfg.selection), "embedder": output_settings(cfg.embedder),
-                "crowd": crowd.version, "generators": [[g.name, g.family, g.size_b] for g in cfg.generators]}
+                "crowd": crowd.version, "generators": [[g.name, g.family, g.size_b] for g in cfg.generators],
+                "decontaminate": to_dict(cfg.decontaminate), "card": to_dict(card)}
     done = StageStore.open(out, settings, redo_on_change=True)
     if done.complete:
         log.say("select: already done with these settings, kept")
         return out
     select_cfg = SelectConfig(generators=cfg.generators,
                               input=InputConfig(path=[crowd.uri], format="canonical", on_bad_rows="fail"),
-                              selection=cfg.selection, embedder=cfg.embedder, ray=cfg.ray, out=out)
+                              selection=cfg.selection, embedder=cfg.embedder, decontaminate=cfg.decontaminate,
+                              card=card, ray=cfg.ray, out=out)
     run_select(select_cfg, config_path=config_path)
     done.mark_complete()
     return out
+
+
+def selection_card(cfg: RunConfig) -> CardConfig:
+    """The run's `card:` with what the run knows filled in: the pool's files and the primary reward model."""
+    primary = next(r for r in cfg.rewards if r.name == cfg.metric_reward)
+    return replace(cfg.card, pool=cfg.card.pool or ", ".join(cfg.pool.path),
+                   reward_model=cfg.card.reward_model or f"{primary.model} ({primary.kind}, reward `{primary.name}`)")
 
 
 def train(cfg: RunConfig, config_path: str) -> dict:

@@ -3,7 +3,8 @@ PNG, no script, no network), built only from the files the run wrote:
 
     select run   run.json, scores.parquet/, selected.jsonl  -> metric distributions pool vs selected,
                  metric correlations, mean reward per generator and per-family size curves, a 2-D projection
-                 of the clusters with the selected rows marked, per-cluster quotas, selected examples in full
+                 of the clusters with the selected rows marked, per-cluster quotas, decontamination and dedup
+                 (contamination.jsonl, duplicates.jsonl), selected examples in full
     pipeline run run.json -> its select/ folder as above, + train/train_log.jsonl loss curve
     experiment   experiment.json, results.md, cells/*/{train,eval} -> the table, loss curves, eval scores by
                  category, and the first strategy's selection as above
@@ -25,7 +26,7 @@ import numpy as np
 from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.core.text import DISPLAY_LIMIT, show
-from crowdselect.report import figures
+from crowdselect.report import cleaning, figures
 
 log = logging.getLogger(__name__)
 REPORT = "report.html"
@@ -113,6 +114,10 @@ def selection_sections(select_dir: str) -> list[str]:
                 out.append(_section("Clusters (the embeddings on their two principal axes)",
                                     _img(figures.cluster_projection(xy, clusters, selected), "clusters")))
             out.append(_section("Per-cluster quotas", _img(figures.cluster_quotas(clusters, selected), "quotas")))
+    cleaned = {"Decontamination": cleaning.contamination_section(run, _read_jsonl(storage.join(select_dir,
+                                                                                                "contamination.jsonl"))),
+               "Semantic dedup": cleaning.dedup_section(run, _read_jsonl(storage.join(select_dir, "duplicates.jsonl")))}
+    out += [_section(title, body) for title, body in cleaned.items() if body]
     examples = _read_jsonl(storage.join(select_dir, "selected.jsonl"))[:EXAMPLES]
     if examples:
         body = "".join(f"<h3>{_text(e.get(C.ID), 200)} (cluster {e.get(C.CLUSTER)}, score "

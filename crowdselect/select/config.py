@@ -19,6 +19,9 @@ from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.ray_setup import RayConfig
 from crowdselect.runtime.resources import PoolResources
 from crowdselect.runtime.weights import check_weights
+from crowdselect.select.card import CardConfig
+from crowdselect.select.decontaminate import DecontaminateConfig, load_eval_texts
+from crowdselect.select.dedup import DedupConfig
 from crowdselect.select.metrics import has_sized_families, one_size_families
 
 STRATEGIES = (
@@ -89,6 +92,7 @@ class SelectionConfig:
     # a family whose members' rewards all tie (e.g. two sizes giving the same answer): its Spearman is 0/0.
     # undefined: left out (scipy's and the authors' NaN); zero: counts as 0, no size signal
     stability_ties: Literal["undefined", "zero"] = "undefined"
+    dedup: DedupConfig = field(default_factory=DedupConfig)  # near-duplicates within clusters (off by default)
 
     def validate(self) -> None:
         if self.k < 1:
@@ -119,6 +123,8 @@ class SelectConfig:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)  # eval sets; empty: off
+    card: CardConfig = field(default_factory=CardConfig)  # the dataset card of exports/hf
     out: str | None = None
     # auto: in this process when no Ray cluster is named (ray.address, RAY_ADDRESS) and the input is under
     # a quarter of the free memory; else Ray Data. ray / local force one (`crowdselect.runtime.local_data`).
@@ -172,8 +178,17 @@ def check_paths(cfg: SelectConfig) -> None:
         raise UserError("no output directory: give --out DIR or out: in the config")
     check_out_dir(cfg.out)
     check_inputs(cfg.input.path)
-    if cfg.selection.cluster and cfg.selection.clusters > 1:
+    if needs_embeddings(cfg):
         check_embedder_weights(cfg.embedder)
+    if cfg.decontaminate.active:
+        load_eval_texts(cfg.decontaminate.against)  # a missing or bad question file fails now
+
+
+def needs_embeddings(cfg: Any) -> bool:
+    """Whether the run embeds its pool: to cluster it, for the decontamination's embedding rule, or to dedup.
+    cfg: a SelectConfig or a RunConfig (both have `selection` and `decontaminate`)."""
+    sel, dec = cfg.selection, cfg.decontaminate
+    return (sel.cluster and sel.clusters > 1) or sel.dedup.enabled or (dec.active and dec.cosine is not None)
 
 
 def check_embedder_weights(e: EmbedderConfig) -> None:
@@ -202,6 +217,7 @@ FLAG_KEYS = {
     "out": "out",
     "ray_address": "ray.address",
     "executor": "executor",
+    "decontaminate": "decontaminate.against",
 }
 
 

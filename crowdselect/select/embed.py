@@ -79,3 +79,17 @@ class Embedder:
         texts = [str(t) for t in batch[C.INSTRUCTION]]
         batch[C.EMBEDDING] = self.embed(texts)
         return batch
+
+
+def embedder_kwargs(e, device: str | None = None) -> dict:
+    """An EmbedderConfig as `Embedder`'s arguments (device: cuda when the stage has GPUs, unless given)."""
+    res = e.resources
+    return {"model": e.model, "kind": e.kind, "batch_size": res.batch_size, "max_length": e.max_length,
+            "device": device or ("cuda" if res.num_gpus > 0 else "cpu"), "trust_remote_code": e.trust_remote_code,
+            "allow_pickle_weights": e.allow_pickle_weights}
+
+
+def embed_texts(texts: list[str], e) -> np.ndarray:
+    """(m,) texts -> (m, d) on this process's CPU with the stage's model and settings (for a few texts: the
+    eval questions decontamination compares the pool with)."""
+    return Embedder(**embedder_kwargs(e, device="cpu")).embed(texts)

@@ -1,7 +1,11 @@
 """`crowdselect select`: the selection engine wired on Ray Data, as one straight sequence.
 
-    read -> parse/validate -> metrics -> quantile sketch -> embed -> k-means -> score -> candidates -> select
-    -> write (scores.parquet/, selected.jsonl, exports/, rejected.jsonl, run.json, summary.txt, metrics.png)
+    read -> parse/validate -> metrics -> embed -> decontaminate -> quantile sketch -> k-means -> score -> dedup
+    -> candidates -> select -> write (scores.parquet/, selected.jsonl, exports/ (hf/: the dataset card),
+    rejected.jsonl, contamination.jsonl, duplicates.jsonl, run.json, summary.txt, metrics.png)
+
+(embed when clustering, for decontamination's embedding rule or for dedup; decontaminate and dedup when asked:
+`crowdselect.select.decontaminate`, `crowdselect.select.dedup`.)
 
 Every stage is a Ray Data `map_batches` over blocks (memory bounded by the block size); only small things
 reach the driver: counts and ids, sketches, k-means centres, and each block's best k rows per cluster. Ray
@@ -31,7 +35,7 @@ import ray
 from crowdselect.baselines.config import STRATEGY_COLUMNS, add_baseline
 from crowdselect.baselines.tag_diversity import select_by_tags
 from crowdselect.core import columns as C
-from crowdselect.core import log, storage
+from crowdselect.core import invocation, log, storage
 from crowdselect.core.config import to_dict
 from crowdselect.core.errors import UserError
 from crowdselect.core.paths import OutDirLock, remove_outputs
@@ -52,8 +56,13 @@ from crowdselect.select.blocks import (
     score_block,
     sketch_block,
 )
-from crowdselect.select.config import SelectConfig, check_paths
-from crowdselect.select.embed import Embedder
+from crowdselect.select.card import write_card
+from crowdselect.select.config import SelectConfig, check_paths, needs_embeddings
+from crowdselect.select.decontaminate import CONTAMINATION_FILE, drop_contaminated, write_contamination
+from crowdselect.select.dedup import DUPLICATES_FILE, drop_duplicates, with_embedding, write_duplicates
+from crowdselect.select.dedup import note as dedup_note
+from crowdselect.select.dedup import record as dedup_record
+from crowdselect.select.embed import Embedder, embedder_kwargs
 from crowdselect.select.kmeans_ray import fit_kmeans
 from crowdselect.select.metrics import has_sized_families, one_size_families
 from crowdselect.select.normalize import QuantileSketch, fit_quantiles, merge_all
@@ -68,7 +77,7 @@ LOCAL_MEMORY_SHARE = 0.25  # executor auto: in-process for input files under thi
 # Everything a select run writes in DIR: removed at the start of a rerun, so no output of an older run
 # (a stale rejected.jsonl, a second scores.parquet) sits beside this run's run.json.
 OWNED_OUTPUTS = ("selected.jsonl", "scores.parquet", "exports", "rejected.jsonl", "run.json", "summary.txt",
-                 "metrics.png", REPORT)
+                 "metrics.png", CONTAMINATION_FILE, DUPLICATES_FILE, REPORT)
 
 
 def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
@@ -125,7 +134,8 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     c = ing.counts
     n_acc, acc_rows, n_rej, rej_rows = c.accepted, c.accepted_rows, c.rejected, c.rejected_rows
     counts = {"input_rows": acc_rows + rej_rows, "accepted_rows": acc_rows, "accepted_instructions": n_acc,
-              "rejected_rows": rej_rows, "rejected_records": n_rej,
+              "rejected_rows": rej_rows, "rejected_records": n_rej, "decontaminated_rows": 0,
+              "decontaminated_instructions": 0,
               "missing_answers": {m.removeprefix("missing_"): c.missing[m] for m in MISSING}}
     log.say(f"read {counts['input_rows']:,} input rows ({ing.format} format): {acc_rows:,} accepted, "
         f"{rej_rows:,} rejected")
@@ -134,7 +144,20 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     if n_acc == 0:
         raise UserError("no usable rows in the input")
 
-    metrics_ds = (accepted(ing.rows) if n_rej else ing.rows).select_columns(METRIC_COLUMNS)  # lazy: fused
+    crowd = accepted(ing.rows) if n_rej else ing.rows
+    dec, clean_notes = cfg.decontaminate, []
+    tally = [N_ROWS, *MISSING] if dec.active else []  # the counts a decontaminated row takes with it
+    metrics_ds = crowd.select_columns(METRIC_COLUMNS + tally)  # lazy: fused into the ingest
+    embedded = needs_embeddings(cfg)  # to cluster, for the embedding rule, or to dedup
+    if embedded:
+        with log.stage("embed", timer, rows=n_acc):
+            metrics_ds = embed(metrics_ds, cfg, local)
+    contamination = None
+    if dec.active:
+        with log.stage("decontaminate", timer, rows=n_acc):
+            metrics_ds, crowd, contamination = drop_contaminated(metrics_ds, crowd, cfg, counts)
+        n_acc = counts["accepted_instructions"]
+        clean_notes.append(contamination.note(dec, N_ROWS))
     if sel.strategy in STRATEGY_COLUMNS:
         field, column = STRATEGY_COLUMNS[sel.strategy]
         with log.stage(f"baseline {field}", timer, rows=n_acc):
@@ -149,43 +172,65 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     if clustering:
         if n_acc < sel.clusters:
             raise UserError(f"{n_acc} accepted instructions cannot form {sel.clusters} clusters; lower --clusters")
-        with log.stage("embed", timer, rows=n_acc):
-            base = embed(metrics_ds, cfg, local)
         with log.stage("kmeans", timer, rows=n_acc):
             centers, kinfo = cluster(base, cfg, local)
         projection = principal_axes(base)
+    elif embedded and not sel.dedup.enabled:
+        base = base.drop_columns([C.EMBEDDING])
 
-    scored = base.map_batches(score_block, batch_format="pyarrow", fn_kwargs={
-        "quantiles": quantiles, "strategy": sel.strategy, "weights": sel.weights, "seed": sel.seed,
-        "use_stability": use_stability, "centers": centers, "projection": projection})
+    score_kwargs = {"quantiles": quantiles, "strategy": sel.strategy, "weights": sel.weights, "seed": sel.seed,
+                    "use_stability": use_stability, "centers": centers, "projection": projection}
     with log.stage("score + select", timer, rows=n_acc):
-        if clustering:
-            scored = scored.materialize()
+        scored, candidates, pairs = score(base, score_kwargs, cfg, clustering)
+        if pairs is not None:
+            clean_notes.append(dedup_note(sel.dedup, pairs))
         if sel.strategy == "tags":
-            chosen = choose_by_tags(scored, sel.k)
+            chosen = choose_by_tags(candidates, sel.k)
         else:
-            chosen = choose(scored, sel.k, sel.clusters if clustering else 1, clustering)
+            chosen = choose(candidates, sel.k, sel.clusters if clustering else 1, clustering)
     # everything the outputs hold is computed before the first is written: a failure here leaves none
     records = selected_records(chosen)
-    decisions = describe_decisions(cfg, use_stability, defined, n_acc, len(records), counts["missing_answers"])
+    decisions = clean_notes + describe_decisions(cfg, use_stability, defined, n_acc, len(records),
+                                                 counts["missing_answers"])
     summary, facts = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined,
-                               crowd=accepted(ing.rows))
+                               crowd=crowd)
     with log.stage("write", timer, rows=n_acc):
         written = write_selected(cfg.out, records)
         write_scores(scored, {r[C.ID] for r in records}, cfg.out)
         write_summary(cfg.out, summary)
         plot_metrics(cfg.out, quantiles, chosen)
-    run = {"command": "select", "config_file": config_path, "config": to_dict(cfg), "ray": where,
-           "executor": "local" if local else "ray",
-           "resources": plan({"embed": for_pool(cfg.embedder.resources)}) if clustering else {},
+        if contamination is not None:
+            written.append(write_contamination(cfg.out, contamination.flagged))
+        if pairs is not None:
+            written.append(write_duplicates(cfg.out, pairs))
+    run = {"command": "select", "invocation": invocation.command(), "config_file": config_path,
+           "config": to_dict(cfg), "ray": where, "executor": "local" if local else "ray",
+           "resources": plan({"embed": for_pool(cfg.embedder.resources)}) if embedded else {},
            "input_files": ing.files, "format": ing.format, "input_columns": ing.columns, "counts": counts,
+           "decontamination": contamination.record(dec, N_ROWS) if contamination is not None else None,
+           "dedup": dedup_record(sel.dedup, pairs) if pairs is not None else None,
            "selected": len(records), "decisions": decisions, "kmeans": kinfo,
            "generator_rewards": {g: {"n": m.n, "mean": m.mean, "std": m.std} for g, m in facts.generator_rewards.items() if m.n},
            "metric_defined_rows": defined, "timings_s": dict(timer), "versions": versions(), "outputs": written}
+    run["outputs"] += write_card(cfg.out, records, run)
     write_json(storage.join(cfg.out, "run.json"), run)  # last but the report: run.json marks a finished run
     write_report(cfg.out)
     print(summary)
     return 0
+
+
+def score(base: Rows, score_kwargs: dict, cfg: SelectConfig, clustering: bool) -> tuple[Rows, Rows, list | None]:
+    """(every scored row, the rows the selection may take, dedup's pairs or None). With dedup the scores decide
+    which row of a pair stays and the embeddings find the pairs (`crowdselect.select.dedup`)."""
+    if cfg.selection.dedup.enabled:
+        scored = base.map_batches(with_embedding, batch_format="pyarrow",
+                                  fn_kwargs={"score": score_block, **score_kwargs}).materialize()
+        scored, candidates, pairs = drop_duplicates(scored, cfg.selection.dedup)
+        log.say(dedup_note(cfg.selection.dedup, pairs))
+        return scored, candidates, pairs
+    scored = base.map_batches(score_block, batch_format="pyarrow", fn_kwargs=score_kwargs)
+    scored = scored.materialize() if clustering else scored
+    return scored, scored, None
 
 
 def handle_rejects(rows: Rows, file_order: dict[str, int], mode: str, out: str) -> None:
@@ -224,10 +269,7 @@ def embed(ds: Rows, cfg: SelectConfig, local: bool = False) -> Rows:
     e, res = cfg.embedder, cfg.embedder.resources
     return ds.map_batches(
         Embedder, batch_format="numpy", batch_size=None if local else res.batch_size * 4,
-        fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": res.batch_size,
-                               "max_length": e.max_length, "device": "cuda" if res.num_gpus > 0 else "cpu",
-                               "trust_remote_code": e.trust_remote_code,
-                               "allow_pickle_weights": e.allow_pickle_weights},
+        fn_constructor_kwargs=embedder_kwargs(e),
         compute=ray.data.ActorPoolStrategy(size=res.concurrency), **for_pool(res).remote_options()).materialize()
 
 

@@ -189,7 +189,8 @@ def summary_text(f: SummaryFacts) -> str:
     """The summary as text; pure (see the module docstring for what it shows)."""
     c = f.counts
     lines = ["", "crowdselect selection summary", RULE,
-             f"input rows {c['input_rows']:>10,}  = accepted {c['accepted_rows']:,} + rejected {c['rejected_rows']:,}",
+             f"input rows {c['input_rows']:>10,}  = accepted {c['accepted_rows']:,} + rejected {c['rejected_rows']:,}"
+             + (f" + decontaminated {c['decontaminated_rows']:,}" if c.get("decontaminated_rows") else ""),
              f"instructions {c['accepted_instructions']:>8,}  selected {len(f.chosen):,} "
              f"(strategy {f.strategy}, weights {f.weights})"]
     if f.cluster_sizes is not None:

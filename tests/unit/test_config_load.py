@@ -142,3 +142,17 @@ def test_yaml_alias_cycle_and_python_tags_are_refused(tmp_path):
         load_yaml(path)
     path = write(tmp_path, "shared: &s {temperature: 0.7}\nx: *s\ny: *s\n")  # a few aliases are fine
     assert load_yaml(path)["y"] == {"temperature": 0.7}
+
+
+def test_decontaminate_flag_takes_a_comma_list_and_dedup_is_a_selection_key(tmp_path):
+    from crowdselect.cli import parse
+
+    path = write(tmp_path, CROWD)
+    args = parse(["select", "--config", path, "--decontaminate", "mt-bench, arena.jsonl", "selection.dedup.enabled=true"])
+    cfg = load_select_config(path, {k: getattr(args, k, None) for k in FLAG_KEYS}, args.overrides)
+    assert cfg.decontaminate.against == ["mt-bench", "arena.jsonl"] and cfg.decontaminate.cosine == 0.75
+    assert cfg.selection.dedup.enabled and cfg.selection.dedup.cosine == 0.9
+    assert load_select_config(path, flags(), []).decontaminate.active is False
+    with pytest.raises(ConfigError) as e:
+        load_select_config(path, flags(), ["decontaminate.cosine=2"])
+    assert str(e.value) == "command line: decontaminate.cosine: must be in (0, 1], or null for no embedding rule, got 2.0"

@@ -16,15 +16,16 @@ ROOT = Path(__file__).resolve().parents[2] / "crowdselect"
 #              the pipeline draw with it)
 #   pool, generate, reward, crowd       the phases that make the crowd table
 #   baselines  model-scored baseline columns (reward models as judges/students), which select's strategies read
-#   select, train, eval                 the phases that use the crowd table
+#   eval       the student's evaluation; its benchmark question sets are what select decontaminates against
+#   select, train                       the phases that use the crowd table
 #   pipeline   `crowdselect run` and `experiment`: every phase in order, with the stored stages
 #   cli        the commands
 LAYERS = (
     ("core",),
     ("runtime", "report"),
     ("pool", "generate", "reward", "crowd"),
-    ("baselines",),
-    ("select", "train", "eval"),
+    ("baselines", "eval"),
+    ("select", "train"),
     ("pipeline",),
     ("cli",),
 )
