@@ -34,6 +34,7 @@ MODELS = [  # the heavy files: real 0.5B-1.5B models, vLLM, the multi-node clust
     "e2e/test_storage_gcs.py",
     "stage/test_packaged_qwen.py",
     "stage/test_generate_vllm.py",
+    "stage/test_reward_vllm.py",
     "stage/test_judge.py",
 ]
 HEARTBEAT_S = 60

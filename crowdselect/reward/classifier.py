@@ -6,6 +6,8 @@ The pair is rendered with the reward model's own chat template as a user turn an
 truncated by the spec's policy (RewardSpec), right-padded, and scored in length-sorted micro-batches. The
 score is the model's `score` output when it has one (ArmoRM's preference score), else logits[:, 0].
 The model reads its score at the last non-pad token (transformers' sequence-classification head).
+This is `backend: hf`; `backend: vllm` scores the same token ids (`classifier_encoder`) through ray.data.llm
+(`classifier_vllm.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,17 @@ from crowdselect.runtime.lm.chat import encode_chat
 from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_device
 
 
+def classifier_encoder(tokenizer: Any, spec: RewardSpec) -> PairEncoder:
+    """(instruction, response) -> the token ids a classifier scores: a user turn and an assistant turn in the
+    tokenizer's chat template, truncated by the spec's policy. The HF and the vLLM backends both encode with it."""
+
+    def render(instruction: str, response: str) -> list[int]:
+        messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+        return encode_chat(tokenizer, messages, add_generation_prompt=False)
+
+    return PairEncoder(tokenizer, render, spec.max_length, spec.truncation, spec.prompt_share)
+
+
 class RewardClassifier:
     """Ray Data stage (callable class): heavy model load in __init__, `__call__(batch)` per batch."""
 
@@ -41,13 +54,8 @@ class RewardClassifier:
         self.model = load_model(spec, self.device, auto_class=AutoModelForSequenceClassification)
         if self.model.config.pad_token_id is None:  # needed to find each row's last token in a padded batch
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.encoder = PairEncoder(self.tokenizer, self._render, spec.max_length, spec.truncation,
-                                   spec.prompt_share)
+        self.encoder = classifier_encoder(self.tokenizer, spec)
         self._torch = torch
-
-    def _render(self, instruction: str, response: str) -> list[int]:
-        messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
-        return encode_chat(self.tokenizer, messages, add_generation_prompt=False)
 
     def encode(self, instruction: str, response: str) -> list[int]:
         """Token ids the model scores for one pair (template applied, truncated). Raises RowError."""

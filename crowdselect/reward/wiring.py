@@ -7,6 +7,10 @@ autoscaling cluster sees the right resource demands.
     ds = add_rewards(ds, spec)                      # long rows (id, instruction, model, response) -> + reward
     cls, ctor, kwargs = reward_stage(spec)          # the same pieces, e.g. for a benchmark
     scorer = build_scorer(spec)                     # an in-process instance: scorer(batch_dict)
+
+A classifier with `backend: vllm` is a `ray.data.llm` processor, not one callable class
+(`crowdselect.reward.classifier_vllm`): `add_rewards` wires it, with the same resources and the same output
+columns; it has no in-process scorer.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from crowdselect.reward.config import RewardSpec
 from crowdselect.runtime.resources import for_pool
 
 
+def on_ray_llm(spec: RewardSpec) -> bool:
+    """Whether the spec runs as a ray.data.llm processor (a classifier on vLLM) rather than an actor pool."""
+    return spec.kind == "classifier" and spec.backend == "vllm"
+
+
 def stage_class(spec: RewardSpec) -> type:
+    if on_ray_llm(spec):
+        raise ValueError(f"reward {spec.name!r}: a vllm classifier runs through ray.data.llm; use add_rewards")
     if spec.kind == "classifier":
         from crowdselect.reward.classifier import RewardClassifier
 
@@ -44,6 +55,10 @@ def reward_stage(spec: RewardSpec, output_column: str = C.REWARD) -> tuple[type,
 
 def add_rewards(ds: Any, spec: RewardSpec, output_column: str = C.REWARD) -> Any:
     """Dataset of (instruction, response, ...) rows -> the same rows with reward, reward_error, reward_model."""
+    if on_ray_llm(spec):
+        from crowdselect.reward.classifier_vllm import build_vllm_rewards
+
+        return build_vllm_rewards(spec, output_column)(ds)
     cls, ctor, kwargs = reward_stage(spec, output_column)
     return ds.map_batches(cls, fn_constructor_kwargs=ctor, **kwargs)
 

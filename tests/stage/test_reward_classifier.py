@@ -2,8 +2,9 @@
 
 The reward model is built honestly from a shipped model: SmolLM2-135M-Instruct's transformer with a fresh
 one-output classification head (AutoModelForSequenceClassification, num_labels=1, seeded), saved as a
-folder. Its scores mean nothing; the tests prove the wiring (chat template, padding, last-token pooling,
-per-row errors, Ray actor pool) and the truncation policies on real weights and a real tokenizer.
+folder once per session (`reward_model_dir`, tests/stage/conftest.py). Its scores mean nothing; the tests
+prove the wiring (chat template, padding, last-token pooling, per-row errors, Ray actor pool) and the
+truncation policies on real weights and a real tokenizer.
 """
 
 import numpy as np
@@ -17,30 +18,14 @@ from crowdselect.runtime.resources import PoolResources
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def rm_path(tmp_path_factory):
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from crowdselect.runtime.models import resolve_model
-
-    src = resolve_model("pkg:smollm2-135m-instruct")
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, dtype=torch.float32)
-    out = tmp_path_factory.mktemp("rm")
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(src).save_pretrained(out)
-    return str(out)
-
-
 def spec_of(path, **kw):
     return RewardSpec(**{"name": "tiny-rm", "model": path, "kind": "classifier", "max_length": 96,
                          "resources": PoolResources(batch_size=4), **kw})
 
 
 @pytest.fixture(scope="module")
-def scorer(rm_path):
-    return build_scorer(spec_of(rm_path))
+def scorer(reward_model_dir):
+    return build_scorer(spec_of(reward_model_dir))
 
 
 ROWS = {
@@ -85,21 +70,22 @@ def test_head_tail_truncation_keeps_instruction_head_and_response_tail(scorer):
     assert np.isfinite(out[C.REWARD][0]) and out[C.REWARD_ERROR][0] is None
 
 
-def test_left_and_error_policies(rm_path):
+def test_left_and_error_policies(reward_model_dir):
     long_pair = {C.INSTRUCTION: ["START " + "pad " * 300], C.RESPONSE: ["short answer " * 40 + "END"]}
-    left = build_scorer(spec_of(rm_path, truncation="left"))
+    left = build_scorer(spec_of(reward_model_dir, truncation="left"))
     ids = left.encode(long_pair[C.INSTRUCTION][0], long_pair[C.RESPONSE][0])
     assert len(ids) == 96 and "START" not in left.tokenizer.decode(ids)
-    strict = build_scorer(spec_of(rm_path, truncation="error"))
+    strict = build_scorer(spec_of(reward_model_dir, truncation="error"))
     out = strict(dict(long_pair))
     assert np.isnan(out[C.REWARD][0]) and out[C.REWARD_ERROR][0].startswith("too long:")
 
 
-def test_reward_stage_on_ray_actor_pool(ray_local, rm_path, scorer):
+def test_reward_stage_on_ray_actor_pool(ray_local, reward_model_dir, scorer):
     import ray
 
     rows = [{k: v[i] for k, v in ROWS.items()} for i in range(5)]
-    ds = add_rewards(ray.data.from_items(rows), spec_of(rm_path, resources=PoolResources(batch_size=4, concurrency=1)))
+    spec = spec_of(reward_model_dir, resources=PoolResources(batch_size=4, concurrency=1))
+    ds = add_rewards(ray.data.from_items(rows), spec)
     got = {r[C.ID]: r for r in ds.take_all()}
     assert sorted(got) == ROWS[C.ID]  # every row back, none duplicated
     direct = scorer(dict(ROWS))

@@ -66,6 +66,24 @@ def test_crowd_of_one_and_missing_out(tmp_path):
         load_run_config(write(tmp_path, BASE.format(out="null")))
 
 
+def test_classifier_on_vllm(tmp_path):
+    """`backend: vllm` for a classifier loads; its GPUs must match vLLM's ranks, and transformers kwargs are refused."""
+    path = write(tmp_path, BASE.format(out=tmp_path / "o"))
+    vllm = ["rewards[0].kind=classifier", "rewards[0].backend=vllm"]
+    cfg = load_run_config(path, overrides=[*vllm, "rewards[0].resources.num_gpus=2",
+                                           "rewards[0].engine_kwargs.tensor_parallel_size=2"])
+    assert (cfg.rewards[0].kind, cfg.rewards[0].backend, cfg.rewards[0].resources.num_gpus) == ("classifier", "vllm", 2)
+    for extra, message in [
+        ("rewards[0].resources.num_gpus=0.5", "rewards[0].resources.num_gpus: 0.5 for the vllm classifier 'judge' "
+                                             "disagrees with tensor_parallel_size x pipeline_parallel_size = 1"),
+        ("rewards[0].model_kwargs.attn_implementation=eager", "rewards[0].model_kwargs: go to transformers'"),
+        ("rewards[0].engine_kwargs.tensor_parallel_size=two", "rewards[0].engine_kwargs: tensor_parallel_size and"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            load_run_config(path, overrides=[*vllm, extra])
+        assert message in str(e.value)
+
+
 def test_two_primary_rewards_rejected(tmp_path):
     text = BASE.format(out="o") + "  - {name: j2, model: j, kind: judge, primary: true}\n"
     text = text.replace("kind: judge}", "kind: judge, primary: true}", 1)
