@@ -88,7 +88,7 @@ def _check_generator(i: int, g: GeneratorSpec) -> None:
             raise ConfigError(f"{key}.base_url: the openai backend needs the server's base URL (…/v1)")
         if not g.model:
             raise ConfigError(f"{key}.model: the openai backend needs the served model name")
-    elif not g.model:
+    elif not g.model and g.backend != "dry":
         raise ConfigError(f"{key}.model: a HF hub id, local folder or pkg: alias is required")
     if g.max_tokens < 1:
         raise ConfigError(f"{key}.max_tokens: must be >= 1, got {g.max_tokens}")

@@ -19,6 +19,10 @@ from crowdselect.runtime.resources import for_pool
 
 
 def stage_class(spec: RewardSpec) -> type:
+    if spec.backend == "dry":
+        from crowdselect.reward.dry import DryScorer
+
+        return DryScorer
     if spec.kind == "classifier":
         from crowdselect.reward.classifier import RewardClassifier
 

@@ -158,7 +158,7 @@ def test_reward_spec_errors_name_file_and_key():
     with pytest.raises(ConfigError, match=r"run.yaml: rewards\[1\].max_length: expected an integer"):
         build_reward_specs([{"name": "a", "model": "m"}, {"name": "b", "model": "m", "max_length": "long"}],
                            file="run.yaml")
-    with pytest.raises(ConfigError, match="classifier reward 'a' runs on hf only"):
+    with pytest.raises(ConfigError, match="classifier reward 'a' runs on hf"):
         build(RewardSpec, {"name": "a", "model": "m", "backend": "vllm"}, file="run.yaml")
     with pytest.raises(ConfigError, match="prompt_share"):
         build(RewardSpec, {"name": "a", "model": "m", "prompt_share": 1.5}, file="run.yaml")
