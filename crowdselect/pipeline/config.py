@@ -49,6 +49,9 @@ class RunConfig:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    # packed: model stages that fit the cluster together run side by side (crowdselect.pipeline.plan);
+    # sequential: one after another, in config order. Both write the same bytes.
+    schedule: Literal["packed", "sequential"] = "packed"
     # optional fine-tuning on the selection: a `crowdselect train` config (crowdselect.train.config.TrainConfig);
     # data.path defaults to DIR/select/selected.jsonl and out to DIR/train
     train: dict[str, Any] | None = None
