@@ -2,7 +2,7 @@
 
     crowdselect select --config CROWD.yaml --input PATH --k K --clusters C --out DIR [key=value ...]
     crowdselect inspect PATH [PATH ...] [--write-config FILE]
-    crowdselect run CONFIG.yaml [--out DIR] [key=value ...]
+    crowdselect run CONFIG.yaml [--out DIR] [--plan] [key=value ...]
     crowdselect train CONFIG.yaml [key=value ...]
     crowdselect eval CONFIG.yaml [key=value ...]
     crowdselect experiment CONFIG.yaml [--out DIR] [key=value ...]
@@ -64,11 +64,12 @@ def _common(p) -> None:
     p.add_argument("--verbose", action="store_true", help="also show Ray's INFO lines")
 
 
-def _phase_parser(sub, name: str, help_text: str) -> None:
+def _phase_parser(sub, name: str, help_text: str):
     p = sub.add_parser(name, help=help_text, parents=[COMMON])
     p.add_argument("config", help="YAML config")
     p.add_argument("--out", help="run directory (overrides the config's)")
     p.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+    return p
 
 
 COMMON = argparse.ArgumentParser(add_help=False)
@@ -80,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _select_parser(sub)
     _inspect_parser(sub)
-    _phase_parser(sub, "run", "generate, reward, score and select end to end (resumable)")
+    run = _phase_parser(sub, "run", "generate, reward, score and select end to end (resumable)")
+    run.add_argument("--plan", action="store_true",
+                     help="print the stage waves, resources and estimated times, then exit before any work")
     _phase_parser(sub, "train", "fine-tune a student on the selection (Ray Train + DeepSpeed / LoRA)")
     _phase_parser(sub, "eval", "evaluate a model with an LLM judge (MT-bench style)")
     _phase_parser(sub, "experiment", "compare selection strategies by the students they train (select, train, eval)")
@@ -104,7 +107,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from crowdselect.pipeline.job import main as run_main
 
-        return run_main(args.config, out=args.out, overrides=args.overrides)
+        return run_main(args.config, out=args.out, overrides=args.overrides, plan=args.plan)
     if args.command == "train":
         from crowdselect.train.job import main as train_main
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.core.config import ConfigError
-from crowdselect.reward.config import RewardSpec
+from crowdselect.reward.config import RewardSpec, refuse_dry
 
 # selection strategy -> (config field, column it needs)
 STRATEGY_COLUMNS = {"ifd": ("ifd", C.IFD), "direct-score": ("direct_score", C.DIRECT_SCORE),
@@ -30,6 +30,10 @@ class BaselinesConfig:
     ifd: RewardSpec | None = None  # the student whose perplexities give IFD
     direct_score: RewardSpec | None = None  # the 0-5 judge
     tags: RewardSpec | None = None  # the tagging judge
+
+    def validate(self) -> None:
+        for which in ("ifd", "direct_score", "tags"):
+            refuse_dry(getattr(self, which), which)
 
 
 def stage_class(which: str) -> type:

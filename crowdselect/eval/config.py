@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from crowdselect.core.config import ConfigError, load_config, not_output, resources_section
 from crowdselect.core.secrets import check_env_name
-from crowdselect.reward.config import RewardSpec
+from crowdselect.reward.config import RewardSpec, refuse_dry
 from crowdselect.runtime.ray_setup import RayConfig
 from crowdselect.runtime.resources import PoolResources
 from crowdselect.runtime.weights import check_load_format
@@ -172,6 +172,9 @@ class EvalConfig:
         for key in ("limit", "per_category"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
+        refuse_dry(self.judge, "judge")
+        for i, spec in enumerate(self.proxy.rewards if self.proxy else []):
+            refuse_dry(spec, f"proxy.rewards[{i}]")
         if self.judge is not None and self.judge_api is not None:
             raise ConfigError("judge, judge_api: give one judge, not both")
         if self.judge is not None and self.judge.kind != "judge":

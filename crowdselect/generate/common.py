@@ -4,7 +4,8 @@ A backend stage maps rows `{id, instruction, shard}` to rows
 `{id, instruction, shard, response, error, prompt_tokens, output_tokens}`: exactly one output row per
 input row (the instruction rides along so the reward stage can read generation shards directly).
 A row that fails (prompt too long, engine error, HTTP error after retries) has `response` None and the
-reason in `error` (scrubbed of API keys); it is never dropped. This module imports neither Ray nor a model library.
+reason in `error` (scrubbed of API keys); it is never dropped. This module imports no model library, and Ray only
+inside `on_actor_pool` (the wiring the hf and dry backends share).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from crowdselect.core import columns as C
 from crowdselect.core.secrets import Secret, scrub_secrets
 from crowdselect.generate.spec import GeneratorSpec
 
-__all__ = ["Secret", "chat_messages", "check_input", "columns_of", "output_row", "row_seed", "sampling_json",
-           "sampling_settings"]
+__all__ = ["Secret", "chat_messages", "check_input", "columns_of", "on_actor_pool", "output_row", "row_seed",
+           "sampling_json", "sampling_settings"]
 
 INPUT_COLUMNS = (C.ID, C.INSTRUCTION, C.SHARD)
 OUTPUT_COLUMNS = (C.ID, C.INSTRUCTION, C.SHARD, C.RESPONSE, C.ERROR, C.PROMPT_TOKENS, C.OUTPUT_TOKENS)
@@ -70,3 +71,19 @@ def check_input(batch: dict[str, Any], stage: str) -> None:
     missing = [c for c in INPUT_COLUMNS if c not in batch]
     if missing:
         raise ValueError(f"{stage}: input batch lacks column(s) {', '.join(missing)} (has {', '.join(batch)})")
+
+
+def on_actor_pool(cls: type, spec: GeneratorSpec, constructor: dict[str, Any], batch_size: int):
+    """A function Dataset -> Dataset mapping batches through stage class `cls` on an actor pool of
+    `spec.resources.replicas` actors, each with the generator's Ray resources (`runtime.resources.for_generator`)."""
+
+    def apply(ds):
+        import ray
+
+        from crowdselect.runtime.resources import for_generator
+
+        return ds.map_batches(cls, fn_constructor_kwargs=constructor, batch_size=batch_size,
+                              compute=ray.data.ActorPoolStrategy(size=spec.resources.replicas),
+                              batch_format="numpy", **for_generator(spec).remote_options())
+
+    return apply

@@ -18,7 +18,7 @@ import dataclasses
 from typing import Any
 
 from crowdselect.core import columns as C
-from crowdselect.generate.common import chat_messages, check_input, columns_of, output_row
+from crowdselect.generate.common import chat_messages, check_input, columns_of, on_actor_pool, output_row
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.lm.batches import run_microbatches
 from crowdselect.runtime.lm.chat import encode_chat
@@ -107,19 +107,5 @@ def _model_max_len(config: Any) -> int:
 
 def build_hf_generate(spec: GeneratorSpec, model_path: str):
     """A function Dataset -> Dataset running `HFGenerator` in an actor pool of `spec.resources.replicas` actors."""
-
-    def apply(ds):
-        import ray
-
-        from crowdselect.runtime.resources import for_generator
-
-        return ds.map_batches(
-            HFGenerator,
-            fn_constructor_kwargs={"model_path": model_path, "spec": spec},
-            batch_size=spec.resources.batch_size * BATCHES_PER_CALL,
-            compute=ray.data.ActorPoolStrategy(size=spec.resources.replicas),
-            batch_format="numpy",
-            **for_generator(spec).remote_options(),
-        )
-
-    return apply
+    return on_actor_pool(HFGenerator, spec, {"model_path": model_path, "spec": spec},
+                         spec.resources.batch_size * BATCHES_PER_CALL)

@@ -60,7 +60,7 @@ class GeneratorSpec:
     size_b: float = not_output()
     # Where the answers come from when crowdselect generates them (`crowdselect run`); unused by `select`.
     model: str | None = None  # HF hub id or local folder
-    backend: Literal["vllm", "hf", "openai"] = "vllm"
+    backend: Literal["vllm", "hf", "openai", "dry"] = "vllm"  # dry: deterministic answers, no model (rehearsals)
     revision: str | None = None
     chat_template: str | None = None  # a Jinja template, for models that ship none
     sampling: dict[str, Any] = field(default_factory=dict)  # temperature, top_p, seed, ...

@@ -53,6 +53,9 @@ class RunConfig:
     decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)  # select's; empty: off
     card: CardConfig = field(default_factory=CardConfig)  # the selection's dataset card (pool, reward: filled in)
     ray: RayConfig = field(default_factory=RayConfig)
+    # packed: model stages that fit the cluster together run side by side (crowdselect.pipeline.plan);
+    # sequential: one after another, in config order. Both write the same bytes.
+    schedule: Literal["packed", "sequential"] = "packed"
     # optional fine-tuning on the selection: a `crowdselect train` config (crowdselect.train.config.TrainConfig);
     # data.path defaults to DIR/select/selected.jsonl and out to DIR/train
     train: dict[str, Any] | None = None
@@ -92,7 +95,7 @@ def _check_generator(i: int, g: GeneratorSpec) -> None:
             raise ConfigError(f"{key}.base_url: the openai backend needs the server's base URL (…/v1)")
         if not g.model:
             raise ConfigError(f"{key}.model: the openai backend needs the served model name")
-    elif not g.model:
+    elif not g.model and g.backend != "dry":
         raise ConfigError(f"{key}.model: a HF hub id, local folder or pkg: alias is required")
     if g.max_tokens < 1:
         raise ConfigError(f"{key}.max_tokens: must be >= 1, got {g.max_tokens}")

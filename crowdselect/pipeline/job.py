@@ -1,7 +1,10 @@
-"""`crowdselect run CONFIG.yaml [--out DIR] [key=value ...]`: the whole CrowdSelect pipeline, resumable.
+"""`crowdselect run CONFIG.yaml [--out DIR] [--plan] [key=value ...]`: the whole CrowdSelect pipeline, resumable.
 
     ingest → generate (one sub-stage per generator) → reward (one per reward model) → crowd
            → select (metrics, embed, cluster, quota: `crowdselect.select.job.run_select`) → train (optional)
+
+The generate and reward stages run side by side where the cluster holds them together
+(`crowdselect.pipeline.waves`); `--plan` prints the waves and estimated times and exits before any work.
 
 Every stage writes under DIR/<stage>/ with a manifest (`crowdselect.pipeline.store`); rerunning the same command
 skips finished stages and shards, so a killed driver resumes where it stopped and ends with the result an
@@ -24,9 +27,11 @@ from crowdselect.core.secrets import scrub_config
 from crowdselect.core.text import printable
 from crowdselect.crowd.config import InputConfig
 from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
-from crowdselect.pipeline.stages import build_crowd, generate, ingest, output_settings, reward
+from crowdselect.pipeline.stages import build_crowd, ingest, output_settings, pool_size
 from crowdselect.pipeline.store import StageStore
+from crowdselect.pipeline.waves import StageClock, plan_text, run_model_stages
 from crowdselect.report.html import REPORT, write_report
+from crowdselect.runtime.capacity import cluster_nodes
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import plan_run
 from crowdselect.select.card import CardConfig
@@ -34,14 +39,17 @@ from crowdselect.select.config import SelectConfig, check_embedder_weights, need
 from crowdselect.select.decontaminate import load_eval_texts
 
 
-def main(config_path: str, out: str | None = None, overrides: list[str] | None = None) -> int:
+def main(config_path: str, out: str | None = None, overrides: list[str] | None = None, plan: bool = False) -> int:
     """Run (or resume) the pipeline of `config_path`; returns the exit code. User errors raise UserError.
 
-    The config and DIR are checked before any work; DIR is locked for this run (a second run refuses)."""
+    The config and DIR are checked before any work; DIR is locked for this run (a second run refuses).
+    `plan`: print the stage plan (`waves.plan_text`) and return, writing nothing."""
     cfg = load_run_config(config_path, out, overrides)
     resource_plan(cfg)  # a resource setting Ray would refuse fails now, not after generation
     check_out_dir(cfg.out)
     check_inputs(cfg.pool.path, flag="pool.path")
+    if plan:
+        return show_plan(cfg)
     if needs_embeddings(cfg):
         check_embedder_weights(cfg.embedder)  # here, not after hours of generation
     if cfg.decontaminate.active:
@@ -60,23 +68,31 @@ def run_pipeline(cfg: RunConfig, config_path: str) -> int:
     remove_outputs(cfg.out, OWNED_OUTPUTS)
     storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     times: dict[str, float] = {}
+    clock = StageClock(times)
+    demand = resource_plan(cfg)
 
-    def timed(stage: str, fn, *args):
-        with log.stage(stage, times):
-            return fn(*args)
-
-    pool = timed("ingest", ingest, cfg, cfg.out)
+    pool = clock.run("ingest", ingest, cfg, cfg.out)
     log.say(f"pool: {sum(map(len, pool.shards.values()))} instructions in {len(pool.shards)} shard(s)")
     ensure_ray(cfg.ray.address, local_cpus(cfg), cfg.ray.temp_dir)  # after ingest: bad rows fail fast
     _quiet_ray_data(cfg.progress)
-    gens = {g.name: timed(f"generate {g.name}", generate, cfg, g, pool, cfg.out) for g in cfg.generators}
-    rewards = {r.name: timed(f"reward {r.name}", reward, cfg, r, pool, gens, cfg.out) for r in cfg.rewards}
-    crowd, excluded = timed("crowd", build_crowd, pool, gens, rewards[cfg.metric_reward], cfg.out)
-    select_dir = timed("select", select, cfg, crowd, config_path)
-    trained = timed("train", train, cfg, config_path) if cfg.train is not None else None
-    summary = write_run_json(cfg, pool, gens, rewards, crowd, excluded, select_dir, times, trained)
+    gens, rewards = run_model_stages(cfg, pool, clock, cluster_nodes())
+    crowd, excluded = clock.run("crowd", build_crowd, pool, gens, rewards[cfg.metric_reward], cfg.out)
+    select_dir = clock.run("select", select, cfg, crowd, config_path, gpus=demand["embed"].get("GPU", 0.0))
+    trained = None
+    if cfg.train is not None:
+        trained = clock.run("train", train, cfg, config_path, gpus=demand["train"].get("GPU", 0.0))
+    summary = write_run_json(cfg, pool, gens, rewards, crowd, excluded, select_dir, times, trained, clock.to_json())
     write_report(cfg.out)
     print_summary(summary)
+    return 0
+
+
+def show_plan(cfg: RunConfig) -> int:
+    """Print the stage plan for this config on the cluster it would use (Ray is started or joined to read the
+    nodes; nothing is written)."""
+    rows = pool_size(cfg, cfg.out)
+    ensure_ray(cfg.ray.address, local_cpus(cfg), cfg.ray.temp_dir)
+    print(printable(plan_text(cfg, rows, cluster_nodes())), flush=True)
     return 0
 
 
@@ -145,7 +161,7 @@ def train(cfg: RunConfig, config_path: str) -> dict:
 
 
 def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_dir: str,
-                   times: dict[str, float], trained: dict | None = None) -> dict:
+                   times: dict[str, float], trained: dict | None = None, stages: list | None = None) -> dict:
     """DIR/run.json: what this run used and made, tying the selection to every model that fed it."""
     from crowdselect.generate import model_id, sampling_settings
 
@@ -167,6 +183,8 @@ def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_
                    "run": storage.join(select_dir, "run.json")},
         "train": None if trained is None else {k: trained.get(k) for k in ("out", "model", "checkpoint", "steps")},
         "resources": resource_plan(cfg),
+        "schedule": cfg.schedule,
+        "stages": stages or [],
         "seconds": times,
     }
     storage.write_text(storage.join(cfg.out, "run.json"), jsonout.dumps(scrub_config(summary), indent=2))

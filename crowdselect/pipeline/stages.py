@@ -16,6 +16,7 @@ A row seen twice (a retried task) is kept once; a row missing at the end is an e
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from crowdselect.core.secrets import scrub_config
 from crowdselect.crowd.assemble import CROWD_SCHEMA, EXCLUDED_SCHEMA, assemble_shard
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.pipeline.config import RunConfig
-from crowdselect.pipeline.store import StageStore, shard_name
+from crowdselect.pipeline.store import MANIFEST, StageStore, fingerprint, shard_name
 from crowdselect.pool.read import check_rejects, read_pool
 from crowdselect.reward.config import RewardSpec
 from crowdselect.runtime.ray_setup import read_parquet
@@ -87,6 +88,20 @@ def ingest(cfg: RunConfig, out: str) -> Pool:
     return Pool(store, shards, store.extra["content"])
 
 
+def pool_size(cfg: RunConfig, out: str) -> int:
+    """Instructions in the pool: from DIR/ingest/ when ingest is done with these settings, else read as ingest
+    reads it (bad rows fail as they would there); nothing is written."""
+    path = storage.join(out, "ingest", MANIFEST)
+    if storage.exists(path):
+        data = json.loads(storage.read_text(path))
+        if data.get("complete") and data.get("fingerprint") == fingerprint({"pool": to_dict(cfg.pool)}):
+            return int(data["extra"]["rows"])
+    p = cfg.pool
+    read = read_pool(p.path, p.format, p.id_field, p.instruction_field, p.limit)
+    check_rejects(read, p.on_bad_rows)
+    return len(read.rows)
+
+
 def raise_no_rows(read) -> None:
     from crowdselect.core.errors import UserError
 
@@ -111,9 +126,10 @@ def _write_table(uri: str, table: pa.Table) -> None:
     storage.write_bytes(uri, buf.getvalue())
 
 
-def generate(cfg: RunConfig, spec: GeneratorSpec, pool: Pool, out: str) -> StageStore:
-    """Answers of one generator for every pending shard; failed rows kept with their error."""
-    from crowdselect.generate import build_generate, model_id, sampling_json
+def generate(cfg: RunConfig, spec: GeneratorSpec, pool: Pool, out: str, meter: dict | None = None) -> StageStore:
+    """Answers of one generator for every pending shard; failed rows kept with their error.
+    `meter`, when given, gets `busy_s`: the seconds its replicas spent on batches (`batch_seconds`)."""
+    from crowdselect.generate import build_generate, model_id, sampling_json, stage_operator
 
     settings = {"generator": output_settings(spec), "pool": pool.content}
     store = StageStore.open(storage.join(out, "generate", spec.name), settings, redo_on_change=False)
@@ -127,6 +143,8 @@ def generate(cfg: RunConfig, spec: GeneratorSpec, pool: Pool, out: str) -> Stage
         expected = {s: [(rid,) for rid in pool.shards[s]] for s in pending}
         collect(rows, expected, (C.ID,), store, lambda t: _conform(_with_constants(t, lineage), GENERATE_SCHEMA),
                 progress=cfg.progress, desc=f"generate {spec.name}")
+        if meter is not None:
+            meter["busy_s"] = batch_seconds(rows, stage_operator(spec))
     store.mark_complete(**store.counts())
     return store
 
@@ -142,9 +160,11 @@ def _with_constants(table: pa.Table, values: dict) -> pa.Table:
     return table
 
 
-def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageStore], out: str) -> StageStore:
-    """Scores of one reward model for every answer that was generated (failed generations have none)."""
-    from crowdselect.reward.wiring import add_rewards
+def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageStore], out: str,
+           meter: dict | None = None) -> StageStore:
+    """Scores of one reward model for every answer that was generated (failed generations have none).
+    `meter`, when given, gets `busy_s` as in `generate`."""
+    from crowdselect.reward.wiring import add_rewards, stage_class
 
     settings = {"reward": output_settings(spec), "generators": {g: s.fp for g, s in gens.items()}}
     store = StageStore.open(storage.join(out, "reward", spec.name), settings, redo_on_change=False)
@@ -160,8 +180,27 @@ def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageSt
         scored = add_rewards(ds, spec).map_batches(_reward_columns, batch_format="pyarrow")
         collect(scored, {s: expected[s] for s in pending}, GEN_KEYS, store, lambda t: _conform(t, REWARD_SCHEMA),
                 progress=cfg.progress, desc=f"reward {spec.name}")
+        if meter is not None:
+            meter["busy_s"] = batch_seconds(scored, stage_class(spec).__name__)
     store.mark_complete(**store.counts())
     return store
+
+
+def batch_seconds(ds, operator: str) -> float | None:
+    """Seconds the stage's model replicas spent on batches, once `ds` has run: the summed wall time of its Ray
+    Data operators whose name holds `operator` (`Dataset.get_stats_summary`). An engine that works on several
+    batches at once (vLLM) counts each batch's whole time, so there it is an upper bound. None when Ray Data
+    reports no such operator."""
+    try:
+        todo, ops = [ds.get_stats_summary()], []
+    except Exception:  # stats are bookkeeping: a run never fails for them
+        return None
+    while todo:  # the operators of this dataset and of the ones it was built from
+        summary = todo.pop()
+        ops += summary.operators_stats
+        todo += summary.parents
+    times = {op.operator_name: op.wall_time.sum for op in ops if operator in op.operator_name and op.wall_time}
+    return float(sum(times.values())) if times else None
 
 
 def build_crowd(pool: Pool, gens: dict[str, StageStore], primary: StageStore, out: str) -> tuple[StageStore, StageStore]:

@@ -14,6 +14,7 @@ In a run config:
         model: pkg:smollm2-135m-instruct
         kind: judge                                         # probability-weighted 1-10 LLM-as-judge
         backend: hf                                         # or vllm
+      - {name: rehearsal, kind: judge, backend: dry}        # no model: deterministic rewards (reward/dry.py)
 
 Truncation (`truncation`) when instruction + response do not fit `max_length` tokens:
 - `head_tail` (default): the instruction keeps its head, the response keeps its tail. The instruction gets at
@@ -51,9 +52,11 @@ class RewardSpec:
     """One scoring model. `kind` picks the stage: `classifier` (sequence-classification RM) or `judge`."""
 
     name: str
-    model: str  # HF hub id, local folder, or pkg: alias (crowdselect.runtime.models)
+    model: str | None = None  # HF hub id, local folder, or pkg: alias (crowdselect.runtime.models); none for dry
     kind: Literal["classifier", "judge"] = "classifier"
-    backend: Literal["hf", "vllm"] = "hf"  # vllm: judges on vllm.LLM, classifiers through ray.data.llm
+    # judges: hf or vllm (vllm.LLM); classifiers: hf or vllm (through ray.data.llm); dry (either kind): a
+    # deterministic reward, no model
+    backend: Literal["hf", "vllm", "dry"] = "hf"
     revision: str | None = None
     primary: bool = not_output(False)  # the reward that drives difficulty / separability / stability
     # rows of a batch are length-sorted and split into micro-batches of at most this many tokens (not for a
@@ -76,6 +79,9 @@ class RewardSpec:
     def validate(self) -> None:
         if not self.name.strip():
             raise ConfigError("name: must not be empty")
+        if not self.model and self.backend != "dry":
+            raise ConfigError(f"model: reward {self.name!r} needs a HF hub id, local folder or pkg: alias "
+                              "(only backend: dry runs without one)")
         check_load_format(self.engine_kwargs, self.allow_pickle_weights)
         if self.kind == "classifier" and self.backend == "vllm":
             self._check_vllm_classifier()
@@ -127,6 +133,13 @@ def check_reward_specs(specs: list[RewardSpec], *, file: str, key: str = "reward
         raise ConfigError(
             f"{file}: {key}: exactly one reward model needs `primary: true` (it drives the metrics); "
             f"got {len(primaries)}: {primaries}")
+
+
+def refuse_dry(spec: RewardSpec | None, key: str) -> None:
+    """`backend: dry` rehearses `crowdselect run`'s reward stage; a baseline or an eval judge needs a model."""
+    if spec is not None and spec.backend == "dry":
+        raise ConfigError(f"{key}.backend: dry is for the reward models of `crowdselect run` (a rehearsal); "
+                          f"{key} needs a model (backend hf or vllm)")
 
 
 def primary_reward(specs: list[RewardSpec]) -> RewardSpec:

@@ -30,6 +30,10 @@ def on_ray_llm(spec: RewardSpec) -> bool:
 def stage_class(spec: RewardSpec) -> type:
     if on_ray_llm(spec):
         raise ValueError(f"reward {spec.name!r}: a vllm classifier runs through ray.data.llm; use add_rewards")
+    if spec.backend == "dry":
+        from crowdselect.reward.dry import DryScorer
+
+        return DryScorer
     if spec.kind == "classifier":
         from crowdselect.reward.classifier import RewardClassifier
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass
 
 from crowdselect.core.config import ConfigError
@@ -140,6 +141,7 @@ def configure_data(preserve_order: bool = True) -> None:
 FOOTER_ACTORS = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
 FOOTER_FILES_PER_BATCH = 10  # Ray Data's RAY_DATA_PARQUET_FOOTER_BATCH_SIZE default: files per footer task
 FOOTER_ACTORS_MAX = 32  # Ray Data's default pool size
+_FOOTER_LOCK = threading.Lock()
 
 
 def read_parquet(paths: list[str], **kwargs):
@@ -155,11 +157,12 @@ def read_parquet(paths: list[str], **kwargs):
     """
     import ray.data
 
-    if FOOTER_ACTORS in os.environ:
-        return ray.data.read_parquet(paths, **kwargs)
-    want = -(-len(paths) // FOOTER_FILES_PER_BATCH)
-    os.environ[FOOTER_ACTORS] = str(max(1, min(FOOTER_ACTORS_MAX, want)))
-    try:  # the pool size is read when read_parquet builds its file indexer, here in the driver
-        return ray.data.read_parquet(paths, **kwargs)
-    finally:
-        del os.environ[FOOTER_ACTORS]
+    with _FOOTER_LOCK:  # stages side by side build their reads from several driver threads
+        if FOOTER_ACTORS in os.environ:
+            return ray.data.read_parquet(paths, **kwargs)
+        want = -(-len(paths) // FOOTER_FILES_PER_BATCH)
+        os.environ[FOOTER_ACTORS] = str(max(1, min(FOOTER_ACTORS_MAX, want)))
+        try:  # the pool size is read when read_parquet builds its file indexer, here in the driver
+            return ray.data.read_parquet(paths, **kwargs)
+        finally:
+            del os.environ[FOOTER_ACTORS]

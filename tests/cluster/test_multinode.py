@@ -11,6 +11,11 @@ lands on the worker nodes. Two jobs, each with a fault, and each checked on its 
    in every stage exactly once), and its work (stopped + resubmitted job) ran on both workers, none on the head.
 2. A worker node is killed (SIGKILL to its raylet and workers) while a generation stage runs on it: the job
    still succeeds, every pool row is in every stage exactly once, and the selection equals run 1's.
+These two run their stages one after another (`schedule: sequential`), so that "the first generator
+finished, the second not" is a moment the test can wait for. The workers advertise 2 logical GPUs each
+(`ray start --num-gpus 2`), and a dry-backend job packs its four 1-GPU generators on them side by side: its
+run.json shows them overlapping, two replicas on each worker, and its selection equals the same job's one
+after another.
 Run 1's caches are then read: a `pkg:` model must be resolved and converted on the worker nodes that load it,
 never on the head, as on machines with their own disks (xfail while `pkg:` aliases resolve on the driver to a
 path in the head's cache; on this one machine every node can read that path, so only the caches show it).
@@ -93,7 +98,7 @@ class LocalCluster:
     def add_worker(self, name: str) -> None:
         # Its own temp dir, as on its own machine: nodes sharing one would unpack the job's working_dir into
         # the same folder, each replacing it under the others' feet.
-        self._start(name, ["--address", f"127.0.0.1:{self.gcs_port}", "--num-cpus", "2",
+        self._start(name, ["--address", f"127.0.0.1:{self.gcs_port}", "--num-cpus", "2", "--num-gpus", "2",
                            "--temp-dir", f"{self.tmp}_{name}", "--object-store-memory", str(200 * 1024**2)])
 
     def restart_failed_starts(self) -> None:
@@ -159,7 +164,8 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """Head (0 CPUs, dashboard + job server) and two 2-CPU worker nodes, each with an empty model cache."""
+    """Head (0 CPUs, dashboard + job server) and two worker nodes of 2 CPUs and 2 logical GPUs, each with an
+    empty model cache."""
     tmp = os.environ.get("CROWDSELECT_RAY_TMP", "/tmp/rcs") + "_mn"
     os.makedirs(os.path.join(tmp, "ray"), exist_ok=True)
     c = LocalCluster(tmp, tmp_path_factory.mktemp("node_caches"))
@@ -212,16 +218,17 @@ def config(tmp_path_factory) -> Path:
     cfg["selection"].update(k=3, clusters=2)
     cfg["selection"].setdefault("kmeans", {})["n_init"] = 4
     cfg["progress"] = False
+    cfg["schedule"] = "sequential"
     path = tmp_path_factory.mktemp("mn_config") / "quickstart_small.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 
-def submit(cluster, config: Path, out: Path, submission_id: str) -> str:
+def submit(cluster, config: Path, out: Path, submission_id: str, *overrides: str) -> str:
     """The README's submit command, run as a user would (the CLI, from the repository root)."""
     cmd = ["ray", "job", "submit", "--address", cluster["address"], "--runtime-env", "jobs/runtime_env.yaml",
            "--submission-id", submission_id, "--no-wait", "--", "python", "jobs/run.py", str(config),
-           "--out", str(out)]
+           "--out", str(out), *overrides]
     done = subprocess.run(cmd, cwd=ROOT, env=cluster["cluster"].env, capture_output=True, text=True,
                           timeout=180 * load_factor())
     assert done.returncode == 0, done.stdout + done.stderr
@@ -402,6 +409,50 @@ def test_pkg_models_are_resolved_on_the_worker_nodes_that_run_them(cluster, resu
                  if (cluster["cluster"].cache(name) / "models" / alias / "config.json").is_file()}
     assert "head" not in converted, f"pkg:{alias} was resolved on the driver (converted in {sorted(converted)})"
     assert converted, f"pkg:{alias} was converted on no worker node"
+
+
+@pytest.fixture(scope="module")
+def dry_config(tmp_path_factory) -> Path:
+    """examples/rehearsal.yaml on this cluster: four dry generators of one logical GPU each (4 GPUs on 2 nodes),
+    a dry judge on one GPU, 12 instructions in 4 shards."""
+    cfg = yaml.safe_load((ROOT / "examples" / "rehearsal.yaml").read_text())
+    cfg["pool"].update(path=str(ROOT / cfg["pool"]["path"]), limit=12, shard_size=3)
+    for g in cfg["generators"]:
+        g["resources"] = {"gpus_per_replica": 1, "num_cpus": 0.5, "batch_size": 3}
+    cfg["rewards"][0]["resources"] = {"num_gpus": 1, "num_cpus": 0.5}
+    cfg["selection"].update(k=3, clusters=2, kmeans={"n_init": 4})
+    cfg.update(progress=False, out=None)
+    cfg.pop("ray")
+    path = tmp_path_factory.mktemp("mn_dry") / "rehearsal_small.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def test_dry_stages_pack_on_logical_gpus_and_select_as_one_after_another(cluster, dry_config, tmp_path):
+    from ray.util.state import list_actors
+
+    packed, sequential = tmp_path / "packed", tmp_path / "sequential"
+    job = submit(cluster, dry_config, packed, "crowdselect-dry-packed")
+    assert wait_status(cluster, job, out=packed) == "SUCCEEDED", logs(cluster, job)[-4000:]
+    again = submit(cluster, dry_config, sequential, "crowdselect-dry-sequential", "schedule=sequential")
+    assert wait_status(cluster, again, out=sequential) == "SUCCEEDED", logs(cluster, again)[-4000:]
+    assert (packed / "select" / "selected.jsonl").read_bytes() == (sequential / "select" / "selected.jsonl").read_bytes()
+    run = json.loads((packed / "run.json").read_text())
+    gens = [s for s in run["stages"] if s["name"].startswith("generate:")]
+    assert len(gens) == 4 and {s["wave"] for s in gens} == {1} and {s["gpus"] for s in gens} == {1.0}
+    assert max(s["start"] for s in gens) < min(s["end"] for s in gens), f"no overlap: {gens}"
+    for s in gens:
+        assert 0 < s["gpu_seconds_busy"] <= s["gpu_seconds_reserved"]
+    seq = sorted((s["start"], s["end"]) for s in json.loads((sequential / "run.json").read_text())["stages"]
+                 if s["name"].startswith("generate:"))
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(seq, seq[1:], strict=False))
+    job_id = cluster["client"].get_job_info(job).job_id  # each worker held two of the four 1-GPU replicas
+    actors = list_actors(address=cluster["address"], filters=[("job_id", "=", job_id)], limit=10_000,
+                         raise_on_missing_output=False)
+    alive = cluster["cluster"].alive()
+    per_node = [sum(1 for a in actors if "DryGenerator" in a.class_name and a.node_id == alive[w])
+                for w in ("worker-1", "worker-2")]
+    assert per_node == [2, 2], per_node
 
 
 def test_killing_a_worker_node_mid_run_loses_and_duplicates_nothing(cluster, config, resumed, tmp_path):

@@ -18,7 +18,10 @@ from crowdselect import cli
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-CUT = ["pool.limit=6", "selection.k=4", "selection.clusters=2", "progress=false",
+# schedule=sequential: the session's Ray has 8 logical CPUs, room for the three 2-CPU generators side by side;
+# the quickstart's own local Ray on a 2-core machine (3 CPUs: `local_cpus`) runs them one at a time, and this
+# stream keeps one model in memory at a time (tests/run_streams.py)
+CUT = ["pool.limit=6", "selection.k=4", "selection.clusters=2", "progress=false", "schedule=sequential",
        *(f"generators[{i}].max_tokens=32" for i in range(3))]
 
 

@@ -3,7 +3,9 @@
 The resume test kills the driver (SIGKILL, its whole process group) once the first generator's shards are
 written, reruns the same command, and checks: the selection equals an uninterrupted run's, no shard holds a
 row twice, the first generator was not asked again (no engine built for it, no shard rewritten), and a failing row (a prompt over the second
-generator's max_model_len) is recorded with its error and counted, not lost.
+generator's max_model_len) is recorded with its error and counted, not lost. The uninterrupted run packs its
+stages (both generators side by side, the default), the killed and resumed one runs them one after another
+(`schedule=sequential`, so the first generator is done while the second is not): their selections must agree.
 """
 
 import json
@@ -90,7 +92,7 @@ def test_uninterrupted_run_outputs_and_lineage(reference):
 
 def test_killed_driver_resumes_to_the_same_selection(config, ray_local, reference, tmp_path, monkeypatch):
     out = tmp_path / "resumed"
-    cmd = [sys.executable, "-m", "crowdselect.cli", "run", str(config), "--out", str(out)]
+    cmd = [sys.executable, "-m", "crowdselect.cli", "run", str(config), "--out", str(out), "schedule=sequential"]
     # the killed driver joins this session's Ray as a job joins a cluster; its actors die with it
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -116,7 +118,7 @@ def test_killed_driver_resumes_to_the_same_selection(config, ray_local, referenc
         return real_build(spec)
 
     monkeypatch.setattr(generate_pkg, "build_generate", build_generate)
-    assert cli.main(["run", str(config), "--out", str(out)]) == 0
+    assert cli.main(["run", str(config), "--out", str(out), "schedule=sequential"]) == 0
     assert asked == ["smol-long"], f"generators asked again on resume: {asked}"  # the finished one was not
     assert manifest(out, "generate/smol-short")["extra"]["written"] == first["extra"]["written"]  # not redone
     assert {p.name: p.stat().st_mtime_ns for p in (out / "generate/smol-short").glob("shard-*.parquet")} == kept
