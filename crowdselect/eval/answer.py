@@ -68,8 +68,10 @@ def generate_answers(s: EvalModelSpec, questions: list[dict[str, Any]], turns: i
     import ray
     from ray.data import ActorPoolStrategy
 
+    from crowdselect.runtime.cluster import planned
     from crowdselect.runtime.resources import for_pool
 
+    s = planned(s)  # as `crowdselect eval` planned it, or for this machine
     res = for_pool(s.resources)
     ds = ray.data.from_items([{"question_id": q["question_id"], "turns": q["turns"]} for q in questions])
     ds = ds.map_batches(AnswerGenerator, fn_constructor_kwargs={"spec": s, "turns": turns},

@@ -59,12 +59,14 @@ def judge_mtbench(cfg: EvalConfig, questions: list[dict[str, Any]],
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     """Answer, judge, compare, proxy; write the files; returns the summary."""
+    from crowdselect.runtime.cluster import plan_for_cluster
     from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 
     questions = []  # read and checked before Ray starts: a bad questions file fails in a second
     if cfg.mtbench or (cfg.pairwise is not None and cfg.pairwise.questions is None):
         questions = mtbench.load_questions(cfg.questions, cfg.categories, cfg.limit, cfg.per_category)
     ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
+    cfg = plan_for_cluster(cfg)  # auto GPUs from the cluster, once; config.yaml records them
     configure_data(preserve_order=True)  # Ray Data's INFO lines and piped progress blocks only with --verbose
     summary: dict[str, Any] = {"model": cfg.model.name or cfg.model.model, "judge": cfg.judge_label,
                                "benchmark": "mt-bench" if cfg.questions is None else cfg.questions,

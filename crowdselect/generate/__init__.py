@@ -28,7 +28,11 @@ def model_id(spec: GeneratorSpec) -> str:
 
 
 def build_generate(spec: GeneratorSpec) -> Callable:
-    """A function `Dataset -> Dataset` that runs generator `spec` over rows {id, instruction, shard}."""
+    """A function `Dataset -> Dataset` that runs generator `spec` over rows {id, instruction, shard}.
+    A spec not planned by a command is planned for this machine (`crowdselect.runtime.cluster.planned`)."""
+    from crowdselect.runtime.cluster import planned
+
+    spec = planned(spec)
     if spec.backend == "vllm":
         from crowdselect.generate.vllm_stage import build_vllm_generate
 

@@ -26,6 +26,7 @@ from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
 from crowdselect.pipeline.stages import build_crowd, generate, ingest, output_settings, reward
 from crowdselect.pipeline.store import StageStore
 from crowdselect.report.html import REPORT, write_report
+from crowdselect.runtime.cluster import plan_for_cluster
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import plan_run
 from crowdselect.select.config import SelectConfig, check_embedder_weights
@@ -63,6 +64,7 @@ def run_pipeline(cfg: RunConfig, config_path: str) -> int:
     pool = timed("ingest", ingest, cfg, cfg.out)
     log.say(f"pool: {sum(map(len, pool.shards.values()))} instructions in {len(pool.shards)} shard(s)")
     ensure_ray(cfg.ray.address, local_cpus(cfg), cfg.ray.temp_dir)  # after ingest: bad rows fail fast
+    cfg = plan_for_cluster(cfg)  # auto GPUs and batch sizes from the cluster, once; run.json records them
     _quiet_ray_data(cfg.progress)
     gens = {g.name: timed(f"generate {g.name}", generate, cfg, g, pool, cfg.out) for g in cfg.generators}
     rewards = {r.name: timed(f"reward {r.name}", reward, cfg, r, pool, gens, cfg.out) for r in cfg.rewards}

@@ -25,7 +25,7 @@ from crowdselect.reward.rows import (
 )
 from crowdselect.runtime.lm.batches import object_column
 from crowdselect.runtime.lm.chat import encode_chat
-from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_device
+from crowdselect.runtime.lm.load import gpu_share, load_model, load_tokenizer, pick_device
 
 
 class RewardClassifier:
@@ -36,7 +36,7 @@ class RewardClassifier:
         from transformers import AutoModelForSequenceClassification
 
         self.spec, self.output_column = spec, output_column
-        self.device = pick_device()
+        self.device = pick_device(gpu_share(spec))
         self.tokenizer = load_tokenizer(spec)
         self.model = load_model(spec, self.device, auto_class=AutoModelForSequenceClassification)
         if self.model.config.pad_token_id is None:  # needed to find each row's last token in a padded batch

@@ -41,6 +41,7 @@ from crowdselect.crowd.blocks import N_ROWS
 from crowdselect.crowd.parse import MISSING
 from crowdselect.crowd.read import CROWD_SUFFIXES, accepted, read_crowd, rejected
 from crowdselect.report.html import REPORT, write_report
+from crowdselect.runtime.cluster import plan_for_cluster
 from crowdselect.runtime.local_data import fetch
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import for_pool, plan
@@ -85,6 +86,7 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
             where = "in-process"
         else:  # a failed start keeps the old outputs
             where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
+        cfg = plan_for_cluster(cfg, local=executor == "local", only=("embedder", "baselines"))
         storage.makedirs(cfg.out)
         removed = remove_outputs(cfg.out, OWNED_OUTPUTS)
         if removed:
@@ -225,7 +227,7 @@ def embed(ds: Rows, cfg: SelectConfig, local: bool = False) -> Rows:
     return ds.map_batches(
         Embedder, batch_format="numpy", batch_size=None if local else res.batch_size * 4,
         fn_constructor_kwargs={"model": e.model, "kind": e.kind, "batch_size": res.batch_size,
-                               "max_length": e.max_length, "device": "cuda" if res.num_gpus > 0 else "cpu",
+                               "max_length": e.max_length, "gpus": res.num_gpus,
                                "trust_remote_code": e.trust_remote_code,
                                "allow_pickle_weights": e.allow_pickle_weights},
         compute=ray.data.ActorPoolStrategy(size=res.concurrency), **for_pool(res).remote_options()).materialize()
