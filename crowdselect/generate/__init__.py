@@ -6,6 +6,8 @@
 
 Every backend maps rows {id, instruction, shard} to rows {id, shard, response, error, prompt_tokens,
 output_tokens} (see `common.py`), one output row per input row; failed rows carry their error.
+A `pkg:` model is resolved where it loads: in each HF actor, and for vLLM on every node before the stage
+(`crowdselect.runtime.node_models`); never on the driver alone, whose cache other nodes do not share.
 """
 
 from __future__ import annotations
@@ -19,12 +21,9 @@ __all__ = ["OUTPUT_COLUMNS", "build_generate", "model_id", "sampling_json", "sam
 
 
 def model_id(spec: GeneratorSpec) -> str:
-    """The model a generator runs, as recorded in lineage: local path for hf/vllm, served name for openai."""
-    if spec.backend == "openai":
-        return str(spec.model)
-    from crowdselect.runtime.models import resolve_model
-
-    return resolve_model(str(spec.model))
+    """The model a generator runs, as recorded in lineage: the config's hub id, folder or `pkg:` alias (a
+    pinned, checksummed package build; its folder is node-local), or the served name for openai."""
+    return str(spec.model)
 
 
 def build_generate(spec: GeneratorSpec) -> Callable:
@@ -35,12 +34,13 @@ def build_generate(spec: GeneratorSpec) -> Callable:
     spec = planned(spec)
     if spec.backend == "vllm":
         from crowdselect.generate.vllm_stage import build_vllm_generate
+        from crowdselect.runtime.node_models import on_every_node
 
-        return build_vllm_generate(spec, model_id(spec))
+        return build_vllm_generate(spec, on_every_node(str(spec.model), f"generator {spec.name}"))
     if spec.backend == "hf":
         from crowdselect.generate.hf_stage import build_hf_generate
 
-        return build_hf_generate(spec, model_id(spec))
+        return build_hf_generate(spec)
     if spec.backend == "openai":
         from crowdselect.generate.openai_stage import build_openai_generate
 

@@ -11,9 +11,10 @@ lands on the worker nodes. Two jobs, each with a fault, and each checked on its 
    in every stage exactly once), and its work (stopped + resubmitted job) ran on both workers, none on the head.
 2. A worker node is killed (SIGKILL to its raylet and workers) while a generation stage runs on it: the job
    still succeeds, every pool row is in every stage exactly once, and the selection equals run 1's.
-Run 1's caches are then read: a `pkg:` model must be resolved and converted on the worker nodes that load it,
-never on the head, as on machines with their own disks (xfail while `pkg:` aliases resolve on the driver to a
-path in the head's cache; on this one machine every node can read that path, so only the caches show it).
+Run 1's caches are then read: a `pkg:` model is resolved and converted on the worker nodes that load it, never
+on the head, as on machines with their own disks (on this one machine every node could read a path in the head's
+cache, so only the caches show it). A vLLM stage, which hands one model path to every node, is refused here
+before it starts: the workers' caches sit at different paths.
 There is no third, uninterrupted job: tests/e2e/test_run_e2e.py shows a resumed `crowdselect run` selects what
 an uninterrupted one does, and the two faulted jobs here must agree with each other byte for byte.
 
@@ -392,7 +393,6 @@ def test_submitted_jobs_run_on_the_worker_nodes(cluster, resumed):
     assert any("MapWorker" in t.name for t in work) and any(t.type == "NORMAL_TASK" for t in work)
 
 
-@pytest.mark.xfail(strict=True, reason="pkg: aliases resolve on the driver (issue point 6)")
 def test_pkg_models_are_resolved_on_the_worker_nodes_that_run_them(cluster, resumed):
     """The crowd and judge are `pkg:smollm2-135m-instruct`. The head runs no model stage (0 CPUs), so a model
     converted into the head's cache was resolved by the job driver, into a path only the head's disk has; on
@@ -402,6 +402,22 @@ def test_pkg_models_are_resolved_on_the_worker_nodes_that_run_them(cluster, resu
                  if (cluster["cluster"].cache(name) / "models" / alias / "config.json").is_file()}
     assert "head" not in converted, f"pkg:{alias} was resolved on the driver (converted in {sorted(converted)})"
     assert converted, f"pkg:{alias} was converted on no worker node"
+
+
+def test_a_vllm_stage_is_refused_when_nodes_would_see_different_model_paths(cluster, resumed):
+    """ray.data.llm gives every node one model path; here each worker converted the model into its own cache
+    folder, so the path a vLLM stage would get is refused before the stage starts, naming what to change."""
+    probe = ("import ray; ray.init(); from crowdselect.runtime.node_models import on_every_node; "
+             "on_every_node('pkg:smollm2-135m-instruct', 'generator probe')")
+    cmd = ["ray", "job", "submit", "--address", cluster["address"], "--runtime-env", "jobs/runtime_env.yaml",
+           "--submission-id", "crowdselect-vllm-paths", "--no-wait", "--", "python", "-c", probe]
+    done = subprocess.run(cmd, cwd=ROOT, env=cluster["cluster"].env, capture_output=True, text=True,
+                          timeout=180 * load_factor())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert wait_status(cluster, "crowdselect-vllm-paths") == "FAILED"
+    text = logs(cluster, "crowdselect-vllm-paths")
+    assert "generator probe: pkg:smollm2-135m-instruct is converted into a different folder on each node" in text
+    assert "same CROWDSELECT_CACHE" in text and str(cluster["cluster"].cache("head")) not in text
 
 
 def test_killing_a_worker_node_mid_run_loses_and_duplicates_nothing(cluster, config, resumed, tmp_path):
