@@ -118,3 +118,17 @@ def test_the_device_follows_the_actors_gpu_share(monkeypatch):
     assert gpu_share(GeneratorSpec(name="g", family="f", size_b=1, resources=GeneratorResources(gpus_per_replica=0))) == 0
     assert gpu_share(ModelSource(model="m")) is None
 
+
+def test_the_transformers_floor_has_the_dtype_argument():
+    """`load_model` passes `dtype=` to from_pretrained, which transformers has since 4.56 (it was
+    `torch_dtype` before, huggingface/transformers#39782): pyproject's floor must not admit older ones."""
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.version import Version
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    floors = [Version(v) for v in re.findall(r'"transformers>=([\d.]+)', text)]
+    assert floors and min(floors) >= Version("4.56"), floors
+    assert Version(version("transformers")) >= min(floors)
