@@ -110,11 +110,11 @@ def bare_forward(spec, prompts: list[list[int]]) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from crowdselect.runtime.lm.load import load_tokenizer, pick_device, pick_dtype
+    from crowdselect.runtime.lm.load import gpu_share, load_tokenizer, pick_device, pick_dtype
     from crowdselect.runtime.models import resolve_model
 
     t0 = time.perf_counter()
-    device = pick_device()
+    device = pick_device(gpu_share(spec))  # the stage's own share: the two sides run on the same device
     tok = load_tokenizer(spec)
     model = AutoModelForCausalLM.from_pretrained(resolve_model(spec.model), dtype=pick_dtype(spec.dtype, device))
     model.to(device).eval()

@@ -63,6 +63,7 @@ def baseline_spec(cfg: BaselinesConfig, which: str) -> RewardSpec:
 def add_baseline(ds: Any, which: str, cfg: BaselinesConfig) -> Any:
     """Per-instruction rows -> + the baseline's column and its error column, on an actor pool."""
     from crowdselect.reward.wiring import pool_kwargs
+    from crowdselect.runtime.cluster import planned
 
-    spec = baseline_spec(cfg, which)
+    spec = planned(baseline_spec(cfg, which))
     return ds.map_batches(stage_class(which), fn_constructor_kwargs={"spec": spec}, **pool_kwargs(spec))

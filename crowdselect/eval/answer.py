@@ -124,10 +124,12 @@ def generate_answers(s: EvalModelSpec, questions: list[dict[str, Any]], turns: i
     import ray
     from ray.data import ActorPoolStrategy
 
+    from crowdselect.runtime.cluster import planned
     from crowdselect.runtime.resources import for_pool
 
     if not questions:
         return []
+    s = planned(s)  # as `crowdselect eval` planned it, or for this machine
     res = for_pool(s.resources)
     ds = ray.data.from_items([{"question_id": q["question_id"], "category": q["category"], "turns": q["turns"]}
                               for q in questions])

@@ -69,6 +69,7 @@ def judge_mtbench(cfg: EvalConfig, questions: list[dict[str, Any]], answered: li
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     """Answer, judge, compare, proxy; write the files; returns the summary. A rerun into the same folder with
     the same settings keeps what the last run answered and judged and asks only what failed (eval/resume.py)."""
+    from crowdselect.runtime.cluster import plan_for_cluster
     from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 
     questions = []  # read and checked before Ray starts: a bad questions file fails in a second
@@ -78,6 +79,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     if note:
         log.info("eval: %s", note)
     ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
+    cfg = plan_for_cluster(cfg)  # auto GPUs from the cluster, once; config.yaml records them
     configure_data(preserve_order=True)  # Ray Data's INFO lines and piped progress blocks only with --verbose
     summary: dict[str, Any] = {"model": cfg.model.name or cfg.model.model, "judge": cfg.judge_label,
                                "benchmark": "mt-bench" if cfg.questions is None else cfg.questions,

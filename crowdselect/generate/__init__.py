@@ -7,6 +7,8 @@
 
 Every backend maps rows {id, instruction, shard} to rows {id, shard, response, error, prompt_tokens,
 output_tokens} (see `common.py`), one output row per input row; failed rows carry their error.
+A `pkg:` model is resolved where it loads: in each HF actor, and for vLLM on every node before the stage
+(`crowdselect.runtime.node_models`); never on the driver alone, whose cache other nodes do not share.
 """
 
 from __future__ import annotations
@@ -27,27 +29,29 @@ def stage_operator(spec: GeneratorSpec) -> str:
 
 
 def model_id(spec: GeneratorSpec) -> str:
-    """The model a generator runs, as recorded in lineage: local path for hf/vllm, served name for openai,
-    the config's `model` (never resolved: no model is loaded) or "dry" for dry."""
+    """The model a generator runs, as recorded in lineage: the config's hub id, folder or `pkg:` alias (a
+    pinned, checksummed package build; its folder is node-local), the served name for openai, or for dry the
+    config's `model` (never loaded) or "dry"."""
     if spec.backend == "dry":
         return str(spec.model or "dry")
-    if spec.backend == "openai":
-        return str(spec.model)
-    from crowdselect.runtime.models import resolve_model
-
-    return resolve_model(str(spec.model))
+    return str(spec.model)
 
 
 def build_generate(spec: GeneratorSpec) -> Callable:
-    """A function `Dataset -> Dataset` that runs generator `spec` over rows {id, instruction, shard}."""
+    """A function `Dataset -> Dataset` that runs generator `spec` over rows {id, instruction, shard}.
+    A spec not planned by a command is planned for this machine (`crowdselect.runtime.cluster.planned`)."""
+    from crowdselect.runtime.cluster import planned
+
+    spec = planned(spec)
     if spec.backend == "vllm":
         from crowdselect.generate.vllm_stage import build_vllm_generate
+        from crowdselect.runtime.node_models import on_every_node
 
-        return build_vllm_generate(spec, model_id(spec))
+        return build_vllm_generate(spec, on_every_node(str(spec.model), f"generator {spec.name}"))
     if spec.backend == "hf":
         from crowdselect.generate.hf_stage import build_hf_generate
 
-        return build_hf_generate(spec, model_id(spec))
+        return build_hf_generate(spec)
     if spec.backend == "openai":
         from crowdselect.generate.openai_stage import build_openai_generate
 

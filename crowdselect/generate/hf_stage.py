@@ -9,12 +9,12 @@ generator is seeded per micro-batch (`seed` in sampling), which is reproducible 
 A prompt longer than the model's length limit, or a micro-batch that fails, is recorded per row.
 Prompts are rendered by `encode_chat` (a tokenizer without a chat template gets its plain layout); the
 decoding loop is `crowdselect.runtime.lm.hf.generate_tokens`, the tree's one HF generation loop; weights load
-as safetensors unless `allow_pickle_weights`.
+as safetensors unless `allow_pickle_weights`. The model is resolved in the actor, so a `pkg:` alias is
+converted into the cache of the node that runs it; the actor uses CUDA only with a GPU share.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from crowdselect.core import columns as C
@@ -23,7 +23,7 @@ from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.lm.batches import run_microbatches
 from crowdselect.runtime.lm.chat import encode_chat
 from crowdselect.runtime.lm.hf import generate_tokens
-from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_device
+from crowdselect.runtime.lm.load import gpu_share, load_model, load_tokenizer, pick_device
 
 HF_SAMPLING = {"temperature", "top_p", "top_k", "repetition_penalty", "min_p"}
 BATCHES_PER_CALL = 2  # Ray batch = this many micro-batches, so length sorting has rows to sort
@@ -32,12 +32,11 @@ BATCHES_PER_CALL = 2  # Ray batch = this many micro-batches, so length sorting h
 class HFGenerator:
     """Callable stage: rows {id, instruction, shard} -> rows {id, shard, response, error, tokens}."""
 
-    def __init__(self, model_path: str, spec: GeneratorSpec):
+    def __init__(self, spec: GeneratorSpec):
         self.spec = spec
-        self.device = pick_device(spec.resources.gpus_per_replica)
-        source = dataclasses.replace(spec, model=model_path)
-        self.tokenizer = load_tokenizer(source)
-        self.model = load_model(source, self.device)
+        self.device = pick_device(gpu_share(spec))
+        self.tokenizer = load_tokenizer(spec)
+        self.model = load_model(spec, self.device)
         self.max_len = spec.max_model_len or _model_max_len(self.model.config)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
@@ -105,7 +104,7 @@ def _model_max_len(config: Any) -> int:
     return 2048
 
 
-def build_hf_generate(spec: GeneratorSpec, model_path: str):
-    """A function Dataset -> Dataset running `HFGenerator` in an actor pool of `spec.resources.replicas` actors."""
-    return on_actor_pool(HFGenerator, spec, {"model_path": model_path, "spec": spec},
-                         spec.resources.batch_size * BATCHES_PER_CALL)
+def build_hf_generate(spec: GeneratorSpec):
+    """A function Dataset -> Dataset running `HFGenerator` in an actor pool of `spec.resources.replicas` actors
+    (`spec` planned: its GPUs and batch size set); each actor resolves a `pkg:` model on its own node."""
+    return on_actor_pool(HFGenerator, spec, {"spec": spec}, spec.resources.batch_size * BATCHES_PER_CALL)

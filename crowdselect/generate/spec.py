@@ -4,7 +4,10 @@ What a generator computes (model, backend, sampling, lengths, engine layout) sit
 entry; where and how fast it runs sits under `resources:` (`GeneratorResources`, Ray's side), which never
 changes an answer and so never enters the stage's fingerprint. `family` and `size_b` say who the member is
 (stability compares siblings by size) and `api_key_env` names where its key is: they do not change the answers
-either (`core.config.not_output`).
+either (`core.config.not_output`). GPUs and batch sizes left unset follow the cluster, filled once at plan time
+(`GeneratorResources.resolve`): on GPUs a vLLM replica gets one GPU per tensor x pipeline rank and the batch
+layout of `VLLM_GPU_BATCHES` for its card (docs/scaling.md, "Settings that decide GPU throughput"); on CPU 16
+rows per batch and Ray's 8 batches in flight.
 
     generators:
       - name: qwen2.5-7b
@@ -17,23 +20,46 @@ either (`core.config.not_output`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crowdselect.core.config import ConfigError, not_output, resources_section
 from crowdselect.core.secrets import check_env_name, refuse_inline_secret
+from crowdselect.runtime.resources import (
+    Cluster,
+    auto_gpus,
+    check_vllm_gpus,
+    normalize_accelerator,
+    vllm_ranks,
+)
 from crowdselect.runtime.weights import check_load_format
+
+CPU_BATCH = 16  # rows per batch off GPU (and for the hf and openai backends)
+RAY_CONCURRENT_BATCHES = 8  # ray.data.llm's own max_concurrent_batches default (ProcessorConfig)
+# vLLM on GPU: (batch_size, max_concurrent_batches) by card. Their product is the requests in flight per
+# engine and becomes its max_num_seqs unless engine_kwargs sets one: 1,024 on the cards where vLLM's own `LLM`
+# class defaults to 1,024 (>= 70 GB and not A100: vllm/engine/arg_utils.py, get_batch_defaults), 256 elsewhere
+# (its default there). ray.data.llm's engines would otherwise run 128 (docs/scaling.md).
+VLLM_GPU_BATCHES = {card: (64, 16) for card in ("H100", "H200", "GH200", "B200", "B300", "GB200")}
+VLLM_OTHER_GPU_BATCH = (32, 8)
+
+
+def vllm_gpu_batches(card: str | None) -> tuple[int, int]:
+    """(batch_size, max_concurrent_batches) of a vLLM generator on a GPU of type `card` (None: unknown)."""
+    return VLLM_GPU_BATCHES.get(card or "", VLLM_OTHER_GPU_BATCH)
 
 
 @dataclass
 class GeneratorResources:
-    """A generator's `resources:` section: its engines or actors, their GPUs and CPUs, batch size, and the
-    openai backend's rate limit and retries."""
+    """A generator's `resources:` section: its engines or actors, their GPUs and CPUs, batch sizes, and the
+    openai backend's rate limit and retries. None (auto) is filled at plan time by `resolve`."""
 
     replicas: int = 1
-    gpus_per_replica: float = 0.0
+    gpus_per_replica: float | None = None  # auto: tensor x pipeline ranks (vllm) or 1 (hf) on GPUs, else 0
     accelerator_type: str | None = None  # e.g. "H100"; Ray schedules replicas on that node type
-    batch_size: int = 16
+    batch_size: int | None = None  # rows per batch; auto: VLLM_GPU_BATCHES for vLLM on GPU, else CPU_BATCH
+    max_concurrent_batches: int | None = None  # vllm: batches in flight per engine; auto: as batch_size
     num_cpus: float = 1.0  # per replica (the whole replica on CPU machines)
     requests_per_minute: float | None = None  # openai: shared by the replicas
     max_retries: int = 5  # openai: retries of a failed request (408/409/429/5xx, connection errors)
@@ -41,14 +67,35 @@ class GeneratorResources:
     def validate(self) -> None:
         if self.replicas < 1:
             raise ConfigError(f"replicas: must be >= 1, got {self.replicas}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        for name in ("batch_size", "max_concurrent_batches"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.requests_per_minute is not None and self.requests_per_minute <= 0:
             raise ConfigError(f"requests_per_minute: must be > 0, got {self.requests_per_minute}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries: must be >= 0, got {self.max_retries}")
-        if self.gpus_per_replica < 0 or self.num_cpus < 0:
+        if (self.gpus_per_replica or 0) < 0 or self.num_cpus < 0:
             raise ConfigError(f"gpus_per_replica/num_cpus: must be >= 0, got {self.gpus_per_replica}/{self.num_cpus}")
+        self.accelerator_type = normalize_accelerator(self.accelerator_type)
+
+    @property
+    def planned(self) -> bool:
+        return None not in (self.gpus_per_replica, self.batch_size, self.max_concurrent_batches)
+
+    def resolve(self, spec: GeneratorSpec, cluster: Cluster) -> GeneratorResources:
+        """Auto settings filled for `cluster`; a vLLM generator's GPUs checked (`check_vllm_gpus`)."""
+        if spec.backend == "openai":
+            gpus = 0.0
+        else:
+            gpus = auto_gpus(self.gpus_per_replica, cluster, vllm_ranks(spec), self.accelerator_type)
+        batch, in_flight = CPU_BATCH, RAY_CONCURRENT_BATCHES
+        if spec.backend == "vllm":
+            check_vllm_gpus(gpus, spec, cluster, "gpus_per_replica", direct=False)
+            if gpus > 0:
+                batch, in_flight = vllm_gpu_batches(self.accelerator_type or cluster.only_accelerator)
+        return dataclasses.replace(
+            self, gpus_per_replica=gpus, batch_size=self.batch_size or batch,
+            max_concurrent_batches=self.max_concurrent_batches or in_flight)
 
 
 @dataclass

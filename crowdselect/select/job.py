@@ -45,6 +45,7 @@ from crowdselect.crowd.blocks import N_ROWS
 from crowdselect.crowd.parse import MISSING
 from crowdselect.crowd.read import CROWD_SUFFIXES, accepted, read_crowd, rejected
 from crowdselect.report.html import REPORT, write_report
+from crowdselect.runtime.cluster import plan_for_cluster
 from crowdselect.runtime.local_data import fetch
 from crowdselect.runtime.ray_setup import configure_data, ensure_ray
 from crowdselect.runtime.resources import for_pool, plan
@@ -94,6 +95,7 @@ def run_select(cfg: SelectConfig, config_path: str | None = None) -> int:
             where = "in-process"
         else:  # a failed start keeps the old outputs
             where = ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir)
+        cfg = plan_for_cluster(cfg, local=executor == "local", only=("embedder", "baselines"))
         storage.makedirs(cfg.out)
         removed = remove_outputs(cfg.out, OWNED_OUTPUTS)
         if removed:

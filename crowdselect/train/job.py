@@ -69,7 +69,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
                   export=replace(cfg.export, path=cfg.export.path and storage.absolute(cfg.export.path)),
                   checkpoint=replace(cfg.checkpoint, resume_from=cfg.checkpoint.resume_from
                                      and storage.absolute(cfg.checkpoint.resume_from)))
-    model_path = student_path(cfg)
+    model_path = student_path(cfg)  # for the tokenizer here; workers resolve cfg.model.name on their own node
     storage.makedirs(cfg.out)
     storage.write_text(storage.join(cfg.out, "train_config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     prepared = prepare(cfg, model_path)
@@ -87,7 +87,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
           f"{report['tokens']} tokens; {steps['steps']} optimizer steps", flush=True)
     ensure_ray(cfg.ray.address, _local_cpus(cfg), cfg.ray.temp_dir)
     configure_data(preserve_order=True)  # as select and run: Ray Data's INFO lines only with --verbose
-    result = build_trainer(cfg, prepared.rows, steps, model_path, prepared.pad_id).fit()
+    result = build_trainer(cfg, prepared.rows, steps, cfg.model.name, prepared.pad_id).fit()
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
     checkpoint = _uri(cfg, result.checkpoint.path)
@@ -97,7 +97,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     model_dir = None
     if cfg.export.enabled:
         model_dir = cfg.export.path or storage.join(cfg.out, "model")
-        export_in_ray(checkpoint, cfg, model_path, model_dir)
+        export_in_ray(checkpoint, cfg, cfg.model.name, model_dir)
     summary = {"out": cfg.out, "model": model_dir, "checkpoint": checkpoint, "log": log_uri,
                "steps": done.get("step"), "started_at_step": done.get("start_step"),
                "first_loss": steps_logged[0]["loss"] if steps_logged else None,

@@ -15,7 +15,8 @@ from crowdselect.train.config import LoraConfig, TrainConfig
 
 def model_source(cfg: TrainConfig, model_path: str, dtype: str = "auto") -> ModelSource:
     """The student's loading fields for `crowdselect.runtime.lm.load` (load_model, load_tokenizer);
-    `model_path` is the resolved hub id or folder, `dtype` e.g. "bf16", "fp32", "float32"."""
+    `model_path` is a hub id, folder or `pkg:` alias (resolved by the loader on the node that loads it: a
+    Ray Train worker or the export task may run on another node than the driver); `dtype` e.g. "bf16"."""
     m = cfg.model
     kwargs = {"attn_implementation": m.attn_implementation} if m.attn_implementation else {}
     return ModelSource(model=model_path, revision=m.revision, trust_remote_code=m.trust_remote_code,

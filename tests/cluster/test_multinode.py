@@ -16,9 +16,11 @@ finished, the second not" is a moment the test can wait for. The workers adverti
 (`ray start --num-gpus 2`), and a dry-backend job packs its four 1-GPU generators on them side by side: its
 run.json shows them overlapping, two replicas on each worker, and its selection equals the same job's one
 after another.
-Run 1's caches are then read: a `pkg:` model must be resolved and converted on the worker nodes that load it,
-never on the head, as on machines with their own disks (xfail while `pkg:` aliases resolve on the driver to a
-path in the head's cache; on this one machine every node can read that path, so only the caches show it).
+The real-model jobs say CPU explicitly (`gpus_per_replica: 0`, `num_gpus: 0`): on a cluster with GPUs
+the model stages would otherwise ask for one each. Run 1's caches are then read: a `pkg:` model is resolved and converted on the worker nodes that load it, never
+on the head, as on machines with their own disks (on this one machine every node could read a path in the head's
+cache, so only the caches show it). A vLLM stage, which hands one model path to every node, is refused here
+before it starts: the workers' caches sit at different paths.
 There is no third, uninterrupted job: tests/e2e/test_run_e2e.py shows a resumed `crowdselect run` selects what
 an uninterrupted one does, and the two faulted jobs here must agree with each other byte for byte.
 
@@ -211,10 +213,11 @@ def config(tmp_path_factory) -> Path:
         {"name": "smol-b", "family": "smol", "size_b": 0.2, "model": smol, "backend": "hf",
          "sampling": {"temperature": 0.7, "seed": 1}},
     ]
-    for g in cfg["generators"]:
-        g.update(max_tokens=8, resources={"batch_size": 2})  # one batch per shard: shards finish one by one
+    for g in cfg["generators"]:  # one batch per shard: shards finish one by one; CPU, beside the logical GPUs
+        g.update(max_tokens=8, resources={"batch_size": 2, "gpus_per_replica": 0})
     cfg["rewards"] = [{"name": "judge", "model": smol, "kind": "judge", "backend": "hf", "primary": True,
-                       "max_length": 256}]
+                       "max_length": 256, "resources": {"num_gpus": 0}}]
+    cfg["embedder"].setdefault("resources", {})["num_gpus"] = 0
     cfg["selection"].update(k=3, clusters=2)
     cfg["selection"].setdefault("kmeans", {})["n_init"] = 4
     cfg["progress"] = False
@@ -399,7 +402,6 @@ def test_submitted_jobs_run_on_the_worker_nodes(cluster, resumed):
     assert any("MapWorker" in t.name for t in work) and any(t.type == "NORMAL_TASK" for t in work)
 
 
-@pytest.mark.xfail(strict=True, reason="pkg: aliases resolve on the driver (issue point 6)")
 def test_pkg_models_are_resolved_on_the_worker_nodes_that_run_them(cluster, resumed):
     """The crowd and judge are `pkg:smollm2-135m-instruct`. The head runs no model stage (0 CPUs), so a model
     converted into the head's cache was resolved by the job driver, into a path only the head's disk has; on
@@ -453,6 +455,22 @@ def test_dry_stages_pack_on_logical_gpus_and_select_as_one_after_another(cluster
     per_node = [sum(1 for a in actors if "DryGenerator" in a.class_name and a.node_id == alive[w])
                 for w in ("worker-1", "worker-2")]
     assert per_node == [2, 2], per_node
+
+
+def test_a_vllm_stage_is_refused_when_nodes_would_see_different_model_paths(cluster, resumed):
+    """ray.data.llm gives every node one model path; here each worker converted the model into its own cache
+    folder, so the path a vLLM stage would get is refused before the stage starts, naming what to change."""
+    probe = ("import ray; ray.init(); from crowdselect.runtime.node_models import on_every_node; "
+             "on_every_node('pkg:smollm2-135m-instruct', 'generator probe')")
+    cmd = ["ray", "job", "submit", "--address", cluster["address"], "--runtime-env", "jobs/runtime_env.yaml",
+           "--submission-id", "crowdselect-vllm-paths", "--no-wait", "--", "python", "-c", probe]
+    done = subprocess.run(cmd, cwd=ROOT, env=cluster["cluster"].env, capture_output=True, text=True,
+                          timeout=180 * load_factor())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert wait_status(cluster, "crowdselect-vllm-paths") == "FAILED"
+    text = logs(cluster, "crowdselect-vllm-paths")
+    assert "generator probe: pkg:smollm2-135m-instruct is converted into a different folder on each node" in text
+    assert "same CROWDSELECT_CACHE" in text and str(cluster["cluster"].cache("head")) not in text
 
 
 def test_killing_a_worker_node_mid_run_loses_and_duplicates_nothing(cluster, config, resumed, tmp_path):

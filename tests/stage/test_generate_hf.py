@@ -6,7 +6,6 @@ from crowdselect.core import columns as C
 from crowdselect.generate import OUTPUT_COLUMNS, build_generate
 from crowdselect.generate.hf_stage import HFGenerator
 from crowdselect.generate.spec import GeneratorResources, GeneratorSpec
-from crowdselect.runtime.models import resolve_model
 
 pytestmark = pytest.mark.slow
 SMOL = "pkg:smollm2-135m-instruct"
@@ -24,7 +23,7 @@ def batch(texts):
 
 @pytest.fixture(scope="module")
 def generator():
-    return HFGenerator(resolve_model(SMOL), spec())
+    return HFGenerator(spec())  # the actor resolves the pkg: model on its own node
 
 
 def test_stage_answers_in_input_order_and_records_too_long(generator):
@@ -49,7 +48,7 @@ def test_greedy_answer_does_not_depend_on_the_batch(generator):
 
 def test_chat_template_from_config_is_used():
     template = "{% for m in messages %}Q: {{ m['content'] }}\n{% endfor %}A:"
-    g = HFGenerator(resolve_model(SMOL), spec(chat_template=template))
+    g = HFGenerator(spec(chat_template=template))
     text = g.tokenizer.decode(g._prompt_ids("two plus two?"))
     assert text == "Q: two plus two?\nA:"
 

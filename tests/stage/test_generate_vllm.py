@@ -10,6 +10,7 @@ from crowdselect.core import columns as C
 from crowdselect.generate import build_generate
 from crowdselect.generate.spec import GeneratorResources, GeneratorSpec
 from crowdselect.generate.vllm_stage import engine_kwargs, placement
+from crowdselect.runtime.resources import Cluster, resolve_spec
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,7 @@ def test_engine_settings_from_config():
     assert kw == {"tensor_parallel_size": 2, "pipeline_parallel_size": 1, "max_model_len": 256,
                   "dtype": "float16", "revision": "abc", "load_format": "safetensors", "enforce_eager": True}
     assert "load_format" not in engine_kwargs(spec(allow_pickle_weights=True))
-    assert placement(s) == {"bundles": [{"CPU": 1.0}]}
+    assert placement(resolve_spec(spec(), Cluster())) == {"bundles": [{"CPU": 1.0}]}
     assert placement(spec({"gpus_per_replica": 1.0})) is None  # ray.data.llm's GPU bundles per tp*pp worker
 
 

@@ -96,3 +96,68 @@ def test_reward_stage_on_ray_actor_pool(ray_local, reward_model_dir, scorer):
         else:
             assert got[rid][C.REWARD] == pytest.approx(want, abs=1e-4)
             assert got[rid][C.REWARD_MODEL] == "tiny-rm"
+
+
+# A Llama-3.1-style template: the assistant turn ends with EOS itself (Llama's <|eot_id|>, here <|im_end|>)
+# and nothing after it, so a pad token equal to EOS would hide each sequence's last token from the head.
+ENDS_WITH_EOS = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def rm_without_pad(rm_path, tmp_path_factory):
+    """The same reward model with no pad token anywhere: not in its tokenizer, not in its config."""
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("rm_nopad")
+    shutil.copytree(rm_path, out, dirs_exist_ok=True)
+    tok = AutoTokenizer.from_pretrained(rm_path)
+    tok.pad_token = None
+    tok.save_pretrained(out)
+    config = json.loads((out / "config.json").read_text())
+    config["pad_token_id"] = None
+    (out / "config.json").write_text(json.dumps(config))
+    assert AutoTokenizer.from_pretrained(out).pad_token is None
+    return str(out)
+
+
+def last_token_score(path: str, ids: list[int]) -> float:
+    """Independently of any padding rule: the score head on the hidden state of the sequence's last token."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
+    with torch.inference_mode():
+        hidden = model.model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1]
+        return float(model.score(hidden)[0])
+
+
+@pytest.mark.parametrize("which", ["pad is EOS", "no pad token"])
+def test_score_is_read_at_the_last_token_when_pad_is_eos_or_missing(which, rm_path, rm_without_pad):
+    path = rm_path if which == "pad is EOS" else rm_without_pad
+    scorer = build_scorer(spec_of(path, chat_template=ENDS_WITH_EOS))
+    eos = scorer.tokenizer.eos_token_id
+    rows = {C.INSTRUCTION: ROWS[C.INSTRUCTION][:3], C.RESPONSE: ROWS[C.RESPONSE][:3]}
+    seqs = [scorer.encode(i, r) for i, r in zip(rows[C.INSTRUCTION], rows[C.RESPONSE], strict=True)]
+    assert all(s[-1] == eos for s in seqs)  # the case: every sequence ends with EOS
+    assert scorer.pad != eos and scorer.model.config.pad_token_id == scorer.pad
+    out = scorer(dict(rows))
+    assert out[C.REWARD_ERROR].tolist() == [None, None, None]
+    for s, got in zip(seqs, out[C.REWARD], strict=True):
+        assert got == pytest.approx(last_token_score(path, s), abs=1e-4)
+
+
+def test_a_stage_given_a_gpu_uses_it_or_says_why_not(rm_path):
+    """The actor's GPU share decides the device: given one on a machine where torch sees none, it refuses
+    instead of quietly running on CPU (and given 0 it never asks CUDA: tests/unit/test_lm.py)."""
+    import torch
+
+    from crowdselect.core.errors import UserError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserError, match="given 1 GPU.*sees no CUDA device"):
+        build_scorer(spec_of(rm_path, resources=PoolResources(batch_size=4, num_gpus=1)))

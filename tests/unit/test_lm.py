@@ -87,3 +87,48 @@ def test_vllm_load_format_override_cannot_undo_the_rule(tmp_path):
                   "judge: {name: j, model: j, kind: judge}\nout: o\n")
     with pytest.raises(ConfigError, match=r"eval.yaml: model.engine_kwargs.load_format: 'npcache' may load pickle"):
         load_eval_config(str(ev))
+
+
+def test_the_device_follows_the_actors_gpu_share(monkeypatch):
+    """A 0-GPU actor never asks CUDA (Ray 2.60 leaves CUDA_VISIBLE_DEVICES unset for it, so CUDA would be a
+    GPU Ray gave to another actor); a share > 0 is CUDA or a clear error; None (unplanned) is what torch sees."""
+    import torch
+
+    from crowdselect.core.errors import UserError
+    from crowdselect.generate.spec import GeneratorResources, GeneratorSpec
+    from crowdselect.reward.config import RewardSpec
+    from crowdselect.runtime.lm.load import gpu_share, pick_device
+    from crowdselect.runtime.resources import PoolResources
+
+    visible = torch.cuda.is_available()
+
+    def no_cuda_question():
+        raise AssertionError("a 0-GPU stage asked torch about CUDA")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", no_cuda_question)
+        assert pick_device(0) == "cpu" and pick_device(0.0) == "cpu"
+    assert pick_device(None) == ("cuda" if visible else "cpu")
+    if visible:
+        assert pick_device(1) == "cuda"
+    else:
+        with pytest.raises(UserError, match=r"given 0.5 GPU\(s\) but torch .* sees no CUDA device"):
+            pick_device(0.5)
+    assert gpu_share(RewardSpec(name="r", model="m", resources=PoolResources(num_gpus=2))) == 2
+    assert gpu_share(GeneratorSpec(name="g", family="f", size_b=1, resources=GeneratorResources(gpus_per_replica=0))) == 0
+    assert gpu_share(ModelSource(model="m")) is None
+
+
+def test_the_transformers_floor_has_the_dtype_argument():
+    """`load_model` passes `dtype=` to from_pretrained, which transformers has since 4.56 (it was
+    `torch_dtype` before, huggingface/transformers#39782): pyproject's floor must not admit older ones."""
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.version import Version
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    floors = [Version(v) for v in re.findall(r'"transformers>=([\d.]+)', text)]
+    assert floors and min(floors) >= Version("4.56"), floors
+    assert Version(version("transformers")) >= min(floors)

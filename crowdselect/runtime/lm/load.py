@@ -2,6 +2,7 @@
 
     tok   = load_tokenizer(spec)                  # spec's chat_template override, pad falls back to EOS
     model = load_model(spec, device)              # safetensors only unless spec.allow_pickle_weights
+    device = pick_device(gpu_share(spec))         # the stage's GPU share decides; 0 never touches CUDA
 
 Used by the HF generator, the judge and classifier rewards, the baselines (IFD, direct score, tags), the
 student's training and export, and the benchmarks. `spec` is any object with the fields `model` (hub id,
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crowdselect.core.config import ConfigError
+from crowdselect.core.errors import UserError
 from crowdselect.runtime.models import resolve_model
 from crowdselect.runtime.weights import check_weights
 
@@ -37,11 +39,34 @@ class ModelSource:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def pick_device(gpus: float | None = None) -> str:
-    """"cuda" when a GPU is visible (and `gpus`, the stage's GPU share, is not 0), else "cpu"."""
+def pick_device(gpus: float | None) -> str:
+    """The torch device of a stage whose actor was given `gpus` GPUs (its planned share).
+
+    0: "cpu", without asking torch about CUDA: Ray 2.60 leaves CUDA_VISIBLE_DEVICES unset for an actor given
+    no GPU (ray/_private/utils.py, RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO), so "cuda" there would be a GPU Ray gave
+    to someone else. > 0: "cuda"; a UserError when torch sees no GPU (a CPU build of torch). None (a spec not
+    planned for a cluster, run in this process): "cuda" when torch sees a GPU, else "cpu".
+    """
+    if gpus == 0:
+        return "cpu"
     import torch
 
-    return "cuda" if torch.cuda.is_available() and gpus != 0 else "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if gpus is None:
+        return "cpu"
+    raise UserError(f"this stage was given {gpus:g} GPU(s) but torch {torch.__version__} sees no CUDA device "
+                    "(a CPU build of torch?); install a CUDA torch on the GPU nodes or set the stage's GPUs to 0")
+
+
+def gpu_share(spec: Any) -> float | None:
+    """The GPUs a spec's actor is given: `resources.num_gpus` (pools) or `resources.gpus_per_replica`
+    (generators); None for a spec without them (in-process use)."""
+    res = getattr(spec, "resources", None)
+    for name in ("num_gpus", "gpus_per_replica"):
+        if hasattr(res, name):
+            return getattr(res, name)
+    return None
 
 
 def pick_dtype(name: str, device: str) -> Any:

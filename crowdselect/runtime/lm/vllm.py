@@ -3,7 +3,11 @@
 Used by the judge, the Tags baseline and the eval when their spec says `backend: vllm` (generation of the
 crowd's answers goes through `ray.data.llm` instead, in `crowdselect.generate.vllm_stage`). The same
 interface as `hf.HFCausalLM`: `tokenizer`, `step_probs(prompts, trie)`, `generate(prompts, ...)`; prompts are
-token-id lists. Weights load as safetensors unless the spec allows pickle files. Knows nothing of Ray or rows.
+token-id lists. Weights load as safetensors unless the spec allows pickle files. An actor given no GPU runs
+only vLLM's CPU build: a CUDA build there would take a GPU Ray gave to another actor (Ray 2.60 leaves
+CUDA_VISIBLE_DEVICES unset for 0-GPU actors), so it is refused; the GPU share itself is checked against the
+engine's tensor x pipeline ranks and memory share when the spec is planned
+(`crowdselect.runtime.resources.check_vllm_gpus`). Knows nothing of Ray or rows.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from crowdselect.core.errors import UserError
 from crowdselect.runtime.lm.labels import LabelTrie, Prefix
-from crowdselect.runtime.lm.load import load_tokenizer
+from crowdselect.runtime.lm.load import gpu_share, load_tokenizer
 from crowdselect.runtime.lm.sampling import PLAIN_SAMPLING
 from crowdselect.runtime.models import resolve_model
 
@@ -26,7 +31,12 @@ class VllmCausalLM:
 
     def __init__(self, spec: Any):
         from vllm import LLM
+        from vllm.platforms import current_platform
 
+        if gpu_share(spec) == 0 and not current_platform.is_cpu():
+            raise UserError(f"model {spec.model}: this actor was given no GPU, and vLLM's {current_platform.device_name}"
+                            " build would start on the node's first GPU anyway; leave resources.num_gpus unset (or "
+                            "set it) to give the stage GPUs, or use backend: hf to run it on CPU")
         path = resolve_model(spec.model)
         self.tokenizer = load_tokenizer(spec)
         kwargs: dict[str, Any] = {
