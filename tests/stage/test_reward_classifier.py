@@ -105,7 +105,7 @@ ENDS_WITH_EOS = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['cont
 
 
 @pytest.fixture(scope="module")
-def rm_without_pad(rm_path, tmp_path_factory):
+def rm_without_pad(reward_model_dir, tmp_path_factory):
     """The same reward model with no pad token anywhere: not in its tokenizer, not in its config."""
     import json
     import shutil
@@ -113,8 +113,8 @@ def rm_without_pad(rm_path, tmp_path_factory):
     from transformers import AutoTokenizer
 
     out = tmp_path_factory.mktemp("rm_nopad")
-    shutil.copytree(rm_path, out, dirs_exist_ok=True)
-    tok = AutoTokenizer.from_pretrained(rm_path)
+    shutil.copytree(reward_model_dir, out, dirs_exist_ok=True)
+    tok = AutoTokenizer.from_pretrained(reward_model_dir)
     tok.pad_token = None
     tok.save_pretrained(out)
     config = json.loads((out / "config.json").read_text())
@@ -136,8 +136,8 @@ def last_token_score(path: str, ids: list[int]) -> float:
 
 
 @pytest.mark.parametrize("which", ["pad is EOS", "no pad token"])
-def test_score_is_read_at_the_last_token_when_pad_is_eos_or_missing(which, rm_path, rm_without_pad):
-    path = rm_path if which == "pad is EOS" else rm_without_pad
+def test_score_is_read_at_the_last_token_when_pad_is_eos_or_missing(which, reward_model_dir, rm_without_pad):
+    path = reward_model_dir if which == "pad is EOS" else rm_without_pad
     scorer = build_scorer(spec_of(path, chat_template=ENDS_WITH_EOS))
     eos = scorer.tokenizer.eos_token_id
     rows = {C.INSTRUCTION: ROWS[C.INSTRUCTION][:3], C.RESPONSE: ROWS[C.RESPONSE][:3]}
@@ -150,7 +150,7 @@ def test_score_is_read_at_the_last_token_when_pad_is_eos_or_missing(which, rm_pa
         assert got == pytest.approx(last_token_score(path, s), abs=1e-4)
 
 
-def test_a_stage_given_a_gpu_uses_it_or_says_why_not(rm_path):
+def test_a_stage_given_a_gpu_uses_it_or_says_why_not(reward_model_dir):
     """The actor's GPU share decides the device: given one on a machine where torch sees none, it refuses
     instead of quietly running on CPU (and given 0 it never asks CUDA: tests/unit/test_lm.py)."""
     import torch
@@ -160,4 +160,4 @@ def test_a_stage_given_a_gpu_uses_it_or_says_why_not(rm_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(UserError, match="given 1 GPU.*sees no CUDA device"):
-        build_scorer(spec_of(rm_path, resources=PoolResources(batch_size=4, num_gpus=1)))
+        build_scorer(spec_of(reward_model_dir, resources=PoolResources(batch_size=4, num_gpus=1)))
