@@ -70,12 +70,12 @@ def run_pipeline(cfg: RunConfig, config_path: str) -> int:
     storage.write_text(storage.join(cfg.out, "config.yaml"), yaml.safe_dump(scrub_config(to_dict(cfg)), sort_keys=False))
     times: dict[str, float] = {}
     clock = StageClock(times)
-    demand = resource_plan(cfg)
 
     pool = clock.run("ingest", ingest, cfg, cfg.out)
     log.say(f"pool: {sum(map(len, pool.shards.values()))} instructions in {len(pool.shards)} shard(s)")
     ensure_ray(cfg.ray.address, local_cpus(cfg), cfg.ray.temp_dir)  # after ingest: bad rows fail fast
     cfg = plan_for_cluster(cfg)  # auto GPUs and batch sizes from the cluster, once; run.json records them
+    demand = resource_plan(cfg)  # the planned GPUs of the embedder and training, for run.json's stages
     _quiet_ray_data(cfg.progress)
     gens, rewards = run_model_stages(cfg, pool, clock, cluster_nodes())
     crowd, excluded = clock.run("crowd", build_crowd, pool, gens, rewards[cfg.metric_reward], cfg.out)
@@ -94,6 +94,7 @@ def show_plan(cfg: RunConfig) -> int:
     nodes; nothing is written)."""
     rows = pool_size(cfg, cfg.out)
     ensure_ray(cfg.ray.address, local_cpus(cfg), cfg.ray.temp_dir)
+    cfg = plan_for_cluster(cfg)  # the auto GPUs a run would get here
     print(printable(plan_text(cfg, rows, cluster_nodes())), flush=True)
     return 0
 
