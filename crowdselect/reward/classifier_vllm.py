@@ -43,9 +43,9 @@ from crowdselect.core.secrets import scrub_secrets
 from crowdselect.reward.classifier import classifier_encoder
 from crowdselect.reward.config import RewardSpec
 from crowdselect.reward.rows import PairEncoder, RowError, check_columns, text_cell
+from crowdselect.runtime.cluster import planned
 from crowdselect.runtime.lm import ray_llm
 from crowdselect.runtime.lm.load import load_tokenizer, pick_dtype
-from crowdselect.runtime.models import resolve_model
 from crowdselect.runtime.resources import for_pool
 
 KEEP = "__row__."  # prefix of the input columns while they pass through the processor
@@ -60,7 +60,8 @@ def score_dtype(spec: RewardSpec) -> str:
     on CPU), so that the two backends score in the same precision; any other name as given."""
     if spec.dtype != "auto":
         return spec.dtype
-    return str(pick_dtype("auto", "cuda" if spec.resources.num_gpus > 0 else "cpu")).removeprefix("torch.")
+    gpus = planned(spec).resources.num_gpus
+    return str(pick_dtype("auto", "cuda" if gpus > 0 else "cpu")).removeprefix("torch.")
 
 
 def engine_kwargs(spec: RewardSpec) -> dict[str, Any]:
@@ -73,9 +74,12 @@ def processor_config(spec: RewardSpec):
     """The `vLLMEngineProcessorConfig` of one classifier: task "classify", token ids in, no text stages."""
     from ray.data.llm import vLLMEngineProcessorConfig
 
+    from crowdselect.runtime.node_models import on_every_node
+
+    spec = planned(spec)
     res = spec.resources
     return vLLMEngineProcessorConfig(
-        model_source=resolve_model(spec.model),
+        model_source=on_every_node(str(spec.model), f"reward {spec.name}"),
         task_type="classify",
         engine_kwargs=engine_kwargs(spec),
         batch_size=res.batch_size,

@@ -22,6 +22,7 @@ from typing import Any
 
 from crowdselect.core import storage
 from crowdselect.runtime.lm.load import load_model, load_tokenizer, pick_dtype
+from crowdselect.runtime.models import resolve_model
 from crowdselect.train.config import TrainConfig
 from crowdselect.train.loop import STATE_FILE
 from crowdselect.train.student import is_adapter_key, model_source, peft_config
@@ -107,7 +108,7 @@ def export_dtype(cfg: TrainConfig, model_path: str) -> str:
         return cfg.export.dtype
     from transformers import AutoConfig
 
-    conf = AutoConfig.from_pretrained(model_path, revision=cfg.model.revision,
+    conf = AutoConfig.from_pretrained(resolve_model(model_path), revision=cfg.model.revision,
                                       trust_remote_code=cfg.model.trust_remote_code)
     dtype = getattr(conf, "dtype", None)
     return str(dtype).removeprefix("torch.") if dtype is not None else "float32"

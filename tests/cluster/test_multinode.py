@@ -422,6 +422,7 @@ def dry_config(tmp_path_factory) -> Path:
     for g in cfg["generators"]:
         g["resources"] = {"gpus_per_replica": 1, "num_cpus": 0.5, "batch_size": 3}
     cfg["rewards"][0]["resources"] = {"num_gpus": 1, "num_cpus": 0.5}
+    cfg.setdefault("embedder", {}).setdefault("resources", {})["num_gpus"] = 0  # a real model: CPU torch here
     cfg["selection"].update(k=3, clusters=2, kmeans={"n_init": 4})
     cfg.update(progress=False, out=None)
     cfg.pop("ray")
