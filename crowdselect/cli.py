@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from crowdselect.core import invocation, log
-from crowdselect.core.errors import ConfigError, UserError
+from crowdselect.core.errors import ConfigError, StageError, UserError
 from crowdselect.core.secrets import scrub_secrets
 from crowdselect.core.text import show
 from crowdselect.runtime.ray_setup import RayStartError
@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     except RayStartError as e:
         print(f"crowdselect: error: {e}", file=sys.stderr)
         return 3
+    except StageError as e:
+        print(f"crowdselect: error: {show(scrub_secrets(str(e)))}", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         print("crowdselect: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

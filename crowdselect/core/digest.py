@@ -21,8 +21,8 @@ from typing import Any
 CHUNK = 1 << 20
 # Keys that say where and how fast a step runs, not what it writes: every spec keeps its scheduling settings
 # in a `resources:` section (crowdselect.core.config.resources_section); `out` and `ray` say where; an API key's
-# variable name is not the key
-SCHEDULING = frozenset({"out", "ray", "resources", "api_key_env"})
+# variable name is not the key; who writes a run's shards and how long a stage may stall change no byte
+SCHEDULING = frozenset({"out", "ray", "resources", "api_key_env", "shard_writer", "stall_timeout_s"})
 
 
 def fingerprint(settings: Any) -> str:

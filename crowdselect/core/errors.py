@@ -1,4 +1,4 @@
-"""User-facing errors: printed without a traceback by the CLI, exit code 2."""
+"""User-facing errors: printed without a traceback by the CLI (exit code 2; a `StageError` exits 4)."""
 
 from crowdselect.core.config import ConfigError
 
@@ -7,4 +7,9 @@ class UserError(Exception):
     """A problem with what the user gave (input rows, paths, models); the message says file, row and reason."""
 
 
-__all__ = ["ConfigError", "UserError"]
+class StageError(Exception):
+    """A model stage that could not finish (its engine failed or stalled): the message names the stage, the
+    cause, and the shards written and left; rerunning the same command resumes with the shards left."""
+
+
+__all__ = ["ConfigError", "StageError", "UserError"]

@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,6 +66,9 @@ def quiet_ray_data() -> None:
         logging.getLogger(name).setLevel(level)
     if not VERBOSE["on"]:  # "Progress bars disabled" when piped: our own lines replace them
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    # the model replicas' `max_restarts` (runtime.resources.REPLICA_RESTARTS) goes through map_batches' extra
+    # remote arguments, the way Ray Data 2.60's own actor-pool code documents; 2.60 warns they go in 2.64
+    warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
 
 
 @contextmanager

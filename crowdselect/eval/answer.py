@@ -135,7 +135,7 @@ def generate_answers(s: EvalModelSpec, questions: list[dict[str, Any]], turns: i
                               for q in questions])
     ds = ds.map_batches(AnswerGenerator, fn_constructor_kwargs={"spec": s, "turns": turns},
                         batch_size=s.resources.batch_size, compute=ActorPoolStrategy(size=s.resources.concurrency),
-                        **res.remote_options())
+                        **res.replica_options())
     by_id = {r["question_id"]: r for r in ds.take_all()}
     return [{"question_id": q["question_id"], "answers": [str(x) for x in by_id[q["question_id"]]["answers"]],
              "turn_errors": turn_errors(by_id[q["question_id"]])} for q in questions]

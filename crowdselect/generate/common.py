@@ -84,6 +84,6 @@ def on_actor_pool(cls: type, spec: GeneratorSpec, constructor: dict[str, Any], b
 
         return ds.map_batches(cls, fn_constructor_kwargs=constructor, batch_size=batch_size,
                               compute=ray.data.ActorPoolStrategy(size=spec.resources.replicas),
-                              batch_format="numpy", **for_generator(spec).remote_options())
+                              batch_format="numpy", **for_generator(spec).replica_options())
 
     return apply

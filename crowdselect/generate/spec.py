@@ -99,6 +99,23 @@ class GeneratorResources:
 
 
 @dataclass
+class DryFailure:
+    """A dry generator's rehearsed failure (`fail:`), to rehearse what a real engine does to a job: on reaching
+    row `at_id` its replica exits (an engine that dies: Ray restarts the replica and retries its batches,
+    a few times), hangs (an engine stuck in an out-of-memory: the stage stalls, `stall_timeout_s` ends it)
+    or raises (an engine error: the stage fails). `times`: how often over the whole job (counted in Ray's
+    key-value store, so a restarted replica sees it); then the row is answered as usual."""
+
+    mode: Literal["exit", "hang", "error"]
+    at_id: str
+    times: int = 1
+
+    def validate(self) -> None:
+        if self.times < 1:
+            raise ConfigError(f"times: must be >= 1, got {self.times}")
+
+
+@dataclass
 class GeneratorSpec:
     """One member of the crowd. `family` + `size_b` drive the stability metric."""
 
@@ -125,8 +142,12 @@ class GeneratorSpec:
     base_url: str | None = None
     api_key_env: str | None = not_output(None)  # name of the env var that holds the key; the key is never logged
     resources: GeneratorResources = resources_section(GeneratorResources)
+    fail: DryFailure | None = not_output(None)  # dry only: a rehearsed engine failure (changes no answer)
 
     def validate(self) -> None:
+        if self.fail is not None and self.backend != "dry":
+            raise ConfigError(f"fail: rehearses a failure on the dry backend only (generator {self.name!r} "
+                              f"is {self.backend})")
         if not self.size_b > 0:  # NaN fails too (also refused when read: not finite)
             raise ConfigError(f"size_b: must be > 0 for generator {self.name!r}, got {self.size_b}")
         if not self.name.strip():

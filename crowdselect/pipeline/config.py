@@ -56,6 +56,13 @@ class RunConfig:
     # packed: model stages that fit the cluster together run side by side (crowdselect.pipeline.plan);
     # sequential: one after another, in config order. Both write the same bytes.
     schedule: Literal["packed", "sequential"] = "packed"
+    # who writes the generate and reward shards (crowdselect.pipeline.collect): the Ray workers, or the driver;
+    # auto: workers when they all see `out` (an s3:// or gs:// URI, or a one-node cluster); set workers for a
+    # folder every node mounts (NFS). Both write the same bytes.
+    shard_writer: Literal["auto", "workers", "driver"] = "auto"
+    # a model stage that returns no row for this long fails with the shards left named (an engine hung on an
+    # out-of-memory, replicas that cannot be placed); 0: wait forever. Give more for huge models' first load.
+    stall_timeout_s: float = 3600.0
     # optional fine-tuning on the selection: a `crowdselect train` config (crowdselect.train.config.TrainConfig);
     # data.path defaults to DIR/select/selected.jsonl and out to DIR/train
     train: dict[str, Any] | None = None
@@ -72,6 +79,8 @@ class RunConfig:
         if not self.rewards:
             raise ConfigError("rewards: give at least one reward model")
         _check_names("rewards", [r.name for r in self.rewards])
+        if not self.stall_timeout_s >= 0:
+            raise ConfigError(f"stall_timeout_s: must be >= 0 seconds (0: wait forever), got {self.stall_timeout_s}")
 
     @property
     def metric_reward(self) -> str:

@@ -26,6 +26,7 @@ from crowdselect.core.paths import OutDirLock, check_inputs, check_out_dir, remo
 from crowdselect.core.secrets import scrub_config
 from crowdselect.core.text import printable
 from crowdselect.crowd.config import InputConfig
+from crowdselect.pipeline.collect import workers_write
 from crowdselect.pipeline.config import RunConfig, load_run_config, train_config
 from crowdselect.pipeline.stages import build_crowd, ingest, output_settings, pool_size
 from crowdselect.pipeline.store import StageStore
@@ -187,6 +188,7 @@ def write_run_json(cfg: RunConfig, pool, gens, rewards, crowd, excluded, select_
         "train": None if trained is None else {k: trained.get(k) for k in ("out", "model", "checkpoint", "steps")},
         "resources": resource_plan(cfg),
         "schedule": cfg.schedule,
+        "shard_writer": "workers" if workers_write(cfg.shard_writer, cfg.out) else "driver",
         "stages": stages or [],
         "seconds": times,
     }

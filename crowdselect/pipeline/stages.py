@@ -2,9 +2,10 @@
 
 Each stage reads the shards of the stage before it and writes its own, one Parquet file per pool shard,
 through `crowdselect.pipeline.store.StageStore` (manifest, atomic shard writes, resume). Model stages run as one
-Ray Data pipeline over all pending shards (the engines start once); the driver gathers the output rows per
-shard and writes a shard the moment all its rows are in, so a killed driver loses only shards in flight.
-A row seen twice (a retried task) is kept once; a row missing at the end is an error naming shard and id.
+Ray Data pipeline over all pending shards (the engines start once); a shard is written the moment all its
+rows are in (by the Ray workers, or the driver where workers do not share DIR: `pipeline.collect`), so a
+killed driver loses only shards in flight. A row seen twice (a retried task) is kept once; a row missing at
+the end, a failed engine or a stalled stage is an error naming the shards left.
 
     DIR/ingest/shard-*.parquet         id, instruction, source, shard            (+ rejected.jsonl)
     DIR/generate/<gen>/shard-*.parquet id, instruction, shard, response, error, tokens, model + lineage
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +31,7 @@ from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.core.secrets import scrub_config
 from crowdselect.crowd.assemble import CROWD_SCHEMA, EXCLUDED_SCHEMA, assemble_shard
 from crowdselect.generate.spec import GeneratorSpec
+from crowdselect.pipeline.collect import collect, workers_write
 from crowdselect.pipeline.config import RunConfig
 from crowdselect.pipeline.store import MANIFEST, StageStore, fingerprint, shard_name
 from crowdselect.pool.read import check_rejects, read_pool
@@ -116,16 +118,6 @@ def _content_hash(rows: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
-def _write_table(uri: str, table: pa.Table) -> None:
-    import io
-
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    storage.write_bytes(uri, buf.getvalue())
-
-
 def generate(cfg: RunConfig, spec: GeneratorSpec, pool: Pool, out: str, meter: dict | None = None) -> StageStore:
     """Answers of one generator for every pending shard; failed rows kept with their error.
     `meter`, when given, gets `busy_s`: the seconds its replicas spent on batches (`batch_seconds`)."""
@@ -137,16 +129,30 @@ def generate(cfg: RunConfig, spec: GeneratorSpec, pool: Pool, out: str, meter: d
     if pending:
         lineage = {C.MODEL: spec.name, C.MODEL_ID: model_id(spec), C.REVISION: spec.revision,
                    C.SAMPLING: sampling_json(spec), C.BACKEND: spec.backend}
-        ds = read_parquet([pool.store.file(s) for s in pending]).select_columns(
-            [C.ID, C.INSTRUCTION, C.SHARD])
+        ds = read_parquet([pool.store.file(s) for s in pending]).select_columns([C.ID, C.INSTRUCTION, C.SHARD])
         rows = build_generate(spec)(ds)
         expected = {s: [(rid,) for rid in pool.shards[s]] for s in pending}
-        collect(rows, expected, (C.ID,), store, lambda t: _conform(_with_constants(t, lineage), GENERATE_SCHEMA),
-                progress=cfg.progress, desc=f"generate {spec.name}")
+        ran = collect(rows, expected, (C.ID,), store, partial(_generated, lineage=lineage), **_collecting(cfg),
+                      desc=f"generate {spec.name}")
         if meter is not None:
-            meter["busy_s"] = batch_seconds(rows, stage_operator(spec))
+            meter["busy_s"] = batch_seconds(ran, stage_operator(spec))
     store.mark_complete(**store.counts())
     return store
+
+
+def _collecting(cfg: RunConfig) -> dict:
+    """How `collect` writes this run's shards: by the Ray workers or the driver (`workers_write`), and how long
+    a stage may go without a row."""
+    return {"workers": workers_write(cfg.shard_writer, cfg.out), "stall_s": cfg.stall_timeout_s or None,
+            "progress": cfg.progress}
+
+
+def _generated(table: pa.Table, lineage: dict) -> pa.Table:
+    return _conform(_with_constants(table, lineage), GENERATE_SCHEMA)
+
+
+def _scored(table: pa.Table) -> pa.Table:
+    return _conform(table, REWARD_SCHEMA)
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -178,10 +184,10 @@ def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageSt
         ds = read_parquet(files).select_columns([C.ID, C.INSTRUCTION, C.SHARD, C.MODEL, C.RESPONSE, C.ERROR])
         ds = ds.map_batches(_answered_only, batch_format="pyarrow")
         scored = add_rewards(ds, spec).map_batches(_reward_columns, batch_format="pyarrow")
-        collect(scored, {s: expected[s] for s in pending}, GEN_KEYS, store, lambda t: _conform(t, REWARD_SCHEMA),
-                progress=cfg.progress, desc=f"reward {spec.name}")
+        ran = collect(scored, {s: expected[s] for s in pending}, GEN_KEYS, store, _scored, **_collecting(cfg),
+                      desc=f"reward {spec.name}")
         if meter is not None:
-            meter["busy_s"] = batch_seconds(scored, stage_class(spec).__name__)
+            meter["busy_s"] = batch_seconds(ran, stage_class(spec).__name__)
     store.mark_complete(**store.counts())
     return store
 
@@ -248,56 +254,3 @@ def _answered_only(t: pa.Table) -> pa.Table:
 def _reward_columns(t: pa.Table) -> pa.Table:
     err = C.error_column(C.REWARD)
     return t.select([C.ID, C.MODEL, C.SHARD, C.REWARD, err, C.REWARD_MODEL])
-
-
-def collect(ds, expected: dict[str, list[tuple]], keys: tuple[str, ...], store: StageStore,
-            finalize: Callable[[pa.Table], pa.Table], *, progress: bool, desc: str) -> None:
-    """Gather a dataset's rows per shard; write each shard (in `expected` order) once all its keys are in.
-
-    expected: shard -> keys (tuples of the `keys` columns) that shard must hold, in output order.
-    A key seen twice is kept once; keys missing when the dataset ends raise RuntimeError.
-    """
-    from crowdselect.core.log import bar as progress_bar
-
-    want = {s: {k: i for i, k in enumerate(ks)} for s, ks in expected.items()}
-    parts: dict[str, list[pa.Table]] = {s: [] for s in expected}
-    seen: dict[str, set] = {s: set() for s in expected}
-    bar = progress_bar(sum(len(k) for k in expected.values()), desc, enabled=progress)
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        for shard in pc.unique(batch.column(C.SHARD)).to_pylist():
-            if shard not in parts:  # already written: whatever comes now repeats rows seen before
-                continue
-            part = batch.filter(pc.equal(batch.column(C.SHARD), shard))
-            fresh = []
-            for i, key in enumerate(zip(*(part.column(k).to_pylist() for k in keys), strict=True)):
-                if key in want[shard] and key not in seen[shard]:  # a retried task may repeat rows
-                    seen[shard].add(key)
-                    fresh.append(i)
-            parts[shard].append(part.take(fresh))
-            bar.update(len(fresh))
-            if len(seen[shard]) == len(want[shard]):
-                _write_ordered(store, shard, parts.pop(shard), want[shard], keys, finalize)
-    bar.close()
-    missing = {s: [k for k in want[s] if k not in seen[s]] for s in parts}
-    missing = {s: m for s, m in missing.items() if m}
-    if missing:
-        s, m = next(iter(missing.items()))
-        raise RuntimeError(f"{desc}: {sum(map(len, missing.values()))} row(s) never came back, e.g. shard {s} "
-                           f"key {m[0]}; rerun the same command to redo the unfinished shards")
-
-
-def _write_ordered(store: StageStore, shard: str, parts: list[pa.Table], want: dict[tuple, int],
-                   keys: tuple[str, ...], finalize: Callable[[pa.Table], pa.Table]) -> None:
-    table = pa.concat_tables(parts, promote_options="permissive")
-    cols = [table.column(k).to_pylist() for k in keys]
-    order = sorted(range(table.num_rows), key=lambda i: want[tuple(c[i] for c in cols)])
-    table = finalize(table.take(order).combine_chunks())
-    errors = _error_count(table)
-    store.write_shard(shard, table, errors=errors)
-
-
-def _error_count(table: pa.Table) -> int:
-    for col in (C.ERROR, C.error_column(C.REWARD)):
-        if col in table.column_names:
-            return int(pc.sum(pc.is_valid(table.column(col))).as_py() or 0)
-    return 0

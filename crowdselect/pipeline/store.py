@@ -76,11 +76,15 @@ class StageStore:
 
     def write_shard(self, shard: str, table: pa.Table, errors: int = 0) -> None:
         """Write one shard whole, then record it as done (a crash in between only redoes this shard)."""
-        self.extra["written"] = uuid.uuid4().hex[:12]
         buf = io.BytesIO()
         pq.write_table(table, buf)
         storage.write_bytes(self.file(shard), buf.getvalue())
-        self.shards[shard] = {"rows": table.num_rows, "errors": int(errors)}
+        self.record_shard(shard, table.num_rows, errors)
+
+    def record_shard(self, shard: str, rows: int, errors: int = 0) -> None:
+        """Record a shard whose file is written (by this process or a Ray worker) as done."""
+        self.extra["written"] = uuid.uuid4().hex[:12]
+        self.shards[shard] = {"rows": int(rows), "errors": int(errors)}
         self._save()
 
     def read_shard(self, shard: str) -> pa.Table:

@@ -51,7 +51,7 @@ def pool_kwargs(spec: RewardSpec) -> dict[str, Any]:
 
     res = planned(spec).resources
     return {"batch_size": res.batch_size, "compute": ActorPoolStrategy(size=res.concurrency),
-            **for_pool(res).remote_options()}
+            **for_pool(res).replica_options()}
 
 
 def reward_stage(spec: RewardSpec, output_column: str = C.REWARD) -> tuple[type, dict[str, Any], dict[str, Any]]:

@@ -41,6 +41,10 @@ ACCELERATOR_DEMAND = 0.001  # what Ray's own `accelerator_type=` option requests
 # vLLM's own share of a GPU's memory per engine (CacheConfig.gpu_memory_utilization: 0.92 in vLLM 0.32.0, 0.9
 # before): engines sharing one GPU must split it between them
 VLLM_GPU_MEMORY = 0.92
+# A model replica whose process dies (an engine crash, the OOM killer) is restarted this often and its batches
+# retried; one more death fails the stage with the shards left named. Ray Data's own default (-1: forever)
+# turns an engine that dies on every load into a job that never ends.
+REPLICA_RESTARTS = 3
 
 
 def normalize_accelerator(name: str | None) -> str | None:
@@ -281,9 +285,13 @@ class StageResources:
             opts["resources"] = extra
         return opts
 
+    def replica_options(self) -> dict[str, Any]:
+        """`remote_options` of a model replica in a Ray Data actor pool: with `REPLICA_RESTARTS`."""
+        return {**self.remote_options(), "max_restarts": REPLICA_RESTARTS}
+
     def map_batches_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `Dataset.map_batches(CallableClass, ...)`: the actor pool and its resources."""
-        return {"concurrency": self.replicas, **self.remote_options()}
+        return {"concurrency": self.replicas, **self.replica_options()}
 
 
 def for_actor_pool(replicas: int | tuple[int, int] = 1, num_gpus: float = 0.0, num_cpus: float = 1.0,

@@ -272,7 +272,7 @@ def embed(ds: Rows, cfg: SelectConfig, local: bool = False) -> Rows:
     return ds.map_batches(
         Embedder, batch_format="numpy", batch_size=None if local else res.batch_size * 4,
         fn_constructor_kwargs=embedder_kwargs(e),
-        compute=ray.data.ActorPoolStrategy(size=res.concurrency), **for_pool(res).remote_options()).materialize()
+        compute=ray.data.ActorPoolStrategy(size=res.concurrency), **for_pool(res).replica_options()).materialize()
 
 
 def cluster(ds: Rows, cfg: SelectConfig, local: bool = False) -> tuple[np.ndarray, dict]:

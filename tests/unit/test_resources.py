@@ -31,7 +31,8 @@ def test_accelerator_resource_is_the_one_ray_nodes_advertise():
 def test_actor_pool_kwargs_for_map_batches():
     res = R.for_actor_pool(replicas=4, num_gpus=1, num_cpus=2, accelerator_type="a100")
     assert res.map_batches_kwargs() == {"concurrency": 4, "num_cpus": 2.0, "num_gpus": 1.0,
-                                        "resources": {"accelerator_type:A100": 0.001}}
+                                        "resources": {"accelerator_type:A100": 0.001},
+                                        "max_restarts": R.REPLICA_RESTARTS}
     assert res.bundle() == {"CPU": 2.0, "GPU": 1.0, "accelerator_type:A100": 0.001}
     assert R.for_actor_pool((1, 8), num_gpus=1).max_replicas == 8
     assert "resources" not in R.for_actor_pool(2).remote_options()

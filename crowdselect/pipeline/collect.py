@@ -1,0 +1,329 @@
+"""A model stage's output rows into its stage folder: one Parquet file per pool shard, each written once.
+
+Two writers give the same bytes:
+
+- **workers** (`shard_writer: auto` where every worker sees DIR: an s3:// or gs:// URI, or a one-node
+  cluster): each Ray Data task writes the rows of its batch, shard by shard, as a part file under
+  DIR/<stage>/_parts/<shard>/ and hands the driver only the keys it wrote and the part's name. Once a
+  shard's keys are all in, a Ray task merges its parts into the shard file (pool order, each key once) and
+  the driver records the shard in the manifest. The driver holds keys, part names and counts, never answers.
+- **driver** (a local DIR on a cluster of several nodes, where a worker's file would land on its own disk):
+  the driver gathers the rows and writes each shard itself.
+
+Either way a shard is written whole once all its keys are in; a key seen twice (a retried task) is kept once;
+a key missing when the stage's rows end is an error naming shard and key. Part files of a killed run are
+removed when the stage starts again (its shards were never recorded, so they are redone).
+
+A stage that fails (an engine that dies past its restarts, a task error) or stalls (no row for
+`stall_timeout_s`: an engine hung on an out-of-memory, a replica that never starts; Ray Data's own
+no-progress guard is set to the same) ends in a `StageError` naming the shards written and left; rerunning
+the same command resumes with the shards left.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from crowdselect.core import columns as C
+from crowdselect.core import storage
+from crowdselect.core.errors import StageError
+from crowdselect.pipeline.store import StageStore
+
+PARTS = "_parts"
+PART = "part"  # the part file's name, in the rows a part writer hands back
+
+
+def collect(ds, expected: dict[str, list[tuple]], keys: tuple[str, ...], store: StageStore,
+            finalize: Callable[[pa.Table], pa.Table], *, workers: bool, stall_s: float | None,
+            progress: bool, desc: str):
+    """Write `ds`'s rows into `store`, one shard file per key of `expected`; returns the dataset that ran
+    (for its stats: `stages.batch_seconds`).
+
+    expected: shard -> the keys (tuples of the `keys` columns) the shard must hold, in output order.
+    finalize: row-wise (column order and types, constants); runs where the rows are written.
+    workers: Ray workers write (see the module doc), else the driver. stall_s: seconds without a row before
+    the stage fails (None: wait forever)."""
+    from crowdselect.core.log import bar as progress_bar
+
+    storage.delete_dir(storage.join(store.uri, PARTS))  # parts of a killed run: their shards are redone
+    gather = _Parts(store, expected, keys, finalize) if workers else _Rows(store, expected, keys, finalize)
+    if workers:
+        ds = ds.map_batches(PartWriter(storage.join(store.uri, PARTS), keys, finalize), batch_format="pyarrow")
+    # Ray Data's own no-progress guard (30 min by default in Ray 2.60) follows the stage's: a huge model's
+    # first load or a wait for autoscaled GPU nodes can take longer, and the user decides how long is a stall
+    ds.context.execution_no_progress_timeout_s = stall_s or -1
+    bar = progress_bar(sum(len(k) for k in expected.values()), desc, enabled=progress)
+    try:
+        for batch in _batches(ds, stall_s, desc):
+            bar.update(gather.add(batch))
+        gather.finish(stall_s, desc)
+    except StageError as e:
+        gather.settle()
+        raise StageError(f"{e}; {_left(store, expected)}") from e.__cause__
+    except Exception as e:  # a failed task or an engine dead past its restarts: the stage cannot finish
+        gather.settle()
+        raise StageError(f"{desc} failed: {_cause(e)}; {_left(store, expected)}") from e
+    finally:
+        bar.close()
+    missing = {s: [k for k in want if k not in gather.seen[s]] for s, want in gather.want.items()
+               if not store.is_done(s)}
+    missing = {s: m for s, m in missing.items() if m}
+    if missing:
+        s, m = next(iter(missing.items()))
+        raise StageError(f"{desc}: {sum(map(len, missing.values()))} row(s) never came back, e.g. shard {s} key "
+                         f"{m[0]}; {_left(store, expected)}")
+    storage.delete_dir(storage.join(store.uri, PARTS))
+    return ds
+
+
+def workers_write(setting: str, out: str) -> bool:
+    """Whether Ray workers write the shards (`shard_writer`): "workers"/"driver" as set; "auto": workers when
+    every worker sees DIR, i.e. an object-store URI or a cluster of one node (Ray must be up)."""
+    if setting != "auto":
+        return setting == "workers"
+    from crowdselect.runtime.capacity import alive_nodes, grown_nodes
+
+    return storage.is_remote(out) or (len(alive_nodes()) == 1 and not grown_nodes())
+
+
+def _batches(ds, stall_s: float | None, desc: str) -> Iterator[pa.Table]:
+    """`ds`'s batches as they come; a StageError when none comes for `stall_s` seconds.
+
+    Ray Data's own no-progress guard (set to `stall_s` in `collect`) stops the dataset when no block moves;
+    it is what normally ends a stall, cleanly. Its iterator can still block where the guard does not look
+    (shuffles, a writer task), so it runs in a thread and this one also waits with a clock, STALL_GRACE_S
+    longer; on that stall the thread is left blocked and the run ends with the error."""
+    from ray.data.exceptions import ExecutionTimeoutError
+
+    q: queue.Queue = queue.Queue(maxsize=4)
+
+    def pump() -> None:
+        try:
+            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                q.put((True, batch))
+            q.put((False, None))
+        except BaseException as e:  # re-raised in the caller's thread
+            q.put((False, e))
+
+    threading.Thread(target=pump, name=f"rows of {desc}", daemon=True).start()
+    stalled = StageError(f"{desc}: no row came back for {stall_s or 0:g} s (an engine out of memory or hung, or "
+                         "replicas that cannot be placed; the Ray dashboard shows which): stopped")
+    while True:
+        try:
+            more, item = q.get(timeout=None if stall_s is None else stall_s + STALL_GRACE_S)
+        except queue.Empty:
+            raise stalled from None
+        if not more:
+            if isinstance(item, ExecutionTimeoutError):
+                raise stalled from item
+            if isinstance(item, BaseException):
+                raise item
+            return
+        yield item
+
+
+STALL_GRACE_S = 60.0
+
+
+class _Rows:
+    """The driver writer: gathers each shard's rows and writes the shard once all its keys are in."""
+
+    def __init__(self, store: StageStore, expected: dict[str, list[tuple]], keys: tuple[str, ...],
+                 finalize: Callable[[pa.Table], pa.Table]):
+        self.store, self.keys, self.finalize = store, keys, finalize
+        self.want = {s: {k: i for i, k in enumerate(ks)} for s, ks in expected.items()}
+        self.seen: dict[str, set] = {s: set() for s in expected}
+        self.parts: dict[str, list[pa.Table]] = {s: [] for s in expected}
+
+    def add(self, batch: pa.Table) -> int:
+        """Take a batch's rows; returns how many were new."""
+        added = 0
+        for shard, part, fresh in _fresh_rows(batch, self.keys, self.want, self.seen, self.parts):
+            self.parts[shard].append(part.take(fresh))
+            added += len(fresh)
+            if len(self.seen[shard]) == len(self.want[shard]):
+                table = ordered(pa.concat_tables(self.parts.pop(shard), promote_options="permissive"),
+                                self.want[shard], self.keys)
+                table = self.finalize(table)
+                self.store.write_shard(shard, table, errors=error_count(table))
+        return added
+
+    def finish(self, stall_s: float | None, desc: str) -> None:
+        pass
+
+    def settle(self) -> None:
+        pass
+
+
+class _Parts:
+    """The workers writer: tracks the keys in each part file; merges a shard's parts (a Ray task) once whole."""
+
+    def __init__(self, store: StageStore, expected: dict[str, list[tuple]], keys: tuple[str, ...],
+                 finalize: Callable[[pa.Table], pa.Table]):
+        self.store, self.keys = store, keys
+        self.want = {s: {k: i for i, k in enumerate(ks)} for s, ks in expected.items()}
+        self.seen: dict[str, set] = {s: set() for s in expected}
+        self.parts: dict[str, list[str]] = {s: [] for s in expected}
+        self.merging: dict[Any, str] = {}  # ObjectRef -> shard
+
+    def add(self, batch: pa.Table) -> int:
+        import ray
+
+        added = 0
+        for shard, part, fresh in _fresh_rows(batch, self.keys, self.want, self.seen, self.parts):
+            names = pc.unique(part.take(fresh).column(PART)).to_pylist()
+            self.parts[shard] += [n for n in names if n not in self.parts[shard]]
+            added += len(fresh)
+            if len(self.seen[shard]) == len(self.want[shard]):
+                want = sorted(self.want[shard], key=self.want[shard].get)
+                ref = _merge_task().remote(self.store.uri, shard, self.parts.pop(shard), want, self.keys)
+                self.merging[ref] = shard
+        done, _ = ray.wait(list(self.merging), num_returns=len(self.merging), timeout=0)
+        self._record(done)
+        return added
+
+    def finish(self, stall_s: float | None, desc: str) -> None:
+        import ray
+
+        while self.merging:
+            done, _ = ray.wait(list(self.merging), num_returns=1, timeout=stall_s)
+            if not done:
+                raise StageError(f"{desc}: a shard merge made no progress for {stall_s:g} s: stopped")
+            self._record(done)
+
+    def settle(self, wait_s: float = 60.0) -> None:
+        """The stage failed: record the shards whose merge ends within `wait_s` (they are whole)."""
+        import ray
+
+        if self.merging:
+            done, _ = ray.wait(list(self.merging), num_returns=len(self.merging), timeout=wait_s)
+            for ref in done:
+                try:
+                    self._record([ref])
+                except Exception:  # a merge that failed leaves its shard to the rerun
+                    self.merging.pop(ref, None)
+
+    def _record(self, refs: list) -> None:
+        import ray
+
+        for ref in refs:
+            rows, errors = ray.get(ref)
+            self.store.record_shard(self.merging.pop(ref), rows, errors)
+
+
+def _fresh_rows(batch: pa.Table, keys: tuple[str, ...], want: dict[str, dict[tuple, int]],
+                seen: dict[str, set], pending: dict[str, Any]) -> Iterator[tuple[str, pa.Table, list[int]]]:
+    """Per shard of `batch` still pending: (shard, its rows, the indices of keys not seen before); marks them seen."""
+    for shard in pc.unique(batch.column(C.SHARD)).to_pylist():
+        if shard not in pending:  # already written: whatever comes now repeats rows seen before
+            continue
+        part = batch.filter(pc.equal(batch.column(C.SHARD), shard))
+        fresh = []
+        for i, key in enumerate(zip(*(part.column(k).to_pylist() for k in keys), strict=True)):
+            if key in want[shard] and key not in seen[shard]:  # a retried task may repeat rows
+                seen[shard].add(key)
+                fresh.append(i)
+        yield shard, part, fresh
+
+
+class PartWriter:
+    """Ray Data stage (a task per batch): writes the batch's rows of each shard as a part file under
+    `parts`/<shard>/ (finalized); returns only (shard, keys, part name) per row."""
+
+    def __init__(self, parts: str, keys: tuple[str, ...], finalize: Callable[[pa.Table], pa.Table]):
+        self.parts, self.keys, self.finalize = parts, keys, finalize
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = []
+        for shard in pc.unique(batch.column(C.SHARD)).to_pylist():
+            rows = batch.filter(pc.equal(batch.column(C.SHARD), shard))
+            name = f"{uuid.uuid4().hex}.parquet"
+            write_parquet(storage.join(self.parts, shard, name), self.finalize(rows))
+            cols = {C.SHARD: rows.column(C.SHARD), **{k: rows.column(k) for k in self.keys if k != C.SHARD},
+                    PART: pa.array([name] * rows.num_rows, pa.string())}
+            out.append(pa.table(cols))
+        return pa.concat_tables(out) if out else pa.table({C.SHARD: pa.array([], pa.string()),
+                                                           **{k: pa.array([], pa.string()) for k in self.keys},
+                                                           PART: pa.array([], pa.string())})
+
+
+def merge_parts(stage_uri: str, shard: str, parts: list[str], want: list[tuple], keys: tuple[str, ...]
+                ) -> tuple[int, int]:
+    """Merge a shard's part files into its shard file (order of `want`, each key once), atomically;
+    returns (rows, errors). The parts are removed once the shard is written."""
+    folder = storage.join(stage_uri, PARTS, shard)
+    tables = [pq.read_table(io.BytesIO(storage.read_bytes(storage.join(folder, p)))) for p in parts]
+    table = ordered(pa.concat_tables(tables, promote_options="permissive"), {k: i for i, k in enumerate(want)}, keys)
+    write_parquet(storage.join(stage_uri, f"{shard}.parquet"), table)
+    storage.delete_dir(folder)
+    return table.num_rows, error_count(table)
+
+
+def _merge_task():
+    import ray
+
+    # bookkeeping like Ray Data's own tasks: no CPU reserved, so it never waits behind a model replica
+    return ray.remote(num_cpus=0, max_retries=3)(merge_parts)
+
+
+def ordered(table: pa.Table, want: dict[tuple, int], keys: tuple[str, ...]) -> pa.Table:
+    """`table`'s rows whose key is in `want`, each key once (its first row), in `want`'s order."""
+    cols = [table.column(k).to_pylist() for k in keys]
+    first: dict[tuple, int] = {}
+    for i in range(table.num_rows):
+        first.setdefault(tuple(c[i] for c in cols), i)
+    order = sorted((i for k, i in first.items() if k in want), key=lambda i: want[tuple(c[i] for c in cols)])
+    return table.take(order).combine_chunks()
+
+
+def write_parquet(uri: str, table: pa.Table) -> None:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    storage.write_bytes(uri, buf.getvalue())
+
+
+def error_count(table: pa.Table) -> int:
+    for col in (C.ERROR, C.error_column(C.REWARD)):
+        if col in table.column_names:
+            return int(pc.sum(pc.is_valid(table.column(col))).as_py() or 0)
+    return 0
+
+
+def _left(store: StageStore, expected: dict[str, list[tuple]]) -> str:
+    left = sorted(s for s in expected if not store.is_done(s))
+    if not left:
+        return "every shard is written"
+    shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+    return (f"{len(expected) - len(left)} of {len(expected)} shard(s) written in {store.uri}, left: {shown}; "
+            "rerun the same command to do the shards left")
+
+
+def _cause(e: BaseException) -> str:
+    """One line for a stage's failure: the innermost error. Ray and Ray Data wrap a task's own error, and
+    the worker's traceback reaches the driver only as text, where the task's error is the line before
+    "The above exception was the direct cause"."""
+    cause = e
+    for _ in range(10):
+        inner = getattr(cause, "cause", None) or cause.__cause__
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    text = str(e)
+    if CHAINED in text:
+        lines = [line.strip() for line in text.split(CHAINED)[0].splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    first = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {first[0] if first else ''}".strip()
+
+
+CHAINED = "The above exception was the direct cause"
