@@ -2,13 +2,13 @@
 
 Two writers give the same bytes:
 
-- **workers** (`shard_writer: auto` where every worker sees DIR: an s3:// or gs:// URI, or a one-node
-  cluster): each Ray Data task writes the rows of its batch, shard by shard, as a part file under
+- **workers** (`shard_writer: auto` for an s3:// or gs:// DIR; `workers` for a folder every node mounts):
+  each Ray Data task writes the rows of its batch, shard by shard, as a part file under
   DIR/<stage>/_parts/<shard>/ and hands the driver only the keys it wrote and the part's name. Once a
   shard's keys are all in, a Ray task merges its parts into the shard file (pool order, each key once) and
   the driver records the shard in the manifest. The driver holds keys, part names and counts, never answers.
-- **driver** (a local DIR on a cluster of several nodes, where a worker's file would land on its own disk):
-  the driver gathers the rows and writes each shard itself.
+- **driver** (`auto` for a local DIR, which workers on other nodes do not see): the driver gathers the rows
+  and writes each shard itself.
 
 Either way a shard is written whole once all its keys are in; a key seen twice (a retried task) is kept once;
 a key missing when the stage's rows end is an error naming shard and key. Part files of a killed run are
@@ -87,12 +87,12 @@ def collect(ds, expected: dict[str, list[tuple]], keys: tuple[str, ...], store: 
 
 def workers_write(setting: str, out: str) -> bool:
     """Whether Ray workers write the shards (`shard_writer`): "workers"/"driver" as set; "auto": workers when
-    every worker sees DIR, i.e. an object-store URI or a cluster of one node (Ray must be up)."""
+    DIR is an object-store URI (s3://, gs://), where every worker sees it and the answers then never cross
+    the head node; the driver for a local folder, which other nodes do not see and where, on one machine,
+    the driver measured faster (bench/shard_writers.py: the workers' part files are one more write and read)."""
     if setting != "auto":
         return setting == "workers"
-    from crowdselect.runtime.capacity import alive_nodes, grown_nodes
-
-    return storage.is_remote(out) or (len(alive_nodes()) == 1 and not grown_nodes())
+    return storage.is_remote(out)
 
 
 def _batches(ds, stall_s: float | None, desc: str) -> Iterator[pa.Table]:
@@ -277,12 +277,27 @@ def _merge_task():
 
 def ordered(table: pa.Table, want: dict[tuple, int], keys: tuple[str, ...]) -> pa.Table:
     """`table`'s rows whose key is in `want`, each key once (its first row), in `want`'s order."""
-    cols = [table.column(k).to_pylist() for k in keys]
-    first: dict[tuple, int] = {}
-    for i in range(table.num_rows):
-        first.setdefault(tuple(c[i] for c in cols), i)
-    order = sorted((i for k, i in first.items() if k in want), key=lambda i: want[tuple(c[i] for c in cols)])
-    return table.take(order).combine_chunks()
+    import numpy as np
+
+    if not table.num_rows:
+        return table.combine_chunks()
+    joined = _joined(table, keys)
+    wanted = pa.array(["\x1f".join(k) for k in sorted(want, key=want.get)], pa.string())
+    pos = pc.index_in(joined, value_set=wanted).to_numpy(zero_copy_only=False)
+    pos = np.where(np.isnan(pos.astype(float)), -1, pos).astype(np.int64)
+    rows = np.flatnonzero(pos >= 0)
+    rows = rows[np.argsort(pos[rows], kind="stable")]  # by wanted position; a repeated key's first row first
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = pos[rows][1:] != pos[rows][:-1]
+    return table.take(pa.array(rows[first])).combine_chunks()
+
+
+def _joined(table: pa.Table, keys: tuple[str, ...]) -> pa.Array:
+    """The key columns as one string per row (joined by a unit separator)."""
+    cols = [table.column(k).cast(pa.string()).combine_chunks() for k in keys]
+    if len(cols) == 1:
+        return cols[0]
+    return pc.binary_join_element_wise(*cols, "\x1f")
 
 
 def write_parquet(uri: str, table: pa.Table) -> None:

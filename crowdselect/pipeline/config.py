@@ -57,8 +57,8 @@ class RunConfig:
     # sequential: one after another, in config order. Both write the same bytes.
     schedule: Literal["packed", "sequential"] = "packed"
     # who writes the generate and reward shards (crowdselect.pipeline.collect): the Ray workers, or the driver;
-    # auto: workers when they all see `out` (an s3:// or gs:// URI, or a one-node cluster); set workers for a
-    # folder every node mounts (NFS). Both write the same bytes.
+    # auto: workers for an s3:// or gs:// `out`, the driver for a local folder; set workers for a folder every
+    # node mounts (NFS). Both write the same bytes.
     shard_writer: Literal["auto", "workers", "driver"] = "auto"
     # a model stage that returns no row for this long fails with the shards left named (an engine hung on an
     # out-of-memory, replicas that cannot be placed); 0: wait forever. Give more for huge models' first load.

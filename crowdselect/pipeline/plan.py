@@ -144,6 +144,18 @@ class Scheduler:
         self.running.remove(name)
         self.done.add(name)
 
+    def ahead(self) -> list[Mapping[str, float]]:
+        """The bundles to ask an autoscaler for now: every replica of the running stages and of the next wave
+        still waiting, so the nodes of the next stages boot while the running ones work.
+
+        >>> s = Scheduler([StageRequest("a", 2, {"GPU": 1}), StageRequest("b", 1, {"GPU": 4})], [{"GPU": 4}])
+        >>> s.next_stages(), s.ahead()
+        (['b'], [{'GPU': 4}, {'GPU': 1}, {'GPU': 1}])
+        """
+        nxt = next(([n for n in wave if n in self.waiting] for wave in self.waves
+                    if any(n in self.waiting for n in wave)), [])
+        return [dict(self.requests[n].bundle) for n in self.running + nxt for _ in range(self.requests[n].replicas)]
+
     @property
     def finished(self) -> bool:
         return not self.waiting and not self.running

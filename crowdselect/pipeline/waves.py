@@ -4,7 +4,9 @@ Each generator and each reward model is one stage (`pipeline.stages.generate` / 
 pipeline over its pending shards, collected into its own stage folder. The scheduler starts the stages that
 fit the cluster together (`schedule: packed`, the default; `sequential` runs them one by one in config
 order); each runs in its own thread of the driver, where Ray Data gives each pipeline its own executor. A
-reward stage starts once every generator has ended (it reads their shards).
+reward stage starts once every generator has ended (it reads their shards). Under an autoscaler the driver
+asks ahead for the running stages' and the next wave's replicas (`capacity.request_ahead`), so the next
+wave's nodes boot while the current one works; the request is withdrawn when the model stages end.
 
 Why a thread per stage and not one Dataset (a union of the stages' pipelines): each stage keeps its own
 pipeline, shard collection and manifest, exactly as when it runs alone, so resume stays per stage and shard
@@ -35,6 +37,7 @@ from crowdselect.pipeline.estimate import PROMPT_TOKENS, StageWork, answer_token
 from crowdselect.pipeline.plan import TASK_CPUS, Scheduler, StageRequest, pack_waves, simulate
 from crowdselect.pipeline.stages import Pool, generate, reward
 from crowdselect.pipeline.store import MANIFEST, StageStore
+from crowdselect.runtime.capacity import request_ahead
 from crowdselect.runtime.resources import StageResources, for_generator, for_pool
 
 
@@ -119,13 +122,20 @@ def run_model_stages(cfg: RunConfig, pool: Pool, clock: StageClock, nodes: list[
         finally:
             ended.put(name)
 
-    while not sched.finished:
-        if not failures:
-            for name in sched.next_stages():
-                threading.Thread(target=work, args=(name,), name=name, daemon=True).start()
-        if not sched.running:
-            break
-        sched.finish(ended.get())
+    autoscaled = request_ahead(sched.ahead())
+    try:
+        while not sched.finished:
+            if not failures:
+                for name in sched.next_stages():
+                    threading.Thread(target=work, args=(name,), name=name, daemon=True).start()
+                if autoscaled:
+                    request_ahead(sched.ahead())
+            if not sched.running:
+                break
+            sched.finish(ended.get())
+    finally:
+        if autoscaled:
+            request_ahead([])  # the request holds until withdrawn: let the autoscaler scale the model nodes down
     if failures:
         raise failures[0]
     return ({g.name: stores[f"generate:{g.name}"] for g in cfg.generators},

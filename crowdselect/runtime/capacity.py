@@ -107,3 +107,16 @@ def total(nodes: list[dict[str, float]]) -> dict[str, float]:
 
 def _size(nodes: list[dict[str, float]]) -> tuple[float, float]:
     return sum(n.get("GPU", 0.0) for n in nodes), sum(n.get("CPU", 0.0) for n in nodes)
+
+
+def request_ahead(bundles: list[Mapping[str, float]]) -> bool:
+    """Under an autoscaler (`grown_nodes`), ask it for `bundles` now (`ray.autoscaler.sdk.request_resources`,
+    which holds until the next call; [] withdraws the request); returns whether it asked. A fixed cluster is
+    left alone. The planner calls it with the running stages and the next wave, so GPU nodes, minutes to
+    boot, come up before the stages that need them start."""
+    if not grown_nodes():
+        return False
+    from ray.autoscaler.sdk import request_resources
+
+    request_resources(bundles=[{k: float(v) for k, v in b.items()} for b in bundles])
+    return True

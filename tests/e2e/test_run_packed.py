@@ -143,10 +143,10 @@ def test_killed_packed_run_resumes_to_the_same_selection(config, ray_local, sequ
         assert len(keys) == len(set(keys)), f"duplicate rows in {stage}"
 
 
-def test_the_driver_writes_the_bytes_the_workers_write(config, ray_local, sequential, tmp_path):
-    out = tmp_path / "driver"
-    assert sequential[1]["shard_writer"] == "workers"  # auto on a one-node cluster
-    assert run(config, out, "schedule=sequential", "shard_writer=driver")["shard_writer"] == "driver"
+def test_the_workers_write_the_bytes_the_driver_writes(config, ray_local, sequential, tmp_path):
+    out = tmp_path / "workers"
+    assert sequential[1]["shard_writer"] == "driver"  # auto for a local folder
+    assert run(config, out, "schedule=sequential", "shard_writer=workers")["shard_writer"] == "workers"
     assert stage_files(out) == stage_files(sequential[0])
     assert not list(out.rglob("_parts"))
 

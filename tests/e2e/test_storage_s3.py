@@ -148,3 +148,38 @@ def test_local_paths_still_work(tmp_path):
     assert not [p for p in os.listdir(os.path.join(run, "a")) if ".tmp" in p], "no temp files left behind"
     storage.delete_dir(run)
     assert not os.path.exists(run)
+
+
+def test_a_run_into_s3_has_its_workers_write_the_shards(s3, tmp_path):
+    """`crowdselect run --out s3://...` (dry models): the Ray workers write the generate and reward shards
+    straight to the bucket (`shard_writer: auto`), merged from part files that are gone at the end."""
+    import subprocess
+    import sys
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"id": f"q{i:02d}", "instruction": f"Question {i}"}) + "\n" for i in range(12)))
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+pool: {{path: {pool}, shard_size: 5}}
+generators:
+  - {{name: g1, family: f, size_b: 1, backend: dry, max_tokens: 6}}
+  - {{name: g2, family: f, size_b: 2, backend: dry, max_tokens: 9}}
+rewards: [{{name: rm, kind: judge, backend: dry}}]
+selection: {{k: 4, cluster: false}}
+ray: {{num_cpus: 4}}
+progress: false
+""")
+    out = f"s3://{BUCKET}/runs/workers"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local Ray, which gets the S3 env
+    done = subprocess.run([sys.executable, "-m", "crowdselect.cli", "run", str(config), "--out", out], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads(storage.read_text(f"{out}/run.json"))
+    assert run["shard_writer"] == "workers" and run["crowd"]["instructions"] == 12
+    keys = object_keys(s3, "runs/workers/")
+    for stage in ("generate/g1", "generate/g2", "reward/rm"):
+        assert [k for k in keys if k.startswith(f"runs/workers/{stage}/shard-")] == [
+            f"runs/workers/{stage}/shard-{i:05d}.parquet" for i in range(3)]
+    assert not [k for k in keys if "/_parts/" in k]
+    scored = pq.read_table(io.BytesIO(storage.read_bytes(f"{out}/reward/rm/shard-00002.parquet")))
+    assert scored.column("id").to_pylist() == ["q10", "q10", "q11", "q11"]  # pool order, then generator order

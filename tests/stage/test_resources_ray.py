@@ -39,3 +39,28 @@ def test_pkg_models_are_put_on_every_node_before_a_vllm_stage(ray_local):
     with pytest.raises(UserError, match="generator g: pkg:smollm2-135m-instruct with vLLM on a cluster whose "
                                         "autoscaler can add nodes.*backend: hf"):
         on_every_node("pkg:smollm2-135m-instruct", "generator g", R.Cluster(can_grow=True))
+
+
+def test_the_autoscaler_is_asked_ahead_for_the_next_wave_and_released(ray_local, monkeypatch):
+    """Under an autoscaler the scheduler's bundles reach Ray's resource-request channel (what the autoscaler
+    reads: `ray.autoscaler.sdk.request_resources`); a fixed cluster is left alone."""
+    import json
+
+    from ray.autoscaler._private.constants import AUTOSCALER_RESOURCE_REQUEST_CHANNEL
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
+
+    from crowdselect.pipeline.plan import Scheduler, StageRequest
+    from crowdselect.runtime import capacity
+
+    _internal_kv_del(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)
+    assert not capacity.request_ahead([{"GPU": 1.0}])  # the local Ray has no autoscaler
+    assert _internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL) is None
+    monkeypatch.setattr(capacity, "grown_nodes", lambda: [{"CPU": 96.0, "GPU": 8.0}] * 4)
+    sched = Scheduler([StageRequest("generate:a", 2, {"CPU": 4, "GPU": 8}), StageRequest("generate:b", 4, {"GPU": 1}),
+                       StageRequest("reward:r", 2, {"GPU": 1}, after=("generate:a", "generate:b"))],
+                      [{"CPU": 96.0, "GPU": 8.0}] * 2)
+    sched.next_stages()
+    assert capacity.request_ahead(sched.ahead())
+    asked = json.loads(_internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL))
+    assert asked == [{"CPU": 4.0, "GPU": 8.0}] * 2 + [{"GPU": 1.0}] * 4  # running a, and b of the next wave
+    assert capacity.request_ahead([]) and json.loads(_internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL)) == []
