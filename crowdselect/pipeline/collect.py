@@ -27,6 +27,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -42,28 +43,57 @@ PARTS = "_parts"
 PART = "part"  # the part file's name, in the rows a part writer hands back
 
 
-def collect(ds, expected: dict[str, list[tuple]], keys: tuple[str, ...], store: StageStore,
-            finalize: Callable[[pa.Table], pa.Table], *, workers: bool, stall_s: float | None,
-            progress: bool, desc: str):
-    """Write `ds`'s rows into `store`, one shard file per key of `expected`; returns the dataset that ran
-    (for its stats: `stages.batch_seconds`).
+@dataclass
+class Expected:
+    """The shards a stage writes, in order, and the keys each must hold (tuples of the key columns, in output
+    order), asked for when first needed: a streaming reward stage learns a shard's answered keys only once
+    its generators have written it."""
 
-    expected: shard -> the keys (tuples of the `keys` columns) the shard must hold, in output order.
+    shards: list[str]
+    keys_of: Callable[[str], list[tuple]]
+    total: int | None = None  # rows in all, when known up front (the progress bar's end)
+    empty: pa.Table | None = None  # written for a shard that expects no row (every answer in it failed)
+
+    @classmethod
+    def of(cls, keys: dict[str, list[tuple]], **kw: Any) -> Expected:
+        return cls(list(keys), keys.__getitem__, sum(map(len, keys.values())), **kw)
+
+
+class _Want(dict):
+    """shard -> {key: position}, filled from `keys_of` on first access."""
+
+    def __init__(self, keys_of: Callable[[str], list[tuple]]):
+        super().__init__()
+        self.keys_of = keys_of
+
+    def __missing__(self, shard: str) -> dict[tuple, int]:
+        self[shard] = {k: i for i, k in enumerate(self.keys_of(shard))}
+        return self[shard]
+
+
+def collect(ds, expected: Expected, keys: tuple[str, ...], store: StageStore,
+            finalize: Callable[[pa.Table], pa.Table], *, workers: bool, stall_s: float | None,
+            progress: bool, desc: str, upstream: Callable[[], bool] | None = None):
+    """Write `ds`'s rows into `store`, one shard file per expected shard; returns the dataset that ran (for
+    its stats: `stages.batch_seconds`).
+
     finalize: row-wise (column order and types, constants); runs where the rows are written.
     workers: Ray workers write (see the module doc), else the driver. stall_s: seconds without a row before
-    the stage fails (None: wait forever)."""
+    the stage fails (None: wait forever). upstream: true while the stages feeding this one still run (a
+    streaming reward stage): no row then is no stall."""
     from crowdselect.core.log import bar as progress_bar
 
     storage.delete_dir(storage.join(store.uri, PARTS))  # parts of a killed run: their shards are redone
-    gather = _Parts(store, expected, keys, finalize) if workers else _Rows(store, expected, keys, finalize)
+    gather = (_Parts if workers else _Rows)(store, expected, keys, finalize)
     if workers:
         ds = ds.map_batches(PartWriter(storage.join(store.uri, PARTS), keys, finalize), batch_format="pyarrow")
     # Ray Data's own no-progress guard (30 min by default in Ray 2.60) follows the stage's: a huge model's
-    # first load or a wait for autoscaled GPU nodes can take longer, and the user decides how long is a stall
-    ds.context.execution_no_progress_timeout_s = stall_s or -1
-    bar = progress_bar(sum(len(k) for k in expected.values()), desc, enabled=progress)
+    # first load or a wait for autoscaled GPU nodes can take longer, and the user decides how long is a stall.
+    # A stage fed as its upstream stages write is guarded by its own clock only (its reads wait on purpose).
+    ds.context.execution_no_progress_timeout_s = (stall_s or -1) if upstream is None else -1
+    bar = progress_bar(expected.total, desc, enabled=progress)
     try:
-        for batch in _batches(ds, stall_s, desc):
+        for batch in _batches(ds, stall_s, desc, upstream or (lambda: False)):
             bar.update(gather.add(batch))
         gather.finish(stall_s, desc)
     except StageError as e:
@@ -74,9 +104,15 @@ def collect(ds, expected: dict[str, list[tuple]], keys: tuple[str, ...], store: 
         raise StageError(f"{desc} failed: {_cause(e)}; {_left(store, expected)}") from e
     finally:
         bar.close()
-    missing = {s: [k for k in want if k not in gather.seen[s]] for s, want in gather.want.items()
-               if not store.is_done(s)}
-    missing = {s: m for s, m in missing.items() if m}
+    missing = {}
+    for shard in expected.shards:
+        if store.is_done(shard):
+            continue
+        want = gather.want[shard]
+        if not want and expected.empty is not None:
+            store.write_shard(shard, expected.empty)
+        elif [k for k in want if k not in gather.seen[shard]]:
+            missing[shard] = [k for k in want if k not in gather.seen[shard]]
     if missing:
         s, m = next(iter(missing.items()))
         raise StageError(f"{desc}: {sum(map(len, missing.values()))} row(s) never came back, e.g. shard {s} key "
@@ -95,7 +131,7 @@ def workers_write(setting: str, out: str) -> bool:
     return storage.is_remote(out)
 
 
-def _batches(ds, stall_s: float | None, desc: str) -> Iterator[pa.Table]:
+def _batches(ds, stall_s: float | None, desc: str, upstream: Callable[[], bool]) -> Iterator[pa.Table]:
     """`ds`'s batches as they come; a StageError when none comes for `stall_s` seconds.
 
     Ray Data's own no-progress guard (set to `stall_s` in `collect`) stops the dataset when no block moves;
@@ -121,6 +157,8 @@ def _batches(ds, stall_s: float | None, desc: str) -> Iterator[pa.Table]:
         try:
             more, item = q.get(timeout=None if stall_s is None else stall_s + STALL_GRACE_S)
         except queue.Empty:
+            if upstream():  # still waiting for the stages that feed this one: not a stall
+                continue
             raise stalled from None
         if not more:
             if isinstance(item, ExecutionTimeoutError):
@@ -137,12 +175,12 @@ STALL_GRACE_S = 60.0
 class _Rows:
     """The driver writer: gathers each shard's rows and writes the shard once all its keys are in."""
 
-    def __init__(self, store: StageStore, expected: dict[str, list[tuple]], keys: tuple[str, ...],
+    def __init__(self, store: StageStore, expected: Expected, keys: tuple[str, ...],
                  finalize: Callable[[pa.Table], pa.Table]):
         self.store, self.keys, self.finalize = store, keys, finalize
-        self.want = {s: {k: i for i, k in enumerate(ks)} for s, ks in expected.items()}
-        self.seen: dict[str, set] = {s: set() for s in expected}
-        self.parts: dict[str, list[pa.Table]] = {s: [] for s in expected}
+        self.want = _Want(expected.keys_of)
+        self.seen: dict[str, set] = {s: set() for s in expected.shards}
+        self.parts: dict[str, list[pa.Table]] = {s: [] for s in expected.shards}
 
     def add(self, batch: pa.Table) -> int:
         """Take a batch's rows; returns how many were new."""
@@ -167,12 +205,12 @@ class _Rows:
 class _Parts:
     """The workers writer: tracks the keys in each part file; merges a shard's parts (a Ray task) once whole."""
 
-    def __init__(self, store: StageStore, expected: dict[str, list[tuple]], keys: tuple[str, ...],
+    def __init__(self, store: StageStore, expected: Expected, keys: tuple[str, ...],
                  finalize: Callable[[pa.Table], pa.Table]):
         self.store, self.keys = store, keys
-        self.want = {s: {k: i for i, k in enumerate(ks)} for s, ks in expected.items()}
-        self.seen: dict[str, set] = {s: set() for s in expected}
-        self.parts: dict[str, list[str]] = {s: [] for s in expected}
+        self.want = _Want(expected.keys_of)
+        self.seen: dict[str, set] = {s: set() for s in expected.shards}
+        self.parts: dict[str, list[str]] = {s: [] for s in expected.shards}
         self.merging: dict[Any, str] = {}  # ObjectRef -> shard
 
     def add(self, batch: pa.Table) -> int:
@@ -313,32 +351,37 @@ def error_count(table: pa.Table) -> int:
     return 0
 
 
-def _left(store: StageStore, expected: dict[str, list[tuple]]) -> str:
-    left = sorted(s for s in expected if not store.is_done(s))
+def _left(store: StageStore, expected: Expected) -> str:
+    left = sorted(s for s in expected.shards if not store.is_done(s))
     if not left:
         return "every shard is written"
     shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-    return (f"{len(expected) - len(left)} of {len(expected)} shard(s) written in {store.uri}, left: {shown}; "
+    return (f"{len(expected.shards) - len(left)} of {len(expected.shards)} shard(s) written in {store.uri}, left: {shown}; "
             "rerun the same command to do the shards left")
 
 
 def _cause(e: BaseException) -> str:
-    """One line for a stage's failure: the innermost error. Ray and Ray Data wrap a task's own error, and
-    the worker's traceback reaches the driver only as text, where the task's error is the line before
-    "The above exception was the direct cause"."""
-    cause = e
+    """One line for a stage's failure: the innermost error that says something. Ray and Ray Data wrap a
+    task's own error (Ray Data chains an empty SystemException to its own), and the worker's traceback
+    reaches the driver only as text, where the task's error is the line before "The above exception was the
+    direct cause"."""
+    chain, cause = [e], e
     for _ in range(10):
         inner = getattr(cause, "cause", None) or cause.__cause__
-        if not isinstance(inner, BaseException) or inner is cause:
+        if not isinstance(inner, BaseException) or inner in chain:
             break
+        chain.append(inner)
         cause = inner
     text = str(e)
     if CHAINED in text:
         lines = [line.strip() for line in text.split(CHAINED)[0].splitlines() if line.strip()]
         if lines:
             return lines[-1]
-    first = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {first[0] if first else ''}".strip()
+    for cause in reversed(chain):
+        first = str(cause).strip().splitlines()
+        if first and first[0].strip():
+            return f"{type(cause).__name__}: {first[0].strip()}"
+    return type(e).__name__
 
 
 CHAINED = "The above exception was the direct cause"

@@ -14,9 +14,12 @@ largest cluster).
   (`TASK_CPUS`) is always held back for Ray Data's read and map tasks: model actors that took every CPU
   would leave the tasks that feed them none, and every stage would wait for ever.
 - **Waves.** Stages are taken largest first (GPUs, then CPUs, then config order); each wave takes every
-  stage that still fits beside those already in it, once the stages it runs `after` are in earlier waves.
+  stage that still fits beside those already in it, once the stages it runs `after` are in earlier waves
+  (a streaming stage: in earlier waves or already in this one).
 - **Running.** The scheduler starts the stages of the first wave, and each later stage, in wave order, as
-  soon as it fits beside the stages still running (a stage never waits for a whole wave to end).
+  soon as it fits beside the stages still running (a stage never waits for a whole wave to end). A
+  streaming stage starts only once every stage it consumes has started, so it never holds room a producer
+  is waiting for: producers never wait on it, and nothing waits in a circle.
 - **Nothing waits for ever.** A stage that does not fit even on an empty cluster (more replicas than the
   cluster holds; an accelerator type no node has yet) runs alone once nothing else runs: Ray then starts the
   replicas it can place, or the autoscaler adds nodes, as it does for one stage at a time. Every stage is
@@ -35,12 +38,14 @@ EPS = 1e-9
 @dataclass(frozen=True)
 class StageRequest:
     """One stage's demand: `replicas` actors, each asking `bundle` (e.g. {"CPU": 1, "GPU": 2}); it starts only
-    after the stages named in `after` have ended."""
+    after the stages named in `after` have ended, or with `streams` once they have all started (it consumes
+    their output shard by shard as it comes: a reward model beside its generators)."""
 
     name: str
     replicas: int
     bundle: Mapping[str, float]
     after: tuple[str, ...] = ()
+    streams: bool = False
 
     def total(self) -> dict[str, float]:
         """The whole stage's demand: {"CPU": replicas * cpu, "GPU": replicas * gpu, ...}.
@@ -106,6 +111,10 @@ def pack_waves(requests: Sequence[StageRequest], nodes: Sequence[Mapping[str, fl
             if fits([*wave, r], nodes):
                 wave.append(r)
         wave = wave or ready[:1]  # fits nowhere: alone
+        for r in order:  # streaming stages whose producers are all placed by now join if they fit
+            joined = placed | {w.name for w in wave}
+            if r.streams and r.name not in joined and set(r.after) <= joined and fits([*wave, r], nodes):
+                wave.append(r)
         waves.append([r.name for r in wave])
         placed.update(r.name for r in wave)
     return waves
@@ -131,7 +140,8 @@ class Scheduler:
         candidates = self.waiting if self.side_by_side else self.waiting[:1] if not self.running else []
         for name in list(candidates):
             r = self.requests[name]
-            if not set(r.after) <= self.done:
+            started_or_done = self.done | set(self.running) | set(started)
+            if not set(r.after) <= (started_or_done if r.streams and self.side_by_side else self.done):
                 continue
             busy = [self.requests[n] for n in self.running + started]
             if not busy or fits([*busy, r], self.nodes):
@@ -164,6 +174,8 @@ class Scheduler:
 def simulate(requests: Sequence[StageRequest], nodes: Sequence[Mapping[str, float]], seconds: Mapping[str, float],
              side_by_side: bool = True) -> dict[str, tuple[float, float]]:
     """(start, end) of every stage from its estimated duration, replaying the Scheduler; ties end in name order.
+    A streaming stage ends no sooner than the last stage it consumes (the scoring of that stage's last shard,
+    a small share, is left out).
 
     >>> reqs = [StageRequest("a", 1, {"CPU": 2}), StageRequest("b", 1, {"CPU": 2}), StageRequest("c", 1, {"CPU": 2})]
     >>> simulate(reqs, [{"CPU": 5}], {"a": 10, "b": 4, "c": 3})
@@ -173,7 +185,10 @@ def simulate(requests: Sequence[StageRequest], nodes: Sequence[Mapping[str, floa
     now, ends, out = 0.0, {}, {}
     while not sched.finished:
         for name in sched.next_stages():
+            r = sched.requests[name]
             ends[name] = now + float(seconds[name])
+            if r.streams and side_by_side:
+                ends[name] = max([ends[name], *(ends[a] for a in r.after)])
             out[name] = (now, ends[name])
         name = min(sched.running, key=lambda n: (ends[n], n))
         now = ends[name]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -31,7 +32,8 @@ from crowdselect.core.rejects import REJECTS_FILE, write_rejects
 from crowdselect.core.secrets import scrub_config
 from crowdselect.crowd.assemble import CROWD_SCHEMA, EXCLUDED_SCHEMA, assemble_shard
 from crowdselect.generate.spec import GeneratorSpec
-from crowdselect.pipeline.collect import collect, workers_write
+from crowdselect.pipeline.answers_source import answers, new_stop_flag
+from crowdselect.pipeline.collect import Expected, collect, workers_write
 from crowdselect.pipeline.config import RunConfig
 from crowdselect.pipeline.store import MANIFEST, StageStore, fingerprint, shard_name
 from crowdselect.pool.read import check_rejects, read_pool
@@ -123,21 +125,26 @@ def generate(cfg: RunConfig, spec: GeneratorSpec, pool: Pool, out: str, meter: d
     `meter`, when given, gets `busy_s`: the seconds its replicas spent on batches (`batch_seconds`)."""
     from crowdselect.generate import build_generate, model_id, sampling_json, stage_operator
 
-    settings = {"generator": output_settings(spec), "pool": pool.content}
-    store = StageStore.open(storage.join(out, "generate", spec.name), settings, redo_on_change=False)
+    store = generator_store(spec, pool, out)
     pending = [s for s in pool.shards if not store.is_done(s)]
     if pending:
         lineage = {C.MODEL: spec.name, C.MODEL_ID: model_id(spec), C.REVISION: spec.revision,
                    C.SAMPLING: sampling_json(spec), C.BACKEND: spec.backend}
         ds = read_parquet([pool.store.file(s) for s in pending]).select_columns([C.ID, C.INSTRUCTION, C.SHARD])
         rows = build_generate(spec)(ds)
-        expected = {s: [(rid,) for rid in pool.shards[s]] for s in pending}
+        expected = Expected.of({s: [(rid,) for rid in pool.shards[s]] for s in pending})
         ran = collect(rows, expected, (C.ID,), store, partial(_generated, lineage=lineage), **_collecting(cfg),
                       desc=f"generate {spec.name}")
         if meter is not None:
             meter["busy_s"] = batch_seconds(ran, stage_operator(spec))
     store.mark_complete(**store.counts())
     return store
+
+
+def generator_store(spec: GeneratorSpec, pool: Pool, out: str) -> StageStore:
+    """A generator's stage folder (refused when it was made with other settings)."""
+    settings = {"generator": output_settings(spec), "pool": pool.content}
+    return StageStore.open(storage.join(out, "generate", spec.name), settings, redo_on_change=False)
 
 
 def _collecting(cfg: RunConfig) -> dict:
@@ -167,25 +174,25 @@ def _with_constants(table: pa.Table, values: dict) -> pa.Table:
 
 
 def reward(cfg: RunConfig, spec: RewardSpec, pool: Pool, gens: dict[str, StageStore], out: str,
-           meter: dict | None = None) -> StageStore:
+           meter: dict | None = None, *, stop: str | None = None, upstream: Callable[[], bool] | None = None
+           ) -> StageStore:
     """Scores of one reward model for every answer that was generated (failed generations have none).
-    `meter`, when given, gets `busy_s` as in `generate`."""
+
+    Each shard is scored once every generator has written it (`answers_source`): started beside running
+    generators, `upstream` says whether any still runs (no row then is no stall) and `stop` names the run's
+    flag that a failed generator sets. `meter`, when given, gets `busy_s` as in `generate`."""
     from crowdselect.reward.wiring import add_rewards, stage_class
 
     settings = {"reward": output_settings(spec), "generators": {g: s.fp for g, s in gens.items()}}
     store = StageStore.open(storage.join(out, "reward", spec.name), settings, redo_on_change=False)
     pending = [s for s in pool.shards if not store.is_done(s)]
-    expected = {s: _answered_keys(gens, s, pool) for s in pending}
-    for s in [s for s in pending if not expected[s]]:  # nothing to score in this shard
-        store.write_shard(s, REWARD_SCHEMA.empty_table())
-    pending = [s for s in pending if expected[s]]
     if pending:
-        files = [g.file(s) for s in pending for g in gens.values()]
-        ds = read_parquet(files).select_columns([C.ID, C.INSTRUCTION, C.SHARD, C.MODEL, C.RESPONSE, C.ERROR])
+        ds = answers(pending, {s: [g.file(s) for g in gens.values()] for s in pending}, stop or new_stop_flag())
         ds = ds.map_batches(_answered_only, batch_format="pyarrow")
         scored = add_rewards(ds, spec).map_batches(_reward_columns, batch_format="pyarrow")
-        ran = collect(scored, {s: expected[s] for s in pending}, GEN_KEYS, store, _scored, **_collecting(cfg),
-                      desc=f"reward {spec.name}")
+        expected = Expected(pending, partial(_answered_keys, gens, pool=pool), empty=REWARD_SCHEMA.empty_table())
+        ran = collect(scored, expected, GEN_KEYS, store, _scored, **_collecting(cfg), desc=f"reward {spec.name}",
+                      upstream=upstream)
         if meter is not None:
             meter["busy_s"] = batch_seconds(ran, stage_class(spec).__name__)
     store.mark_complete(**store.counts())
@@ -235,7 +242,7 @@ def build_crowd(pool: Pool, gens: dict[str, StageStore], primary: StageStore, ou
     return store, excluded
 
 
-def _answered_keys(gens: dict[str, StageStore], shard: str, pool: Pool) -> list[tuple[str, str]]:
+def _answered_keys(gens: dict[str, StageStore], shard: str, *, pool: Pool) -> list[tuple[str, str]]:
     """(id, model) of the answers in a shard, in pool order then generator order."""
     order = pool.order(shard)
     keys = []

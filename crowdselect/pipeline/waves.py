@@ -4,9 +4,11 @@ Each generator and each reward model is one stage (`pipeline.stages.generate` / 
 pipeline over its pending shards, collected into its own stage folder. The scheduler starts the stages that
 fit the cluster together (`schedule: packed`, the default; `sequential` runs them one by one in config
 order); each runs in its own thread of the driver, where Ray Data gives each pipeline its own executor. A
-reward stage starts once every generator has ended (it reads their shards). Under an autoscaler the driver
-asks ahead for the running stages' and the next wave's replicas (`capacity.request_ahead`), so the next
-wave's nodes boot while the current one works; the request is withdrawn when the model stages end.
+reward stage (packed) starts once every generator has started and it fits, and scores each shard as soon as
+every generator has written it (`answers_source`); one after another it starts once they have ended. Under
+an autoscaler the driver asks ahead for the running stages' and the next wave's replicas
+(`capacity.request_ahead`), so the next wave's nodes boot while the current one works; the request is
+withdrawn when the model stages end.
 
 Why a thread per stage and not one Dataset (a union of the stages' pipelines): each stage keeps its own
 pipeline, shard collection and manifest, exactly as when it runs alone, so resume stays per stage and shard
@@ -32,10 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from crowdselect.core import log, storage
+from crowdselect.pipeline.answers_source import clear_stop, new_stop_flag, set_stop
 from crowdselect.pipeline.config import RunConfig
 from crowdselect.pipeline.estimate import PROMPT_TOKENS, StageWork, answer_tokens
 from crowdselect.pipeline.plan import TASK_CPUS, Scheduler, StageRequest, pack_waves, simulate
-from crowdselect.pipeline.stages import Pool, generate, reward
+from crowdselect.pipeline.stages import Pool, generate, generator_store, reward
 from crowdselect.pipeline.store import MANIFEST, StageStore
 from crowdselect.runtime.capacity import request_ahead
 from crowdselect.runtime.resources import StageResources, for_generator, for_pool
@@ -94,9 +97,11 @@ def model_resources(cfg: RunConfig) -> dict[str, StageResources]:
 
 
 def stage_requests(cfg: RunConfig) -> list[StageRequest]:
-    """One request per model stage, in config order; the reward stages come after every generator."""
+    """One request per model stage, in config order; the reward stages consume every generator's shards:
+    packed, they stream (start once every generator has started, where they fit), else they come after."""
     gens = tuple(f"generate:{g.name}" for g in cfg.generators)
-    return [StageRequest(name, res.max_replicas, res.bundle(), () if name in gens else gens)
+    return [StageRequest(name, res.max_replicas, res.bundle(), () if name in gens else gens,
+                         streams=name not in gens and cfg.schedule == "packed")
             for name, res in model_resources(cfg).items()]
 
 
@@ -111,14 +116,17 @@ def run_model_stages(cfg: RunConfig, pool: Pool, clock: StageClock, nodes: list[
     stores: dict[str, StageStore] = {}
     failures: list[BaseException] = []
     ended: queue.Queue[str] = queue.Queue()
+    feed = Feed(new_stop_flag(), lambda: any(n.startswith("generate:") for n in sched.running))
 
     def work(name: str) -> None:
         res = resources[name]
         try:
-            stores[name] = clock.run(name, _stage_fn(cfg, pool, stores, name), gpus=res.num_gpus * res.max_replicas,
+            stores[name] = clock.run(name, _stage_fn(cfg, pool, name, feed), gpus=res.num_gpus * res.max_replicas,
                                      gpus_per_replica=res.num_gpus, wave=wave_of[name])
         except BaseException as e:  # raised on the main thread once the running stages have ended
             failures.append(e)
+            if name.startswith("generate:"):
+                set_stop(feed.stop)  # a reward stage waiting for this generator's shards ends too
         finally:
             ended.put(name)
 
@@ -134,6 +142,7 @@ def run_model_stages(cfg: RunConfig, pool: Pool, clock: StageClock, nodes: list[
                 break
             sched.finish(ended.get())
     finally:
+        clear_stop(feed.stop)
         if autoscaled:
             request_ahead([])  # the request holds until withdrawn: let the autoscaler scale the model nodes down
     if failures:
@@ -142,14 +151,23 @@ def run_model_stages(cfg: RunConfig, pool: Pool, clock: StageClock, nodes: list[
             {r.name: stores[f"reward:{r.name}"] for r in cfg.rewards})
 
 
-def _stage_fn(cfg: RunConfig, pool: Pool, stores: dict[str, StageStore], name: str) -> Callable:
+@dataclass
+class Feed:
+    """What a reward stage fed by running generators needs: the run's stop flag (`answers_source`), set when a
+    generator fails, and whether any generator still runs."""
+
+    stop: str
+    generating: Callable[[], bool]
+
+
+def _stage_fn(cfg: RunConfig, pool: Pool, name: str, feed: Feed) -> Callable:
     kind, _, stage = name.partition(":")
     if kind == "generate":
         spec = next(g for g in cfg.generators if g.name == stage)
         return lambda meter: generate(cfg, spec, pool, cfg.out, meter)
     spec = next(r for r in cfg.rewards if r.name == stage)
-    gens = {g.name: stores[f"generate:{g.name}"] for g in cfg.generators}  # all ended: rewards come after them
-    return lambda meter: reward(cfg, spec, pool, gens, cfg.out, meter)
+    gens = {g.name: generator_store(g, pool, cfg.out) for g in cfg.generators}  # their files, as they are written
+    return lambda meter: reward(cfg, spec, pool, gens, cfg.out, meter, stop=feed.stop, upstream=feed.generating)
 
 
 def stage_work(cfg: RunConfig, rows: int) -> dict[str, StageWork]:

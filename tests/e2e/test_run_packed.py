@@ -1,7 +1,7 @@
 """`crowdselect run` with stages side by side, on the dry backend and a local Ray of 8 logical CPUs.
 
 Four dry generators (1 CPU each) fit the 8 CPUs together beside the CPU kept for Ray Data's tasks, so the
-packed run starts them at once; the reward model comes after them. The packed run's crowd, rewards and
+packed run starts them at once, and the reward model beside them, scoring each shard once all four wrote it. The packed run's crowd, rewards and
 selection must be the one-after-another run's byte for byte, its run.json must show the generators
 overlapping (and the sequential run's must not), `--plan` prints the waves and writes nothing, and a packed
 run whose driver is killed mid-run resumes to the same selection without a duplicated row.
@@ -9,6 +9,7 @@ run whose driver is killed mid-run resumes to the same selection without a dupli
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,9 +96,11 @@ def test_run_json_shows_the_generators_overlapping(packed, sequential):
     gens = windows(p_run, "generate:")
     assert max(start for start, _ in gens) < min(end for _, end in gens), f"no common moment: {gens}"
     waves = {s["name"]: s["wave"] for s in p_run["stages"]}
-    assert {waves[f"generate:{g[0]}"] for g in GENERATORS} == {1} and waves["reward:dry-judge"] == 2
-    (reward_start, _), = windows(p_run, "reward:")
-    assert reward_start >= max(end for _, end in gens)
+    assert {waves[f"generate:{g[0]}"] for g in GENERATORS} == {1} and waves["reward:dry-judge"] == 1
+    (reward_start, reward_end), = windows(p_run, "reward:")  # scores shards as the generators write them
+    assert reward_start < min(end for _, end in gens) and reward_end >= max(end for _, end in gens)
+    (s_reward_start, _), = windows(s_run, "reward:")
+    assert s_reward_start >= max(end for _, end in windows(s_run, "generate:"))
     seq = sorted(windows(s_run, "generate:"))
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(seq, seq[1:], strict=False))
     for s in p_run["stages"]:  # CPU only: nothing reserved; the model stages' replicas were measured busy
@@ -110,9 +113,9 @@ def test_plan_prints_the_waves_and_writes_nothing(config, ray_local, tmp_path, c
     out = tmp_path / "planned"
     assert cli.main(["run", str(config), "--out", str(out), "--plan"]) == 0
     text = capsys.readouterr().out
-    assert "plan (packed): 5 model stages in 2 wave(s) for 40 instructions" in text
-    first, second = text.split("wave 1:")[1].split("wave 2:")
-    assert all(f"generate:{g[0]}" in first for g in GENERATORS) and "reward:dry-judge" in second
+    assert "plan (packed): 5 model stages in 1 wave(s) for 40 instructions" in text
+    first = text.split("wave 1:")[1]
+    assert all(f"generate:{g[0]}" in first for g in GENERATORS) and "reward:dry-judge" in first
     assert "1 x {CPU 1}" in first and "estimated:" in text
     assert not out.exists()
 
@@ -143,6 +146,12 @@ def test_killed_packed_run_resumes_to_the_same_selection(config, ray_local, sequ
         assert len(keys) == len(set(keys)), f"duplicate rows in {stage}"
 
 
+def ends_in_one_line(err: str) -> bool:
+    """The run's own error is its last line, one line (Ray's log of the failed task may stand above it)."""
+    last = err.strip().splitlines()[-1]
+    return last.startswith("crowdselect: error: ") and "rerun the same command" in last
+
+
 def test_the_workers_write_the_bytes_the_driver_writes(config, ray_local, sequential, tmp_path):
     out = tmp_path / "workers"
     assert sequential[1]["shard_writer"] == "driver"  # auto for a local folder
@@ -164,7 +173,7 @@ def test_a_hung_engine_fails_the_stage_naming_the_shards_left_and_a_rerun_resume
     assert cli.main(["run", str(config), "--out", str(out), *hang]) == 4
     err = capsys.readouterr().err
     assert "crowdselect: error: generate beta-3b: no row came back for 20 s (an engine out of memory or hung" in err
-    assert "shard(s) written in" in err and "left: " in err and "shard-00004" in err and "Traceback" not in err
+    assert "shard(s) written in" in err and "left: " in err and "shard-00004" in err and ends_in_one_line(err)
     manifest = out / "generate" / "beta-3b" / "_manifest.json"  # none when the stuck task held every shard
     assert "shard-00004" not in (json.loads(manifest.read_text())["shards"] if manifest.exists() else {})
     run(config, out, "schedule=sequential")  # the engine is back: the shards left are done, the rest kept
@@ -176,5 +185,18 @@ def test_an_engine_that_keeps_dying_fails_the_stage_after_its_restarts(config, r
     assert cli.main(["run", str(config), "--out", str(out), "generators[0].fail={mode: exit, at_id: q031, times: 99}",
                      "schedule=sequential"]) == 4
     err = capsys.readouterr().err
-    assert "crowdselect: error: generate alpha-1b failed: " in err and "left: shard-00006" in err, err
-    assert "rerun the same command to do the shards left" in err and "Traceback" not in err
+    assert "crowdselect: error: generate alpha-1b failed: ActorDiedError: The actor died" in err, err
+    assert re.search(r"[0-5] of 8 shard\(s\) written in .*, left: .*shard-0000[0-6]", err), err
+    assert "rerun the same command to do the shards left" in err and ends_in_one_line(err)
+
+
+def test_a_failed_generator_stops_the_reward_stage_waiting_for_its_shards(config, ray_local, tmp_path, capsys):
+    out = tmp_path / "failed"
+    start = time.time()
+    assert cli.main(["run", str(config), "--out", str(out), "generators[3].fail={mode: error, at_id: q005}"]) == 4
+    err = capsys.readouterr().err
+    assert "crowdselect: error: generate beta-14b failed: RuntimeError: dry generator beta-14b: rehearsed engine " \
+           "error at row q005" in err and ends_in_one_line(err), err
+    assert time.time() - start < 240  # not the stall timeout: the reward stage was told
+    manifest = out / "reward" / "dry-judge" / "_manifest.json"
+    assert not manifest.exists() or json.loads(manifest.read_text())["complete"] is False

@@ -80,7 +80,7 @@ def _kill_generator_actor() -> int:
 
 
 def test_crashed_actor_is_restarted_without_losing_or_duplicating_rows(ray_local, tmp_path):
-    from crowdselect.pipeline.collect import collect
+    from crowdselect.pipeline.collect import Expected, collect
     from crowdselect.pipeline.store import StageStore
 
     rows = [{C.ID: f"r{i}", C.INSTRUCTION: f"Say the number {i}.", C.SHARD: f"s{i // 2}"} for i in range(6)]
@@ -94,7 +94,7 @@ def test_crashed_actor_is_restarted_without_losing_or_duplicating_rows(ray_local
         return table
 
     expected = {f"s{k}": [(f"r{2 * k}",), (f"r{2 * k + 1}",)] for k in range(3)}
-    collect(out, expected, (C.ID,), store, kill_after_first_shard, workers=False, stall_s=None, progress=False,
+    collect(out, Expected.of(expected), (C.ID,), store, kill_after_first_shard, workers=False, stall_s=None, progress=False,
             desc="crash test")
     assert killed
     for k in range(3):

@@ -7,7 +7,7 @@ import pytest
 
 from crowdselect.core import columns as C
 from crowdselect.core.errors import StageError, UserError
-from crowdselect.pipeline.collect import collect
+from crowdselect.pipeline.collect import Expected, collect
 from crowdselect.pipeline.store import StageStore
 
 
@@ -44,7 +44,7 @@ WRITERS = pytest.mark.parametrize("workers", [True, False], ids=["workers-write"
 
 
 def gather(ds, expected, store, workers, **kw):
-    collect(ds, expected, (C.ID,), store, kw.pop("finalize", lambda t: t), workers=workers,
+    collect(ds, Expected.of(expected), (C.ID,), store, kw.pop("finalize", lambda t: t), workers=workers,
             stall_s=kw.pop("stall_s", None), progress=False, desc="test")
 
 

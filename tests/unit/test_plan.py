@@ -132,13 +132,35 @@ def test_run_config_requests_and_plan_text(tmp_path):
     assert cfg.schedule == "packed"
     reqs = stage_requests(cfg)
     assert reqs[0] == StageRequest("generate:g0", 2, {"CPU": 1.0, "GPU": 1.0, "accelerator_type:H100": 0.001})
-    assert reqs[-1].after == ("generate:g0", "generate:g1", "generate:g2")
+    assert reqs[-1].after == ("generate:g0", "generate:g1", "generate:g2") and reqs[-1].streams
     assert stage_work(cfg, 10)["reward:rm"].rows == 30
     text = plan_text(cfg, 1000, [dict(H100)])
-    assert "3 model stages" not in text and "4 model stages in 2 wave(s)" in text
+    assert "3 model stages" not in text and "4 model stages in 1 wave(s)" in text  # the reward streams beside
     assert "wave 1:" in text and "generate:g2" in text and "2 x {CPU 1, GPU 1, accelerator_type:H100 0.001}" in text
-    assert "reward:rm" in text.split("wave 2:")[1]
+    assert "reward:rm" in text.split("wave 1:")[1]
     (tmp_path / "generate" / "g1").mkdir(parents=True)
     (tmp_path / "generate" / "g1" / "_manifest.json").write_text('{"complete": true}')
     assert "generate:g1" in [line.split()[0] for line in plan_text(cfg, 1000, [dict(H100)]).splitlines()
                              if "done, skipped" in line]
+
+
+def test_a_streaming_reward_starts_beside_its_generators_once_they_all_started():
+    gens = [gpu_stage(f"generate:{i}", 1, 2) for i in range(3)]
+    rm = StageRequest("reward:rm", 1, {"CPU": 1.0, "GPU": 1.0}, tuple(g.name for g in gens), streams=True)
+    assert pack_waves([rm, *gens], [dict(H100)]) == [["generate:0", "generate:1", "generate:2", "reward:rm"]]
+    times = simulate([*gens, rm], [dict(H100)], {"generate:0": 1, "generate:1": 7, "generate:2": 2, "reward:rm": 3})
+    assert times["reward:rm"] == (0.0, 7.0)  # scores as the shards come; ends with the last generator
+    # no room beside the generators: it waits for room, and never starts before every generator has started
+    big = [gpu_stage(f"generate:{i}", 1, 4) for i in range(3)]
+    times = simulate([*big, rm], [dict(H100)], {"generate:0": 5, "generate:1": 7, "generate:2": 2, "reward:rm": 3})
+    assert times["generate:2"] == (5.0, 7.0) and times["reward:rm"][0] >= times["generate:2"][0]
+    sched = Scheduler([*big, rm], [dict(H100)])
+    assert sched.next_stages() == ["generate:0", "generate:1"]
+    sched.finish("generate:0")
+    assert sched.next_stages() == ["generate:2"]  # the reward does not take the room the last generator needs
+    sched.finish("generate:2")
+    assert sched.next_stages() == ["reward:rm"]
+    # one after another, a streaming stage still waits for its producers to end
+    seq = simulate([*gens, rm], [dict(H100)], {"generate:0": 1, "generate:1": 7, "generate:2": 2, "reward:rm": 3},
+                   side_by_side=False)
+    assert seq["reward:rm"] == (10.0, 13.0)
