@@ -15,8 +15,9 @@ scheduler the run uses). No second packing algorithm, no second throughput table
 - packed (`schedule: packed`): every generator given the fewest replicas that end it within a common time T
   (`sized_for`), for the T whose plan ends first (`best_packed`: a log grid from 10 minutes, where every
   stage gets the whole cluster as one after another does, to 100 hours, one replica each); the planner packs
-  them and starts each as soon as there is room, so their start-ups overlap. The reward model runs after all
-  of them on the whole cluster. Sizing is what a user does with `--plan`'s two estimates in hand; the
+  them and starts each as soon as there is room, so their start-ups overlap. The reward model is sized by
+  the same rule and streams (it starts once every generator has started and there is room, and ends no
+  sooner than the last generator), or gets the whole cluster after them, whichever plan ends first. Sizing is what a user does with `--plan`'s two estimates in hand; the
   packing and the scheduling are the planner's.
 
 Speed-up is against one node one after another; efficiency = speed-up / N. Estimates, not measurements:
@@ -45,6 +46,7 @@ GPUS_PER_NODE = 8
 NODE = {"CPU": 192.0, "GPU": float(GPUS_PER_NODE), "accelerator_type:H100": 1.0}  # p5.48xlarge
 GRID = 120  # sizings tried per cluster size (bench: best_packed)
 SELECT_S = 360.0  # embed + select on CPU after the reward stage (docs/scaling.md)
+REWARD = "reward:skywork-8b"
 # the paper's 19 generators: (name, family, size in B, GPUs per replica = tensor parallel size)
 CROWD = [("gemma-2-2b", "gemma-2", 2, 1), ("gemma-2-9b", "gemma-2", 9, 1), ("gemma-2-27b", "gemma-2", 27, 2),
          ("llama-3-8b", "llama-3", 8, 1), ("llama-3-70b", "llama-3", 70, 2), ("llama-3.1-8b", "llama-3.1", 8, 1),
@@ -68,19 +70,20 @@ def run_config(replicas: dict[str, int], reward_replicas: int, schedule: str) ->
 
 
 def sized_for(t: float, work: dict, whole: dict[str, int]) -> dict[str, int]:
-    """The fewest replicas that end each generator within `t` seconds, start-up included (the whole cluster
-    where none does)."""
+    """The fewest replicas that end each stage (`whole`: generator names and REWARD) within `t` seconds,
+    start-up included (the whole cluster where none does)."""
     out = {}
     for n in whole:
-        w = work[f"generate:{n}"]
+        w = work[n if n == REWARD else f"generate:{n}"]
         need = math.ceil(w.rows / (w.replica_rows_per_s() * (t - w.startup_s()))) if t > w.startup_s() else whole[n]
         out[n] = max(1, min(whole[n], need))
     return out
 
 
 def replay(nodes: int, replicas: dict[str, int], packed: bool) -> dict:
-    """Wall time (s) and per-stage (start, end) of the crowd on `nodes` nodes with these replicas."""
-    cfg = run_config(replicas, nodes * GPUS_PER_NODE, "packed" if packed else "sequential")
+    """Wall time (s) and per-stage (start, end) of the crowd on `nodes` nodes with these replicas (REWARD:
+    the reward model's; the whole cluster when absent)."""
+    cfg = run_config(replicas, replicas.get(REWARD, nodes * GPUS_PER_NODE), "packed" if packed else "sequential")
     requests = stage_requests(cfg)
     seconds = {name: w.seconds() for name, w in stage_work(cfg, INSTRUCTIONS).items()}
     requests.append(StageRequest("select", 1, {"CPU": 1.0}, tuple(r.name for r in requests)))
@@ -92,10 +95,12 @@ def replay(nodes: int, replicas: dict[str, int], packed: bool) -> dict:
 def best_packed(nodes: int) -> dict:
     """The packed replay with the best wall time over the sizings `sized_for(T)`, T from 10 minutes to 100 h
     (log grid): small T gives every stage the whole cluster, large T one replica each."""
-    whole = {n: nodes * GPUS_PER_NODE // g for n, _, _, g in CROWD}
+    whole = {n: nodes * GPUS_PER_NODE // g for n, _, _, g in CROWD} | {REWARD: nodes * GPUS_PER_NODE}
     work = stage_work(run_config(dict.fromkeys(whole, 1), 1, "packed"), INSTRUCTIONS)
     grid = [600 * 600 ** (i / GRID) for i in range(GRID + 1)]
-    return min((replay(nodes, sized_for(t, work, whole), packed=True) for t in grid), key=lambda r: r["wall_s"])
+    sizings = [sized_for(t, work, whole) for t in grid]
+    sizings += [{**r, REWARD: whole[REWARD]} for r in sizings]  # or the reward on the whole cluster, after them
+    return min((replay(nodes, r, packed=True) for r in sizings), key=lambda r: r["wall_s"])
 
 
 def curve(node_counts: list[int]) -> list[dict]:

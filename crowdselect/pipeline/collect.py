@@ -22,6 +22,7 @@ the same command resumes with the shards left.
 
 from __future__ import annotations
 
+import functools
 import io
 import queue
 import threading
@@ -306,6 +307,7 @@ def merge_parts(stage_uri: str, shard: str, parts: list[str], want: list[tuple],
     return table.num_rows, error_count(table)
 
 
+@functools.cache
 def _merge_task():
     import ray
 
