@@ -5,9 +5,11 @@
 
 The same `crowdselect run` (dry backend: no model, so the rows' trip through the stages is what is timed) runs
 twice as a subprocess, once per writer, each on its own local Ray: ingest -> generate x 2 -> reward -> crowd ->
-select (no clustering, k 1000). Printed per writer: the driver process's peak RSS (its own: Ray's workers and
-the raylet are not counted) during the generate and reward stages, where the writer works, and over the whole
-run (ingest and the in-process selection hold the pool in the driver either way), the model stages' seconds and rows/s (answers + scores over the
+select (no clustering, k 1000). Printed per writer: the driver process's peak memory (its own: Ray's workers
+and the raylet are not counted) during the generate and reward stages, where the writer works, as USS (RSS
+would also count the object-store pages the driver maps to read blocks), and how much it grew there over
+its size when they started; its RSS peak over the whole run (ingest holds the pool in the driver either
+way, and Python keeps the memory it freed); the model stages' seconds and rows/s (answers + scores over the
 generate and reward stages' wall time, from run.json), the whole run's wall time; then the ratios
 workers / driver. The two runs' shards and selections must be byte-identical. Absolute numbers on a shared
 machine are noise; the ratios are the result.
@@ -50,9 +52,9 @@ def write_pool(path: Path, rows: int) -> None:
 
 
 def run(config: Path, out: Path, writer: str) -> dict:
-    """Run once; returns the driver's peak RSS over the whole run and over its generate and reward stages
-    (MiB; sampled every 0.1 s, placed in the stages' windows by run.json's start and end), wall seconds and
-    run.json."""
+    """Run once; returns the driver's peak RSS over the whole run (wait4), its peak USS in the generate and
+    reward stages and how much that grew over their start (MiB; sampled every 0.2 s, placed in the stages'
+    windows by run.json's start and end), wall seconds and run.json."""
     import psutil
 
     cmd = [sys.executable, "-m", "crowdselect.cli", "run", str(config), "--out", str(out), f"shard_writer={writer}"]
@@ -63,11 +65,11 @@ def run(config: Path, out: Path, writer: str) -> dict:
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
 
-    def sample() -> None:
+    def sample() -> None:  # USS: the driver's own pages, not the object-store pages it maps to read blocks
         driver = psutil.Process(proc.pid)
-        while not stop.wait(0.1):
+        while not stop.wait(0.2):
             try:
-                samples.append((time.time(), driver.memory_info().rss / 2**20))
+                samples.append((time.time(), driver.memory_full_info().uss / 2**20))
             except psutil.Error:
                 return
 
@@ -83,7 +85,9 @@ def run(config: Path, out: Path, writer: str) -> dict:
     model = [s for s in run_json["stages"] if s["name"].startswith(("generate:", "reward:"))]
     start, end = min(s["start"] for s in model), max(s["end"] for s in model)
     in_stages = [rss for t, rss in samples if start <= t <= end]
+    before = [rss for t, rss in samples if t < start]
     return {"peak_mib": usage.ru_maxrss / 1024, "stage_peak_mib": max(in_stages, default=float("nan")),
+            "stage_growth_mib": max(in_stages, default=float("nan")) - (before[-1] if before else float("nan")),
             "wall_s": wall, "run": run_json}
 
 
@@ -124,12 +128,14 @@ def main() -> None:
             r.update(seconds=seconds, rate=rows / seconds, digest=digest(d / writer))
             assert r["run"]["shard_writer"] == writer
             results[writer] = r
-            print(f"  {writer:<8} driver peak: in generate+reward {r['stage_peak_mib']:6.0f} MiB, whole run "
-                  f"{r['peak_mib']:6.0f} MiB | generate+reward {seconds:6.1f} s ({r['rate']:8,.0f} rows/s) | "
-                  f"whole run {r['wall_s']:6.1f} s", flush=True)
+            print(f"  {writer:<8} driver USS: peak in generate+reward {r['stage_peak_mib']:5.0f} MiB (+"
+                  f"{r['stage_growth_mib']:4.0f} MiB over their start); RSS peak, whole run {r['peak_mib']:5.0f} MiB | "
+                  f"generate+reward {seconds:6.1f} s ({r['rate']:7,.0f} rows/s) | whole run {r['wall_s']:6.1f} s",
+                  flush=True)
         w, dr = results["workers"], results["driver"]
         print(f"workers / driver: driver peak memory in generate+reward {w['stage_peak_mib'] / dr['stage_peak_mib']:.2f}x "
-              f"(whole run {w['peak_mib'] / dr['peak_mib']:.2f}x), "
+              f"(its growth there {w['stage_growth_mib']:.0f} vs {dr['stage_growth_mib']:.0f} MiB; whole run "
+              f"{w['peak_mib'] / dr['peak_mib']:.2f}x), "
               f"rows/s {w['rate'] / dr['rate']:.2f}x, whole run {w['wall_s'] / dr['wall_s']:.2f}x; "
               f"same shards and selection: {w['digest'] == dr['digest']}")
         if w["digest"] != dr["digest"]:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -60,15 +61,45 @@ class Expected:
         return cls(list(keys), keys.__getitem__, sum(map(len, keys.values())), **kw)
 
 
-class _Want(dict):
-    """shard -> {key: position}, filled from `keys_of` on first access."""
+class _Shard:
+    """One shard's expected keys, in output order (joined into one string each, for Arrow lookups), and which
+    have come."""
+
+    def __init__(self, keys: list[tuple]):
+        self.keys = keys
+        self.joined = joined_keys(keys)
+        self.got = np.zeros(len(keys), dtype=bool)
+        self.count = 0
+
+    @property
+    def whole(self) -> bool:
+        return self.count == len(self.keys)
+
+    def missing(self) -> list[tuple]:
+        return [k for k, got in zip(self.keys, self.got, strict=True) if not got]
+
+    def fresh(self, part: pa.Table, key_columns: tuple[str, ...]) -> np.ndarray:
+        """Indices of `part`'s rows whose key is expected and new (a retried task may repeat rows; a key twice
+        in `part` counts once, its first row); marks them come."""
+        pos = _positions(_joined(part, key_columns), self.joined)
+        rows = np.flatnonzero(pos >= 0)
+        _, first = np.unique(pos[rows], return_index=True)
+        rows = rows[first]
+        rows = rows[~self.got[pos[rows]]]
+        self.got[pos[rows]] = True
+        self.count += len(rows)
+        return np.sort(rows)
+
+
+class _Shards(dict):
+    """shard -> _Shard, filled from `keys_of` on first access."""
 
     def __init__(self, keys_of: Callable[[str], list[tuple]]):
         super().__init__()
         self.keys_of = keys_of
 
-    def __missing__(self, shard: str) -> dict[tuple, int]:
-        self[shard] = {k: i for i, k in enumerate(self.keys_of(shard))}
+    def __missing__(self, shard: str) -> _Shard:
+        self[shard] = _Shard(self.keys_of(shard))
         return self[shard]
 
 
@@ -109,11 +140,11 @@ def collect(ds, expected: Expected, keys: tuple[str, ...], store: StageStore,
     for shard in expected.shards:
         if store.is_done(shard):
             continue
-        want = gather.want[shard]
-        if not want and expected.empty is not None:
+        tally = gather.shards[shard]
+        if not tally.keys and expected.empty is not None:
             store.write_shard(shard, expected.empty)
-        elif [k for k in want if k not in gather.seen[shard]]:
-            missing[shard] = [k for k in want if k not in gather.seen[shard]]
+        elif not tally.whole:
+            missing[shard] = tally.missing()
     if missing:
         s, m = next(iter(missing.items()))
         raise StageError(f"{desc}: {sum(map(len, missing.values()))} row(s) never came back, e.g. shard {s} key "
@@ -179,19 +210,18 @@ class _Rows:
     def __init__(self, store: StageStore, expected: Expected, keys: tuple[str, ...],
                  finalize: Callable[[pa.Table], pa.Table]):
         self.store, self.keys, self.finalize = store, keys, finalize
-        self.want = _Want(expected.keys_of)
-        self.seen: dict[str, set] = {s: set() for s in expected.shards}
+        self.shards = _Shards(expected.keys_of)
         self.parts: dict[str, list[pa.Table]] = {s: [] for s in expected.shards}
 
     def add(self, batch: pa.Table) -> int:
         """Take a batch's rows; returns how many were new."""
         added = 0
-        for shard, part, fresh in _fresh_rows(batch, self.keys, self.want, self.seen, self.parts):
-            self.parts[shard].append(part.take(fresh))
+        for shard, part, fresh in _fresh_rows(batch, self.keys, self.shards, self.parts):
+            self.parts[shard].append(part.take(pa.array(fresh)))
             added += len(fresh)
-            if len(self.seen[shard]) == len(self.want[shard]):
+            if self.shards[shard].whole:
                 table = ordered(pa.concat_tables(self.parts.pop(shard), promote_options="permissive"),
-                                self.want[shard], self.keys)
+                                self.shards[shard].joined, self.keys)
                 table = self.finalize(table)
                 self.store.write_shard(shard, table, errors=error_count(table))
         return added
@@ -209,8 +239,7 @@ class _Parts:
     def __init__(self, store: StageStore, expected: Expected, keys: tuple[str, ...],
                  finalize: Callable[[pa.Table], pa.Table]):
         self.store, self.keys = store, keys
-        self.want = _Want(expected.keys_of)
-        self.seen: dict[str, set] = {s: set() for s in expected.shards}
+        self.shards = _Shards(expected.keys_of)
         self.parts: dict[str, list[str]] = {s: [] for s in expected.shards}
         self.merging: dict[Any, str] = {}  # ObjectRef -> shard
 
@@ -218,13 +247,13 @@ class _Parts:
         import ray
 
         added = 0
-        for shard, part, fresh in _fresh_rows(batch, self.keys, self.want, self.seen, self.parts):
-            names = pc.unique(part.take(fresh).column(PART)).to_pylist()
+        for shard, part, fresh in _fresh_rows(batch, self.keys, self.shards, self.parts):
+            names = pc.unique(part.take(pa.array(fresh)).column(PART)).to_pylist()
             self.parts[shard] += [n for n in names if n not in self.parts[shard]]
             added += len(fresh)
-            if len(self.seen[shard]) == len(self.want[shard]):
-                want = sorted(self.want[shard], key=self.want[shard].get)
-                ref = _merge_task().remote(self.store.uri, shard, self.parts.pop(shard), want, self.keys)
+            if self.shards[shard].whole:
+                ref = _merge_task().remote(self.store.uri, shard, self.parts.pop(shard), self.shards[shard].joined,
+                                           self.keys)
                 self.merging[ref] = shard
         done, _ = ray.wait(list(self.merging), num_returns=len(self.merging), timeout=0)
         self._record(done)
@@ -259,19 +288,14 @@ class _Parts:
             self.store.record_shard(self.merging.pop(ref), rows, errors)
 
 
-def _fresh_rows(batch: pa.Table, keys: tuple[str, ...], want: dict[str, dict[tuple, int]],
-                seen: dict[str, set], pending: dict[str, Any]) -> Iterator[tuple[str, pa.Table, list[int]]]:
-    """Per shard of `batch` still pending: (shard, its rows, the indices of keys not seen before); marks them seen."""
+def _fresh_rows(batch: pa.Table, keys: tuple[str, ...], shards: _Shards, pending: dict[str, Any]
+                ) -> Iterator[tuple[str, pa.Table, np.ndarray]]:
+    """Per shard of `batch` still pending: (shard, its rows, the indices of its new expected keys)."""
     for shard in pc.unique(batch.column(C.SHARD)).to_pylist():
         if shard not in pending:  # already written: whatever comes now repeats rows seen before
             continue
         part = batch.filter(pc.equal(batch.column(C.SHARD), shard))
-        fresh = []
-        for i, key in enumerate(zip(*(part.column(k).to_pylist() for k in keys), strict=True)):
-            if key in want[shard] and key not in seen[shard]:  # a retried task may repeat rows
-                seen[shard].add(key)
-                fresh.append(i)
-        yield shard, part, fresh
+        yield shard, part, shards[shard].fresh(part, keys)
 
 
 class PartWriter:
@@ -295,13 +319,13 @@ class PartWriter:
                                                            PART: pa.array([], pa.string())})
 
 
-def merge_parts(stage_uri: str, shard: str, parts: list[str], want: list[tuple], keys: tuple[str, ...]
+def merge_parts(stage_uri: str, shard: str, parts: list[str], wanted: pa.Array, keys: tuple[str, ...]
                 ) -> tuple[int, int]:
-    """Merge a shard's part files into its shard file (order of `want`, each key once), atomically;
-    returns (rows, errors). The parts are removed once the shard is written."""
+    """Merge a shard's part files into its shard file (in the order of `wanted`, the joined keys; each key
+    once), atomically; returns (rows, errors). The parts are removed once the shard is written."""
     folder = storage.join(stage_uri, PARTS, shard)
     tables = [pq.read_table(io.BytesIO(storage.read_bytes(storage.join(folder, p)))) for p in parts]
-    table = ordered(pa.concat_tables(tables, promote_options="permissive"), {k: i for i, k in enumerate(want)}, keys)
+    table = ordered(pa.concat_tables(tables, promote_options="permissive"), wanted, keys)
     write_parquet(storage.join(stage_uri, f"{shard}.parquet"), table)
     storage.delete_dir(folder)
     return table.num_rows, error_count(table)
@@ -315,16 +339,12 @@ def _merge_task():
     return ray.remote(num_cpus=0, max_retries=3)(merge_parts)
 
 
-def ordered(table: pa.Table, want: dict[tuple, int], keys: tuple[str, ...]) -> pa.Table:
-    """`table`'s rows whose key is in `want`, each key once (its first row), in `want`'s order."""
-    import numpy as np
-
+def ordered(table: pa.Table, wanted: pa.Array, keys: tuple[str, ...]) -> pa.Table:
+    """`table`'s rows whose key is in `wanted` (joined keys, `joined_keys`), each key once (its first row), in
+    `wanted`'s order."""
     if not table.num_rows:
         return table.combine_chunks()
-    joined = _joined(table, keys)
-    wanted = pa.array(["\x1f".join(k) for k in sorted(want, key=want.get)], pa.string())
-    pos = pc.index_in(joined, value_set=wanted).to_numpy(zero_copy_only=False)
-    pos = np.where(np.isnan(pos.astype(float)), -1, pos).astype(np.int64)
+    pos = _positions(_joined(table, keys), wanted)
     rows = np.flatnonzero(pos >= 0)
     rows = rows[np.argsort(pos[rows], kind="stable")]  # by wanted position; a repeated key's first row first
     first = np.ones(len(rows), dtype=bool)
@@ -332,12 +352,26 @@ def ordered(table: pa.Table, want: dict[tuple, int], keys: tuple[str, ...]) -> p
     return table.take(pa.array(rows[first])).combine_chunks()
 
 
+def joined_keys(keys: list[tuple]) -> pa.Array:
+    """Key tuples as the strings `_joined` makes of a table's key columns."""
+    return pa.array([SEP.join(map(str, k)) for k in keys], pa.string())
+
+
+def _positions(joined: pa.Array, wanted: pa.Array) -> np.ndarray:
+    """Each row's position in `wanted`, -1 where absent."""
+    pos = pc.index_in(joined, value_set=wanted)
+    return pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def _joined(table: pa.Table, keys: tuple[str, ...]) -> pa.Array:
-    """The key columns as one string per row (joined by a unit separator)."""
+    """The key columns as one string per row (joined by SEP, a unit separator no model name holds)."""
     cols = [table.column(k).cast(pa.string()).combine_chunks() for k in keys]
     if len(cols) == 1:
         return cols[0]
-    return pc.binary_join_element_wise(*cols, "\x1f")
+    return pc.binary_join_element_wise(*cols, SEP)
+
+
+SEP = "\x1f"
 
 
 def write_parquet(uri: str, table: pa.Table) -> None:

@@ -247,7 +247,7 @@ def _answered_keys(gens: dict[str, StageStore], shard: str, *, pool: Pool) -> li
     order = pool.order(shard)
     keys = []
     for g, store in gens.items():
-        t = store.read_shard(shard).select([C.ID, C.ERROR])
+        t = store.read_shard(shard, [C.ID, C.ERROR])
         keys += [(rid, g) for rid, err in zip(t.column(C.ID).to_pylist(), t.column(C.ERROR).to_pylist(),
                                                strict=True) if err is None]
     rank = {g: i for i, g in enumerate(gens)}

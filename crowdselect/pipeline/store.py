@@ -87,8 +87,8 @@ class StageStore:
         self.shards[shard] = {"rows": int(rows), "errors": int(errors)}
         self._save()
 
-    def read_shard(self, shard: str) -> pa.Table:
-        return pq.read_table(io.BytesIO(storage.read_bytes(self.file(shard))))
+    def read_shard(self, shard: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(io.BytesIO(storage.read_bytes(self.file(shard))), columns=columns)
 
     def mark_complete(self, **extra: Any) -> None:
         self.complete = True

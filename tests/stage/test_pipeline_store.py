@@ -112,3 +112,36 @@ def test_a_failing_task_ends_the_stage_with_its_cause_and_the_shards_left(tmp_pa
     with pytest.raises(StageError, match=r"test failed: MemoryError: CUDA out of memory \(rehearsed\); [01] of 2 "
                                          r".*left: (s0, )?s1; rerun"):
         gather(ds, {"s0": [("a",)], "s1": [("b",)]}, store, True)
+
+
+def test_the_reward_input_waits_for_every_generator_and_stops_when_told(tmp_path, ray_local):
+    """`answers_source`: a shard is read once all its generator files exist (written later here, as running
+    generators do); a set stop flag ends a read still waiting."""
+    import threading
+    import time
+
+    import pyarrow.parquet as pq
+
+    from crowdselect.pipeline.answers_source import answers, clear_stop, new_stop_flag, set_stop
+
+    def shard_file(gen, shard, ids):
+        t = pa.table({C.ID: ids, C.INSTRUCTION: ["q"] * len(ids), C.SHARD: [shard] * len(ids),
+                      C.MODEL: [gen] * len(ids), C.RESPONSE: [f"{gen}-{i}" for i in ids], C.ERROR: [None] * len(ids)})
+        pq.write_table(t, tmp_path / f"{gen}-{shard}.parquet")
+
+    files = {s: [str(tmp_path / f"{g}-{s}.parquet") for g in ("g1", "g2")] for s in ("s0", "s1")}
+    for g in ("g1", "g2"):
+        shard_file(g, "s0", ["a", "b"])
+    shard_file("g1", "s1", ["c"])
+    late = threading.Timer(3.0, shard_file, args=("g2", "s1", ["c"]))  # the slower generator's last shard
+    late.start()
+    stop = new_stop_flag()
+    start = time.time()
+    rows = answers(["s0", "s1"], files, stop).take_all()
+    assert time.time() - start >= 2.5 and sorted((r[C.SHARD], r[C.RESPONSE]) for r in rows) == [
+        ("s0", "g1-a"), ("s0", "g1-b"), ("s0", "g2-a"), ("s0", "g2-b"), ("s1", "g1-c"), ("s1", "g2-c")]
+    never = {"s9": [str(tmp_path / "never.parquet")]}
+    threading.Timer(2.0, set_stop, args=(stop,)).start()
+    with pytest.raises(Exception, match="a generator stage failed: its shards will not come"):
+        answers(["s9"], never, stop).take_all()
+    clear_stop(stop)
