@@ -72,6 +72,7 @@ from crowdselect.select.selection import global_select, quota_select
 from crowdselect.select.summary import plot_metrics, summarise, write_summary
 
 MAX_PRINTED_PROBLEMS = 1000
+SKETCH_CHUNK_ROWS = 65536  # the quantile sketches' unit of pool rows (`fit_pool_quantiles`)
 LOCAL_MEMORY_SHARE = 0.25  # executor auto: in-process for input files under this share of the free memory
 
 
@@ -253,9 +254,16 @@ def handle_rejects(rows: Rows, file_order: dict[str, int], mode: str, out: str) 
 
 
 def fit_pool_quantiles(ds: Rows, n_rows: int, n_quantiles: int, capacity: int):
-    """Global quantiles per metric from merged per-block sketches; also the count of defined values."""
-    blobs = ds.map_batches(sketch_block, batch_format="pyarrow", batch_size=None,
-                           fn_kwargs={"capacity": capacity}).take_all()
+    """Global quantiles per metric from merged sketches; also the count of defined values.
+
+    The sketches are of fixed chunks of SKETCH_CHUNK_ROWS rows in pool order, not of the executor's blocks
+    (Ray Data sizes its blocks by bytes): a merged sketch above `capacity` points depends on how the values
+    were grouped, so this way the quantiles depend on the pool's rows and their order alone, and both
+    executors, at any block size, give the same. Only the metric columns are cut into chunks."""
+    chunks = ds.select_columns(list(C.METRICS)).repartition(target_num_rows_per_block=SKETCH_CHUNK_ROWS,
+                                                            strict=True)
+    blobs = chunks.map_batches(sketch_block, batch_format="pyarrow", batch_size=None,
+                               fn_kwargs={"capacity": capacity}).take_all()
     per_block = [pickle.loads(b["sketch"]) for b in blobs]
     quantiles, defined = {}, {}
     for m in C.METRICS:
