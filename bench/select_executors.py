@@ -16,6 +16,7 @@ Absolute times on a shared machine are noise; the ratio is the result.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -48,8 +49,9 @@ def run_cli(executor: str, cfg: Path, crowd: Path, out: Path, k: int) -> tuple[f
     from crowdselect.cli import main
 
     t0 = time.perf_counter()
-    rc = main(["select", "--config", str(cfg), "--input", str(crowd), "--out", str(out), "--no-cluster",
-               "--k", str(k), "--executor", executor])
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # the summary: in out/summary.txt
+        rc = main(["select", "--config", str(cfg), "--input", str(crowd), "--out", str(out), "--no-cluster",
+                   "--k", str(k), "--executor", executor])
     wall = time.perf_counter() - t0
     if rc != 0:
         raise SystemExit(f"select --executor {executor} exited {rc}")

@@ -172,13 +172,15 @@ def test_pool_quantiles_depend_on_the_rows_not_on_the_blocks():
     from crowdselect.select.job import SKETCH_CHUNK_ROWS, fit_pool_quantiles
 
     n = 2 * SKETCH_CHUNK_ROWS + 123
-    values = np.random.default_rng(0).normal(size=(3, n))
-    pool = pa.table({m: values[j] for j, m in enumerate(C.METRICS)})
+    values = np.random.default_rng(0).normal(size=(4, n))
+    pool = pa.table({m: values[j] for j, m in enumerate([*C.METRICS, C.BEST_REWARD])})
 
     def quantiles(cut: int):
         ds = LocalDataset([pool.slice(a, cut) for a in range(0, n, cut)])
-        return fit_pool_quantiles(ds, n, 1000, 500)
+        return fit_pool_quantiles(ds, n, 1000, 500, moments=[C.STABILITY, C.BEST_REWARD])
 
-    (q1, d1), (q2, d2) = quantiles(4096), quantiles(70_001)
+    (q1, d1, m1), (q2, d2, m2) = quantiles(4096), quantiles(70_001)
     assert d1 == d2 == dict.fromkeys(C.METRICS, n)
     assert all(np.array_equal(q1[m][0], q2[m][0]) for m in C.METRICS)
+    assert m1 == m2 and list(m1) == [C.STABILITY, C.BEST_REWARD] and m1[C.BEST_REWARD].n == n
+    assert np.isclose(m1[C.BEST_REWARD].mean, values[3].mean()) and np.isclose(m1[C.BEST_REWARD].std, values[3].std())
