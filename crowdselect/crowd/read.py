@@ -58,7 +58,7 @@ from crowdselect.runtime.rows import Rows, filter_rows
 
 READ_CPUS = 0.25  # a read task splits lines (or yields Parquet batches); the parse tasks do the work
 # a parse task leaves a read task room beside it: on 2 CPUs, 2 parse tasks and the read run together (with
-# 1 CPU each, one parse task waits for the read to end, and ingest takes some 2x longer)
+# 1 CPU each, one parse task waits for the read to end: 1M canonical rows ingest ~20% slower)
 PARSE_CPUS = 1 - READ_CPUS
 READ_TASKS_MAX = 200  # Ray Data's own aim (DataContext.read_op_min_num_blocks): more files share a task
 LOCAL_READERS = {JsonLinesSource: (json_line_blocks, open_stream), ParquetRowsSource: (parquet_row_blocks,

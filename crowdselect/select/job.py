@@ -29,10 +29,10 @@ both executors; on Ray each is one Ray Data execution, and the input is read onc
    over a few columns) costs less than storing a second copy of the pool;
 6. each generator's reward moments for the summary, over the stored model and reward lists: they count the
    rows that stay, and decontamination drops rows after 1.
-No sort or group-by shuffle: a long table adds its group-by-id merge and a sort. Rejects add one pass to
-report them, duplicate ids three and a re-read of the files with the later copies; dedup stores the scores and
-adds its own passes; clustering adds the embedding (materialised), the k-means passes, and stores the
-scores (their nearest-centre step is worth keeping for its three readers).
+No shuffle: a long table adds one (its parsed lines materialised, merged by id, sorted by id). Rejects add
+one pass to report them, duplicate ids three and a re-read of the files with the later copies; dedup stores
+the scores and adds its own passes; clustering adds the embedding (materialised), the k-means passes, and
+stores the scores (their nearest-centre step is worth keeping for its three readers).
 """
 
 from __future__ import annotations
