@@ -185,8 +185,10 @@ def read_crowd(cfg: InputConfig, names: list[str],
     file_order = {display_path(f): i for i, f in enumerate(files)}
     if fmt == "long":
         ds = ds.materialize()
-        # as many hash partitions as parsed blocks (Ray's default of 200 costs minutes on a small pool)
-        merged = accepted(ds).groupby(C.ID, num_partitions=max(1, ds.num_blocks())).map_groups(
+        # as many hash partitions as parsed blocks (Ray's default of 200 costs minutes on a small pool), and
+        # at least two per CPU: the blocks are up to Ray's target block size, so a big pool has few of them
+        cpus = 1 if local else int(ray.cluster_resources().get("CPU", 1))
+        merged = accepted(ds).groupby(C.ID, num_partitions=max(1, ds.num_blocks(), 2 * cpus)).map_groups(
             merge_long_group, batch_format="pyarrow", fn_kwargs={"known": names, "file_order": file_order})
         ds = merged.sort(C.ID).union(rejected(ds))  # sorted: the row order after a shuffle is not fixed
     if then is not None and not fused:
