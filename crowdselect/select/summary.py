@@ -26,6 +26,7 @@ from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.core.text import printable, show
 from crowdselect.report.figures import png_bytes, pyplot
+from crowdselect.select.blocks import moments_block, reward_matrix_arrow
 from crowdselect.select.config import SelectConfig
 
 FRACTIONS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -68,20 +69,8 @@ class SummaryFacts:
     generator_rewards: dict[str, Moments] = field(default_factory=dict)  # primary reward per generator
 
 
-def moments_block(batch: pa.Table, columns: list[str]) -> pa.Table:
-    """One row per column: count, sum and sum of squares of its defined values (NaN/null skipped)."""
-    stats = []
-    for c in columns:
-        v = batch.column(c).to_numpy(zero_copy_only=False).astype(float)
-        v = v[~np.isnan(v)]
-        stats.append((c, len(v), float(v.sum()), float((v * v).sum())))
-    return pa.table({k: [s[i] for s in stats] for i, k in enumerate(("name", "n", "s", "ss"))})
-
-
 def _reward_block(batch: pa.Table, generators: list[str]) -> pa.Table:
     """One row per generator: count, sum and sum of squares of its rewards in the block's crowd rows."""
-    from crowdselect.select.blocks import reward_matrix_arrow
-
     R, _ = reward_matrix_arrow(batch.column(C.MODELS).combine_chunks(), batch.column(C.REWARDS).combine_chunks(),
                                generators)
     ok = ~np.isnan(R)

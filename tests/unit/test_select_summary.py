@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from crowdselect.core import columns as C
-from crowdselect.select.summary import Moments, SummaryFacts, moments_block, summary_text
+from crowdselect.select.blocks import moments_block
+from crowdselect.select.summary import Moments, SummaryFacts, summary_text
 
 
 def facts(**kw) -> SummaryFacts:
