@@ -28,5 +28,6 @@ test-fast: venv
 bench: venv
 	.venv/bin/python bench/e2e_bench.py
 	.venv/bin/python bench/select_bench.py --quick
+	.venv/bin/python bench/select_executors.py --quick
 	.venv/bin/python bench/generate_bench.py
 	.venv/bin/python bench/train_bench.py

@@ -74,7 +74,7 @@ def engine_metrics(folder: str, n: int, executor: str) -> float:
     ds = pool.map_batches(  # one call per block, as `select` runs its metrics
         compute_metrics, batch_format="pyarrow", batch_size=None,
         fn_kwargs={"generators": NAMES, "families": FAMILIES, "sizes": SIZES}).materialize()
-    quantiles, _ = fit_pool_quantiles(ds, n, 1000, 65536)
+    quantiles = fit_pool_quantiles(ds, n, 1000, 65536)[0]
 
     def normalise(batch: pa.Table) -> pa.Table:
         for m in C.METRICS:

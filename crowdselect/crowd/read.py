@@ -57,6 +57,10 @@ from crowdselect.runtime.local_data import fetch, parallel_map, read_files
 from crowdselect.runtime.rows import Rows, filter_rows
 
 READ_CPUS = 0.25  # a read task splits lines (or yields Parquet batches); the parse tasks do the work
+# a parse task leaves a read task room beside it: on 2 CPUs, 2 parse tasks and the read run together (with
+# 1 CPU each, one parse task waits for the read to end: 1M canonical rows ingest ~20% slower)
+PARSE_CPUS = 1 - READ_CPUS
+READ_TASKS_MAX = 200  # Ray Data's own aim (DataContext.read_op_min_num_blocks): more files share a task
 LOCAL_READERS = {JsonLinesSource: (json_line_blocks, open_stream), ParquetRowsSource: (parquet_row_blocks,
                                                                                        open_random_access)}
 LOCAL_THREADS = min(4, os.cpu_count() or 1)  # in-process parse: Arrow's JSON reader and numpy release the GIL
@@ -170,15 +174,21 @@ def read_crowd(cfg: InputConfig, names: list[str],
                                       LOCAL_THREADS))
         elif group:
             for same in storage.by_scheme(group):  # one filesystem per datasource (hf:// is handed to Ray)
-                # reads are not fused with the parse: a file is read by one task, its blocks parsed by many
-                raw = ray.data.read_datasource(source(same, lines_per_block=cfg.lines_per_block), num_cpus=READ_CPUS)
-                parts.append(raw.map_batches(step, batch_format="pyarrow", batch_size=None))
+                # reads are not fused with the parse: a file is read by one task, its blocks parsed by many.
+                # At most one read task per file, named: left to itself Ray Data aims at 200 blocks and splits
+                # each task's blocks to get there (one file of 100K rows: 364 blocks of 275 rows, and every
+                # pass over them 3x slower); a task's blocks are then up to DataContext.target_max_block_size
+                raw = ray.data.read_datasource(source(same, lines_per_block=cfg.lines_per_block), num_cpus=READ_CPUS,
+                                                override_num_blocks=min(len(same), READ_TASKS_MAX))
+                parts.append(raw.map_batches(step, batch_format="pyarrow", batch_size=None, num_cpus=PARSE_CPUS))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     file_order = {display_path(f): i for i, f in enumerate(files)}
     if fmt == "long":
         ds = ds.materialize()
-        # as many hash partitions as parsed blocks (Ray's default of 200 costs minutes on a small pool)
-        merged = accepted(ds).groupby(C.ID, num_partitions=max(1, ds.num_blocks())).map_groups(
+        # as many hash partitions as parsed blocks (Ray's default of 200 costs minutes on a small pool), and
+        # at least two per CPU: the blocks are up to Ray's target block size, so a big pool has few of them
+        cpus = 1 if local else int(ray.cluster_resources().get("CPU", 1))
+        merged = accepted(ds).groupby(C.ID, num_partitions=max(1, ds.num_blocks(), 2 * cpus)).map_groups(
             merge_long_group, batch_format="pyarrow", fn_kwargs={"known": names, "file_order": file_order})
         ds = merged.sort(C.ID).union(rejected(ds))  # sorted: the row order after a shuffle is not fixed
     if then is not None and not fused:

@@ -91,6 +91,31 @@ class LocalDataset:
     def sort(self, key: str) -> LocalDataset:
         return LocalDataset(lambda: iter([_concat(self).sort_by(key)]))
 
+    def repartition(self, num_blocks: int | None = None, target_num_rows_per_block: int | None = None, *,
+                    strict: bool = False) -> LocalDataset:
+        """Blocks of exactly `target_num_rows_per_block` rows in row order, the last one shorter (Ray's
+        `strict=True`, kept here whatever `strict` says); holds one block's rows at a time. Ray's
+        `num_blocks` (a whole-dataset shuffle into N blocks) is not needed by the engine."""
+        if num_blocks is not None or not target_num_rows_per_block:
+            raise ValueError("the in-process executor repartitions by target_num_rows_per_block only")
+        size = target_num_rows_per_block
+
+        def run() -> Iterator[pa.Table]:
+            held: list[pa.Table] = []
+            rows = 0
+            for b in self.iter_blocks():
+                while b.num_rows:
+                    part = b.slice(0, size - rows)
+                    b = b.slice(part.num_rows)
+                    held.append(part)
+                    rows += part.num_rows
+                    if rows == size:
+                        yield pa.concat_tables(held, promote_options="default")
+                        held, rows = [], 0
+            if rows:
+                yield pa.concat_tables(held, promote_options="default")
+        return LocalDataset(run)
+
     def random_sample(self, fraction: float, *, seed: int | None = None) -> LocalDataset:
         def sample() -> Iterator[pa.Table]:
             rng = np.random.default_rng(seed)

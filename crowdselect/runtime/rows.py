@@ -50,6 +50,9 @@ class Rows(Protocol):
 
     def sort(self, key: str) -> Rows: ...
 
+    def repartition(self, num_blocks: int | None = ..., target_num_rows_per_block: int | None = ..., *,
+                    strict: bool = ...) -> Rows: ...
+
     def random_sample(self, fraction: float, *, seed: int | None = ...) -> Rows: ...
 
     # -- consumers -----------------------------------------------------------------------------------

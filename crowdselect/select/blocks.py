@@ -5,7 +5,8 @@ normalize, kmeans, selection). The wiring (which stage runs where, with what res
 
     compute_metrics : canonical rows        -> metric rows (metrics + best answer)
     metrics_block   : ingested rows         -> metric rows, rejected rows passed through (fused into ingest)
-    sketch_block    : metric rows           -> one row of serialized quantile sketches
+    sketch_block    : metric rows           -> one row of serialized quantile sketches (+ moments)
+    moments_block   : any rows              -> count, sum and sum of squares per column (summary)
     score_block     : metric rows (+embed)  -> + q_* columns, score, cluster
     candidates_block: scored rows           -> the block's best k rows of every cluster
 """
@@ -87,11 +88,23 @@ def metrics_block(batch: pa.Table, generators: list[str], families: list[str], s
     return pa.concat_tables([out, filler])
 
 
-def sketch_block(batch: pa.Table, capacity: int) -> pa.Table:
-    """One row: pickled quantile sketches of the block's metrics, and its row count."""
+def sketch_block(batch: pa.Table, capacity: int, moments: list[str] | tuple = ()) -> pa.Table:
+    """One row: pickled quantile sketches of the block's metrics, its row count, and the pickled
+    (name, n, s, ss) rows of the `moments` columns (`moments_block`: the summary's spread of the pool)."""
     sk = {m: QuantileSketch.of(batch.column(m).to_numpy(zero_copy_only=False), capacity).to_dict()
           for m in C.METRICS}
-    return pa.table({"sketch": [pickle.dumps(sk)], "rows": [batch.num_rows]})
+    sums = moments_block(batch, list(moments)).to_pylist() if moments else []
+    return pa.table({"sketch": [pickle.dumps(sk)], "rows": [batch.num_rows], "moments": [pickle.dumps(sums)]})
+
+
+def moments_block(batch: pa.Table, columns: list[str]) -> pa.Table:
+    """One row per column: count, sum and sum of squares of its defined values (NaN/null skipped)."""
+    stats = []
+    for c in columns:
+        v = batch.column(c).to_numpy(zero_copy_only=False).astype(float)
+        v = v[~np.isnan(v)]
+        stats.append((c, len(v), float(v.sum()), float((v * v).sum())))
+    return pa.table({k: [s[i] for s in stats] for i, k in enumerate(("name", "n", "s", "ss"))})
 
 
 def score_block(batch: pa.Table, quantiles: dict, strategy: str, weights: list[float], seed: int,

@@ -13,13 +13,26 @@ resources (actor pool size, GPUs) are set here, from config; the math lives in t
 wiring runs in this process, without Ray, on `crowdselect.runtime.local_data.LocalDataset` (`executor`:
 a pool that fits in memory on a machine with no cluster named; see `choose_executor`).
 
-Passes over the data without clustering (no rejects, no duplicate ids): 1. read + parse + metrics, fused in
-one task per block and materialised (the only copy of the pool: one row of metrics and the best answer per
-instruction; the answer lists are never stored); 2. counts + ids (duplicate check); 3. quantile sketches;
-4. score + each block's candidates (scores not stored); 5. score again + write scores.parquet; the summary
-adds 6. the metrics' moments (scores again) and 7. each generator's reward moments. Rejects add
-one pass to report them, duplicates two; clustering adds the embedding (materialised), the k-means passes,
-and stores the scores (their nearest-centre step is worth keeping for its three readers).
+Passes over the data without clustering (canonical or wide rows, no rejects, no duplicate ids), the same on
+both executors; on Ray each is one Ray Data execution, and the input is read once:
+1. read + parse + metrics, one read task per file and the parse fused with the metrics in one task per
+   block, materialised: the only stored copy of the pool (a row of metrics, the best answer and the model and
+   reward lists per instruction; the answers themselves are never stored);
+2. counts + accepted ids (`crowd.read.block_stats`): every count and the duplicate-id check need the whole
+   pool parsed, and a Ray Data task returns rows only, no side result, so this reads the stored rows again
+   (ids and counts only);
+3. quantile sketches + the metrics' moments for the summary: scores need the pool's quantiles; only the
+   metric columns travel, cut into fixed row chunks (a streaming repartition of 4 columns, no shuffle) so
+   the quantiles do not depend on the block sizes;
+4. score + each block's candidates (its best k): needs 3's quantiles; the scores are not stored;
+5. score again + write scores.parquet: its `selected` flag needs 4's selection, and scoring again (numpy
+   over a few columns) costs less than storing a second copy of the pool;
+6. each generator's reward moments for the summary, over the stored model and reward lists: they count the
+   rows that stay, and decontamination drops rows after 1.
+No shuffle: a long table adds one (its parsed lines materialised, merged by id, sorted by id). Rejects add
+one pass to report them, duplicate ids three and a re-read of the files with the later copies; dedup stores
+the scores and adds its own passes; clustering adds the embedding (materialised), the k-means passes, and
+stores the scores (their nearest-centre step is worth keeping for its three readers).
 """
 
 from __future__ import annotations
@@ -69,9 +82,10 @@ from crowdselect.select.metrics import has_sized_families, one_size_families
 from crowdselect.select.normalize import QuantileSketch, fit_quantiles, merge_all
 from crowdselect.select.outputs import selected_records, write_json, write_selected
 from crowdselect.select.selection import global_select, quota_select
-from crowdselect.select.summary import plot_metrics, summarise, write_summary
+from crowdselect.select.summary import merge_moments, plot_metrics, summarise, write_summary
 
 MAX_PRINTED_PROBLEMS = 1000
+SKETCH_CHUNK_ROWS = 65536  # the quantile sketches' unit of pool rows (`fit_pool_quantiles`)
 LOCAL_MEMORY_SHARE = 0.25  # executor auto: in-process for input files under this share of the free memory
 
 
@@ -164,8 +178,9 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
         field, column = STRATEGY_COLUMNS[sel.strategy]
         with log.stage(f"baseline {field}", timer, rows=n_acc):
             metrics_ds = add_baseline(metrics_ds, field, cfg.baselines).materialize()
-    with log.stage("normalise", timer, rows=n_acc):
-        quantiles, defined = fit_pool_quantiles(metrics_ds, n_acc, sel.n_quantiles, sel.sketch_size)
+    with log.stage("normalise", timer, rows=n_acc):  # + the summary's spread of the metrics, in the same pass
+        quantiles, defined, spread = fit_pool_quantiles(metrics_ds, n_acc, sel.n_quantiles, sel.sketch_size,
+                                                        moments=[*C.METRICS, C.BEST_REWARD])
     use_stability = has_sized_families(families, sizes) and defined[C.STABILITY] > 0
 
     clustering = sel.cluster and sel.clusters > 1
@@ -195,7 +210,7 @@ def select_into(cfg: SelectConfig, config_path: str | None, where: str) -> int:
     decisions = clean_notes + describe_decisions(cfg, use_stability, defined, n_acc, len(records),
                                                  counts["missing_answers"])
     summary, facts = summarise(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined,
-                               crowd=crowd)
+                               crowd=crowd, metric_moments=None if pairs is not None else spread)  # dedup: fewer rows
     with log.stage("write", timer, rows=n_acc):
         written = write_selected(cfg.out, records)
         write_scores(scored, {r[C.ID] for r in records}, cfg.out)
@@ -252,17 +267,25 @@ def handle_rejects(rows: Rows, file_order: dict[str, int], mode: str, out: str) 
     log.say(f"quarantined {len(rejects)} bad row(s) to {storage.join(out, REJECTS_FILE)}")
 
 
-def fit_pool_quantiles(ds: Rows, n_rows: int, n_quantiles: int, capacity: int):
-    """Global quantiles per metric from merged per-block sketches; also the count of defined values."""
-    blobs = ds.map_batches(sketch_block, batch_format="pyarrow", batch_size=None,
-                           fn_kwargs={"capacity": capacity}).take_all()
+def fit_pool_quantiles(ds: Rows, n_rows: int, n_quantiles: int, capacity: int, moments: list[str] | tuple = ()):
+    """Global quantiles per metric from merged sketches; also the count of defined values and, in the same
+    pass, the `moments` columns' moments (the summary's spread of the pool: `summary.Moments`).
+
+    The sketches are of fixed chunks of SKETCH_CHUNK_ROWS rows in pool order, not of the executor's blocks
+    (Ray Data sizes its blocks by bytes): a merged sketch above `capacity` points depends on how the values
+    were grouped, so this way the quantiles depend on the pool's rows and their order alone, and both
+    executors, at any block size, give the same. Only the metric columns are cut into chunks."""
+    columns = list(dict.fromkeys([*C.METRICS, *moments]))
+    chunks = ds.select_columns(columns).repartition(target_num_rows_per_block=SKETCH_CHUNK_ROWS, strict=True)
+    blobs = chunks.map_batches(sketch_block, batch_format="pyarrow", batch_size=None,
+                               fn_kwargs={"capacity": capacity, "moments": moments}).take_all()
     per_block = [pickle.loads(b["sketch"]) for b in blobs]
     quantiles, defined = {}, {}
     for m in C.METRICS:
         sk = merge_all([QuantileSketch.from_dict(p[m]) for p in per_block])
         quantiles[m] = fit_quantiles(sk, n_rows, n_quantiles)
         defined[m] = int(sk.count)
-    return quantiles, defined
+    return quantiles, defined, merge_moments([r for b in blobs for r in pickle.loads(b["moments"])])
 
 
 def embed(ds: Rows, cfg: SelectConfig, local: bool = False) -> Rows:

@@ -26,6 +26,7 @@ from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.core.text import printable, show
 from crowdselect.report.figures import png_bytes, pyplot
+from crowdselect.select.blocks import moments_block, reward_matrix_arrow
 from crowdselect.select.config import SelectConfig
 
 FRACTIONS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -68,20 +69,8 @@ class SummaryFacts:
     generator_rewards: dict[str, Moments] = field(default_factory=dict)  # primary reward per generator
 
 
-def _moments_block(batch: pa.Table, columns: list[str]) -> pa.Table:
-    """One row per column: count, sum and sum of squares of its defined values (NaN/null skipped)."""
-    stats = []
-    for c in columns:
-        v = batch.column(c).to_numpy(zero_copy_only=False).astype(float)
-        v = v[~np.isnan(v)]
-        stats.append((c, len(v), float(v.sum()), float((v * v).sum())))
-    return pa.table({k: [s[i] for s in stats] for i, k in enumerate(("name", "n", "s", "ss"))})
-
-
 def _reward_block(batch: pa.Table, generators: list[str]) -> pa.Table:
     """One row per generator: count, sum and sum of squares of its rewards in the block's crowd rows."""
-    from crowdselect.select.blocks import reward_matrix_arrow
-
     R, _ = reward_matrix_arrow(batch.column(C.MODELS).combine_chunks(), batch.column(C.REWARDS).combine_chunks(),
                                generators)
     ok = ~np.isnan(R)
@@ -90,13 +79,18 @@ def _reward_block(batch: pa.Table, generators: list[str]) -> pa.Table:
                      "ss": (V * V).sum(axis=0).tolist()})
 
 
-def _merge_moments(ds, fn, fn_kwargs: dict) -> dict[str, Moments]:
-    """Sum the per-block (n, s, ss) rows of `fn` by name, in first-seen order."""
+def merge_moments(rows: list[dict]) -> dict[str, Moments]:
+    """Sum per-block (name, n, s, ss) rows by name, in first-seen order."""
     acc: dict[str, list[float]] = {}
-    for r in ds.map_batches(fn, batch_format="pyarrow", batch_size=None, fn_kwargs=fn_kwargs).take_all():
+    for r in rows:
         a = acc.setdefault(r["name"], [0.0, 0.0, 0.0])
         a[0], a[1], a[2] = a[0] + r["n"], a[1] + r["s"], a[2] + r["ss"]
     return {name: Moments.of(*a) for name, a in acc.items()}
+
+
+def _merge_moments(ds, fn, fn_kwargs: dict) -> dict[str, Moments]:
+    """`merge_moments` of `fn`'s rows over every block of `ds` (one pass)."""
+    return merge_moments(ds.map_batches(fn, batch_format="pyarrow", batch_size=None, fn_kwargs=fn_kwargs).take_all())
 
 
 def cluster_sizes(scored) -> dict[int, int]:
@@ -112,14 +106,19 @@ def cluster_sizes(scored) -> dict[int, int]:
 
 
 def gather_facts(cfg: SelectConfig, counts: dict, chosen: list[dict], scored, quantiles: dict,
-                 decisions: list[str], clustering: bool, defined: dict, crowd=None) -> SummaryFacts:
-    """The Ray passes behind the summary. `crowd` (accepted canonical rows) adds per-generator rewards."""
+                 decisions: list[str], clustering: bool, defined: dict, crowd=None,
+                 metric_moments: dict[str, Moments] | None = None) -> SummaryFacts:
+    """The Ray passes behind the summary. `crowd` (accepted canonical rows) adds per-generator rewards;
+    `metric_moments` (the metrics' and best reward's moments over the scored rows, when the caller has them
+    already) saves the pass over `scored` that finds them."""
     sel = cfg.selection
-    metric_cols = [*C.METRICS, *([C.BEST_REWARD] if C.BEST_REWARD in scored.schema().names else [])]
+    if metric_moments is None:
+        metric_cols = [*C.METRICS, *([C.BEST_REWARD] if C.BEST_REWARD in scored.schema().names else [])]
+        metric_moments = _merge_moments(scored, moments_block, {"columns": metric_cols})
     facts = SummaryFacts(counts=counts, strategy=sel.strategy, weights=list(sel.weights), k=sel.k,
                          clusters=sel.clusters, out=cfg.out, chosen=chosen, quantiles=quantiles, defined=defined,
                          decisions=decisions, cluster_sizes=cluster_sizes(scored) if clustering else None,
-                         metric_moments=_merge_moments(scored, _moments_block, {"columns": metric_cols}))
+                         metric_moments=metric_moments)
     if crowd is not None:
         facts.generator_rewards = _merge_moments(crowd, _reward_block,
                                                  {"generators": [g.name for g in cfg.generators]})
@@ -215,10 +214,12 @@ def write_summary(out: str, text: str) -> str:
 
 
 def summarise(cfg: SelectConfig, counts: dict, chosen: list[dict], scored, quantiles: dict,
-              decisions: list[str], clustering: bool, defined: dict, crowd=None) -> tuple[str, SummaryFacts]:
+              decisions: list[str], clustering: bool, defined: dict, crowd=None,
+              metric_moments: dict[str, Moments] | None = None) -> tuple[str, SummaryFacts]:
     """gather_facts -> summary_text; returns the text and the facts. Writes nothing (the job writes the text
     with `write_summary` and the plot with `plot_metrics` once every output is computed)."""
-    facts = gather_facts(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined, crowd)
+    facts = gather_facts(cfg, counts, chosen, scored, quantiles, decisions, clustering, defined, crowd,
+                         metric_moments)
     return summary_text(facts), facts
 
 

@@ -157,3 +157,30 @@ def test_a_large_materialised_dataset_spills_to_disk_and_reads_back_the_same(mon
 
     gc.collect()
     assert not os.path.exists(folder)
+
+
+def test_repartition_cuts_fixed_row_chunks_in_row_order():
+    parts = [pa.table({"i": np.arange(a, b)}) for a, b in ((0, 3), (3, 3), (3, 10), (10, 11))]
+    out = LocalDataset(parts).repartition(target_num_rows_per_block=4, strict=True)
+    assert [b.column("i").to_pylist() for b in out.iter_blocks()] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
+
+
+def test_pool_quantiles_depend_on_the_rows_not_on_the_blocks():
+    """Above the sketch's capacity a merged sketch depends on how values were grouped; the pool is cut into
+    fixed chunks of rows first, so any block layout (Ray Data's by bytes, the reader's by lines) agrees."""
+    from crowdselect.core import columns as C
+    from crowdselect.select.job import SKETCH_CHUNK_ROWS, fit_pool_quantiles
+
+    n = 2 * SKETCH_CHUNK_ROWS + 123
+    values = np.random.default_rng(0).normal(size=(4, n))
+    pool = pa.table({m: values[j] for j, m in enumerate([*C.METRICS, C.BEST_REWARD])})
+
+    def quantiles(cut: int):
+        ds = LocalDataset([pool.slice(a, cut) for a in range(0, n, cut)])
+        return fit_pool_quantiles(ds, n, 1000, 500, moments=[C.STABILITY, C.BEST_REWARD])
+
+    (q1, d1, m1), (q2, d2, m2) = quantiles(4096), quantiles(70_001)
+    assert d1 == d2 == dict.fromkeys(C.METRICS, n)
+    assert all(np.array_equal(q1[m][0], q2[m][0]) for m in C.METRICS)
+    assert m1 == m2 and list(m1) == [C.STABILITY, C.BEST_REWARD] and m1[C.BEST_REWARD].n == n
+    assert np.isclose(m1[C.BEST_REWARD].mean, values[3].mean()) and np.isclose(m1[C.BEST_REWARD].std, values[3].std())

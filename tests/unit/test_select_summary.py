@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from crowdselect.core import columns as C
-from crowdselect.select.summary import Moments, SummaryFacts, _moments_block, summary_text
+from crowdselect.select.blocks import moments_block
+from crowdselect.select.summary import Moments, SummaryFacts, summary_text
 
 
 def facts(**kw) -> SummaryFacts:
@@ -51,10 +52,10 @@ def test_undefined_metric_is_shown_as_such():
     assert "(undefined)" in line
 
 
-def test_moments_block_skips_nan():
+def testmoments_block_skips_nan():
     import pyarrow as pa
 
-    t = _moments_block(pa.table({"a": [1.0, np.nan, 3.0]}), ["a"]).to_pylist()
+    t = moments_block(pa.table({"a": [1.0, np.nan, 3.0]}), ["a"]).to_pylist()
     assert t == [{"name": "a", "n": 2, "s": 4.0, "ss": 10.0}]
     m = Moments.of(2, 4.0, 10.0)
     assert (m.n, m.mean, m.std) == (2, 2.0, 1.0)
