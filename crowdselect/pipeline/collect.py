@@ -335,8 +335,9 @@ def merge_parts(stage_uri: str, shard: str, parts: list[str], wanted: pa.Array, 
 def _merge_task():
     import ray
 
-    # bookkeeping like Ray Data's own tasks: no CPU reserved, so it never waits behind a model replica
-    return ray.remote(num_cpus=0, max_retries=3)(merge_parts)
+    from crowdselect.runtime.resources import BOOKKEEPING_CPUS
+
+    return ray.remote(num_cpus=BOOKKEEPING_CPUS, max_retries=3)(merge_parts)
 
 
 def ordered(table: pa.Table, wanted: pa.Array, keys: tuple[str, ...]) -> pa.Table:

@@ -45,6 +45,9 @@ VLLM_GPU_MEMORY = 0.92
 # retried; one more death fails the stage with the shards left named. Ray Data's own default (-1: forever)
 # turns an engine that dies on every load into a job that never ends.
 REPLICA_RESTARTS = 3
+# Bookkeeping tasks (a read waiting for a shard, a shard merge): a sliver of a CPU, so they never wait behind
+# model replicas in practice, yet stay off a head node that advertises 0 CPUs to keep data work away from it
+BOOKKEEPING_CPUS = 0.01
 
 
 def normalize_accelerator(name: str | None) -> str | None:
