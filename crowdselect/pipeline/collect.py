@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from crowdselect.core import columns as C
 from crowdselect.core import storage
 from crowdselect.core.errors import StageError
-from crowdselect.pipeline.store import StageStore
+from crowdselect.pipeline.store import StageStore, write_parquet
 
 PARTS = "_parts"
 PART = "part"  # the part file's name, in the rows a part writer hands back
@@ -373,12 +373,6 @@ def _joined(table: pa.Table, keys: tuple[str, ...]) -> pa.Array:
 
 
 SEP = "\x1f"
-
-
-def write_parquet(uri: str, table: pa.Table) -> None:
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    storage.write_bytes(uri, buf.getvalue())
 
 
 def error_count(table: pa.Table) -> int:

@@ -29,6 +29,13 @@ from crowdselect.core.errors import UserError
 MANIFEST = "_manifest.json"
 
 
+def write_parquet(uri: str, table: pa.Table) -> None:
+    """A Parquet file written whole (`storage.write_bytes`: readers never see half of it)."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    storage.write_bytes(uri, buf.getvalue())
+
+
 def shard_name(i: int) -> str:
     return f"shard-{i:05d}"
 
@@ -76,9 +83,7 @@ class StageStore:
 
     def write_shard(self, shard: str, table: pa.Table, errors: int = 0) -> None:
         """Write one shard whole, then record it as done (a crash in between only redoes this shard)."""
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        storage.write_bytes(self.file(shard), buf.getvalue())
+        write_parquet(self.file(shard), table)
         self.record_shard(shard, table.num_rows, errors)
 
     def record_shard(self, shard: str, rows: int, errors: int = 0) -> None:
