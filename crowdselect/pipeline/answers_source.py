@@ -5,9 +5,10 @@ shard files are written whole, under a temp name then renamed, or as a finished 
 answers of all generators for it. Started beside its generators (`schedule: packed`), the reward model thus
 scores a shard as soon as the whole crowd has answered it; started after them, nothing waits.
 
-Read tasks reserve a sliver of a CPU (`BOOKKEEPING_CPUS`: a waiting task must not take the CPU a
-generator's own tasks need, nor run on a head node that advertises none) and at most READ_AHEAD wait at
-once, in shard order. A failed generator sets the run's stop flag (Ray's key-value store,
+Read tasks reserve no CPU and at most READ_AHEAD wait at once, in shard order. A waiting task must not
+hold CPU a generator's own tasks need: with even 0.01 CPU each, four waiting reads took the last free CPU
+from a generator's 1-CPU tasks on the multi-node test cluster and the job waited for ever. The price: Ray
+may run them on a head node that advertises 0 CPUs to keep data work away from it. A failed generator sets the run's stop flag (Ray's key-value store,
 seen on every node): the waiting tasks then raise, and the reward stage ends instead of waiting for a shard
 that will never come.
 """
@@ -35,11 +36,8 @@ def answers(shards: list[str], files: dict[str, list[str]], stop: str):
     each shard read once all its files exist; `stop` names the run's stop flag (`new_stop_flag`)."""
     import ray
 
-    from crowdselect.runtime.resources import BOOKKEEPING_CPUS
-
     source = _answers_source(shards, files, stop)
-    return ray.data.read_datasource(source, num_cpus=BOOKKEEPING_CPUS, concurrency=READ_AHEAD,
-                                    override_num_blocks=len(shards))
+    return ray.data.read_datasource(source, num_cpus=0, concurrency=READ_AHEAD, override_num_blocks=len(shards))
 
 
 def _answers_source(shards: list[str], files: dict[str, list[str]], stop: str):
