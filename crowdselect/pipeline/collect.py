@@ -291,11 +291,15 @@ class _Parts:
 def _fresh_rows(batch: pa.Table, keys: tuple[str, ...], shards: _Shards, pending: dict[str, Any]
                 ) -> Iterator[tuple[str, pa.Table, np.ndarray]]:
     """Per shard of `batch` still pending: (shard, its rows, the indices of its new expected keys)."""
+    for shard, part in _by_shard(batch):
+        if shard in pending:  # else already written: whatever comes now repeats rows seen before
+            yield shard, part, shards[shard].fresh(part, keys)
+
+
+def _by_shard(batch: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """(shard, its rows) for each shard in `batch`."""
     for shard in pc.unique(batch.column(C.SHARD)).to_pylist():
-        if shard not in pending:  # already written: whatever comes now repeats rows seen before
-            continue
-        part = batch.filter(pc.equal(batch.column(C.SHARD), shard))
-        yield shard, part, shards[shard].fresh(part, keys)
+        yield shard, batch.filter(pc.equal(batch.column(C.SHARD), shard))
 
 
 class PartWriter:
@@ -307,8 +311,7 @@ class PartWriter:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
-        for shard in pc.unique(batch.column(C.SHARD)).to_pylist():
-            rows = batch.filter(pc.equal(batch.column(C.SHARD), shard))
+        for shard, rows in _by_shard(batch):
             name = f"{uuid.uuid4().hex}.parquet"
             write_parquet(storage.join(self.parts, shard, name), self.finalize(rows))
             cols = {C.SHARD: rows.column(C.SHARD), **{k: rows.column(k) for k in self.keys if k != C.SHARD},
